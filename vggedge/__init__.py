@@ -1,0 +1,30 @@
+"""vggedge: VGG16 inference for Jetson boards, GPU servers and CPUs.
+
+The flow: weights -> ONNX (+ ModelSpec) -> FP16/INT8 ONNX -> TensorRT engine ->
+runner (TensorRT | onnxruntime CUDA | onnxruntime CPU) -> applications.
+GPU packages are imported lazily: importing vggedge never touches a GPU.
+"""
+from __future__ import annotations
+
+from .apps.classify import Classifier
+from .errors import (BackendUnavailable, CalibrationError, ConfigError, DownloadError, EngineMismatch,
+                     ImageError, InputError, ModelError, VggEdgeError, WeightsError)
+from .model.export import Exported, export_vgg16
+from .model.labels import Prediction, top_k
+from .model.vgg16 import VGG16Options, build_onnx
+from .model.weights import LoadedWeights, load_weights
+from .preprocess import preprocess, read_image
+from .runtime.base import Runner, TensorMeta
+from .runtime.ort import OrtOptions, OrtRunner
+from .runtime.select import availability, select_runner
+from .spec import ModelSpec, Preprocessing
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "BackendUnavailable", "CalibrationError", "Classifier", "ConfigError", "DownloadError", "EngineMismatch",
+    "Exported", "ImageError", "InputError", "LoadedWeights", "ModelError", "ModelSpec", "OrtOptions",
+    "OrtRunner", "Prediction", "Preprocessing", "Runner", "TensorMeta", "VGG16Options", "VggEdgeError",
+    "WeightsError", "__version__", "availability", "build_onnx", "export_vgg16", "load_weights",
+    "preprocess", "read_image", "select_runner", "top_k",
+]

@@ -1,0 +1,78 @@
+"""Classifier: preprocess -> infer -> top-k, on whichever backend selection gives."""
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+
+from ..errors import ModelError
+from ..model.labels import Prediction, labels_for, top_k
+from ..preprocess import ImageLike, preprocess
+from ..runtime.select import select_runner
+from ..spec import ModelSpec, load_spec_for
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class Timings:
+    """Wall-clock seconds per stage, one entry per batch."""
+
+    preprocess: list[float] = field(default_factory=list)
+    infer: list[float] = field(default_factory=list)
+    images: list[int] = field(default_factory=list)
+
+
+class Classifier:
+    """Classify images with a VGG16-family model and its spec sidecar.
+
+    >>> with Classifier("engines/demo/vgg16.onnx") as clf:   # doctest: +SKIP
+    ...     clf.classify(["calib/cat_chelsea.jpg"], k=5)
+
+    One Classifier owns one runner; use one per thread.
+    """
+
+    def __init__(self, model: str | Path, backend: str = "auto", *, batch_size: int = 8,
+                 spec: ModelSpec | None = None, runner_options: dict | None = None) -> None:
+        self.model = Path(model)
+        self.spec = spec or load_spec_for(self.model)
+        if self.spec.output_kind == "features":
+            raise ModelError(f"{model}: this model outputs features ({self.spec.output_name}), not class scores; "
+                             "export it with include_top=True to classify")
+        self.labels = labels_for(self.spec.labels, self.spec.num_classes)
+        self.batch_size = batch_size
+        self.selection = select_runner(self.model, backend, **(runner_options or {}))
+        self.runner = self.selection.runner
+        self.timings = Timings()
+
+    def __enter__(self) -> "Classifier":
+        self.runner.activate()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.runner.deactivate()
+
+    def scores(self, batch: np.ndarray) -> np.ndarray:
+        """Raw model output for an already preprocessed batch."""
+        out = self.runner.infer({self.spec.input_name: batch})
+        return np.array(out[self.spec.output_name], dtype=np.float32, copy=True)
+
+    def classify(self, images: Sequence[ImageLike], k: int = 5) -> list[list[Prediction]]:
+        """Top-k predictions per image (paths or BGR arrays), processed in batches."""
+        results: list[list[Prediction]] = []
+        for start in range(0, len(images), self.batch_size):
+            chunk = list(images[start:start + self.batch_size])
+            t0 = time.perf_counter()
+            batch = preprocess(chunk, self.spec)
+            t1 = time.perf_counter()
+            scores = self.scores(batch)
+            t2 = time.perf_counter()
+            self.timings.preprocess.append(t1 - t0)
+            self.timings.infer.append(t2 - t1)
+            self.timings.images.append(len(chunk))
+            results.extend(top_k(scores, self.labels, k))
+        return results

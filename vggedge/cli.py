@@ -1,0 +1,171 @@
+"""`vggedge` command line: argument parsing and printing only; the work lives in the library."""
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+from pathlib import Path
+from typing import Callable, Sequence
+
+from .errors import VggEdgeError
+
+log = logging.getLogger("vggedge")
+COMMANDS: dict[str, Callable[[argparse.Namespace], int]] = {}
+
+
+def command(name: str):
+    """Register a handler for a sub-command."""
+    def wrap(fn: Callable[[argparse.Namespace], int]) -> Callable[[argparse.Namespace], int]:
+        COMMANDS[name] = fn
+        return fn
+    return wrap
+
+
+def _shape(text: str) -> tuple[int, int, int]:
+    try:
+        h, w, c = (int(v) for v in text.split(","))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected H,W,C such as 224,224,3; got {text!r}") from None
+    return h, w, c
+
+
+def _add_model_options(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--weights", default=None, help="weight file (.npz, .h5, .pth) or random[:SEED] (default: random)")
+    p.add_argument("--include-rescaling", action=argparse.BooleanOptionalAction, default=False,
+                   help="divide pixels by 255 inside the graph (Keras-CV option)")
+    p.add_argument("--include-top", action=argparse.BooleanOptionalAction, default=True,
+                   help="keep the fully connected classifier")
+    p.add_argument("--num-classes", type=int, default=1000)
+    p.add_argument("--input-shape", type=_shape, default=(224, 224, 3), metavar="H,W,C")
+    p.add_argument("--pooling", choices=["avg", "max"], default=None)
+    p.add_argument("--classifier-activation", choices=["softmax", "none"], default="softmax")
+    p.add_argument("--name", default="VGG16")
+    p.add_argument("--channel-order", choices=["RGB", "BGR"], default=None,
+                   help="input channel order of the exported model (default: what the weights expect)")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The full argument parser (also used by the tests)."""
+    parser = argparse.ArgumentParser(prog="vggedge", description="VGG16 inference for edge and server GPUs and CPUs")
+    parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    p = sub.add_parser("demo", help="export VGG16, classify the sample photographs, print latency")
+    p.add_argument("--weights", default=None, help="weight file; default: a cached download, else random weights")
+    p.add_argument("--images", default=None, help="folder of images (default: the repository's calib/)")
+    p.add_argument("--out", default=None, help="where the demo writes its model (default: engines/demo)")
+    p.add_argument("--backend", default="auto")
+    p.add_argument("--top-k", type=int, default=5)
+    p.add_argument("--batch-size", type=int, default=4)
+
+    p = sub.add_parser("export", help="weights -> ONNX model + spec sidecar")
+    _add_model_options(p)
+    p.add_argument("--out", required=True, help="output .onnx path (the spec goes beside it)")
+
+    p = sub.add_parser("classify", help="classify image files")
+    p.add_argument("images", nargs="+")
+    p.add_argument("--model", default=None, help="exported .onnx (default: export --weights to the cache)")
+    p.add_argument("--weights", default=None, help="weight file to export first when --model is not given")
+    p.add_argument("--backend", default="auto")
+    p.add_argument("--top-k", type=int, default=5)
+    p.add_argument("--batch-size", type=int, default=8)
+    p.add_argument("--json", action="store_true", help="print JSON")
+
+    p = sub.add_parser("info", help="versions and usable backends")
+    p.add_argument("--json", action="store_true")
+
+    p = sub.add_parser("weights", help="published weight files")
+    wsub = p.add_subparsers(dest="weights_command", required=True)
+    d = wsub.add_parser("download", help="download and hash-verify a published weight file")
+    d.add_argument("name", choices=["keras", "torchvision", "npz"])
+    d.add_argument("--dest", default=None, help="folder (default: the vggedge cache)")
+    d.add_argument("--url", default=None, help="mirror URL to download from instead")
+    d.add_argument("--sha256", default=None, help="expected sha256 (pins files with no published hash)")
+    d.add_argument("--no-progress", action="store_true")
+    return parser
+
+
+@command("demo")
+def _demo(args: argparse.Namespace) -> int:
+    from .apps.demo import format_report, run_demo
+
+    report = run_demo(args.weights, args.images, out_dir=args.out, backend=args.backend,
+                      top_k=args.top_k, batch_size=args.batch_size)
+    print(format_report(report))
+    return 0
+
+
+@command("export")
+def _export(args: argparse.Namespace) -> int:
+    from .model.export import export_vgg16
+    from .model.vgg16 import VGG16Options
+
+    options = VGG16Options(
+        include_rescaling=args.include_rescaling, include_top=args.include_top,
+        num_classes=args.num_classes if args.include_top else None, input_shape=args.input_shape,
+        pooling=args.pooling, name=args.name,
+        classifier_activation=None if args.classifier_activation == "none" else args.classifier_activation)
+    done = export_vgg16(args.weights or "random", args.out, options, channel_order=args.channel_order)
+    print(f"wrote {done.onnx_path} and {done.spec_path}")
+    return 0
+
+
+@command("classify")
+def _classify(args: argparse.Namespace) -> int:
+    from .apps.classify import Classifier
+    from .apps.demo import DEFAULT_OUT, prepare_model
+
+    model = Path(args.model) if args.model else prepare_model(args.weights, DEFAULT_OUT)[0]
+    with Classifier(model, args.backend, batch_size=args.batch_size) as clf:
+        results = clf.classify(args.images, k=args.top_k)
+    if args.json:
+        rows = [{"image": img, "top_k": [{"index": p.index, "label": p.label, "score": p.score} for p in preds]}
+                for img, preds in zip(args.images, results)]
+        print(json.dumps(rows, indent=2))
+        return 0
+    for img, preds in zip(args.images, results):
+        print(f"{img}:")
+        for p in preds:
+            print(f"  {p.score:8.4f}  {p.label} ({p.index})")
+    return 0
+
+
+@command("info")
+def _info(args: argparse.Namespace) -> int:
+    from .apps.info import format_info, info
+
+    data = info()
+    print(json.dumps(data, indent=2) if args.json else format_info(data))
+    return 0
+
+
+@command("weights")
+def _weights(args: argparse.Namespace) -> int:
+    from .model.weights.download import download
+
+    path = download(args.name, Path(args.dest) if args.dest else None, url=args.url,
+                    expected_sha256=args.sha256, progress=not args.no_progress)
+    print(path)
+    return 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Parse, dispatch, and turn VggEdgeError into a one-line message and exit status 1."""
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,
+                        format="vggedge: %(levelname)s: %(message)s", stream=sys.stderr)
+    try:
+        return COMMANDS[args.command](args)
+    except VggEdgeError as exc:
+        print(f"vggedge: error: {exc}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print("vggedge: interrupted", file=sys.stderr)
+        return 130
+
+
+def run() -> None:
+    """Console-script entry point."""
+    sys.exit(main())

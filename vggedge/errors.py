@@ -1,0 +1,46 @@
+"""The one exception root of vggedge and its subclasses.
+
+Every message says what went wrong, what was received, what was expected and,
+where it helps, how to fix it. The CLI prints the message without a traceback.
+"""
+from __future__ import annotations
+
+
+class VggEdgeError(Exception):
+    """Root of every error vggedge raises on purpose."""
+
+
+class ConfigError(VggEdgeError, ValueError):
+    """An option or option combination is invalid (e.g. pooling with include_top)."""
+
+
+class WeightsError(VggEdgeError):
+    """A weight file is missing, unreadable, or has a missing key / wrong shape."""
+
+
+class DownloadError(VggEdgeError):
+    """A download failed, was truncated, or its hash did not match."""
+
+
+class ImageError(VggEdgeError):
+    """An image file is unreadable, empty, or has an unsupported layout."""
+
+
+class ModelError(VggEdgeError):
+    """An ONNX model or its spec sidecar is missing, invalid or inconsistent."""
+
+
+class InputError(VggEdgeError, ValueError):
+    """A tensor fed to a runner has the wrong name, dtype or shape."""
+
+
+class BackendUnavailable(VggEdgeError):
+    """A requested backend cannot run on this machine (missing package, no GPU, ...)."""
+
+
+class EngineMismatch(VggEdgeError):
+    """A built engine does not match this machine or model; the message says how to rebuild."""
+
+
+class CalibrationError(VggEdgeError):
+    """A calibration set is empty, unreadable or unusable."""

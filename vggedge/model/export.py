@@ -1,0 +1,77 @@
+"""Weights -> ONNX file + ModelSpec sidecar (the first artefact of the flow)."""
+from __future__ import annotations
+
+import logging
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import onnx
+
+from ..spec import ModelSpec, Preprocessing, spec_path_for
+from .vgg16 import VGG16Options, build_onnx
+from .weights import LoadedWeights, load_weights
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class Exported:
+    """Paths of an exported model and its spec."""
+
+    onnx_path: Path
+    spec: ModelSpec
+
+    @property
+    def spec_path(self) -> Path:
+        return spec_path_for(self.onnx_path)
+
+
+def spec_for(weights: LoadedWeights, options: VGG16Options) -> ModelSpec:
+    """The ModelSpec of a graph built from these weights with these options."""
+    pre = weights.preprocessing
+    if options.include_rescaling:
+        pre = _rescaled(pre, weights.source)
+    h, w, c = options.input_shape
+    if options.include_top:
+        kind = "probabilities" if options.classifier_activation == "softmax" else "logits"
+    else:
+        kind = "features"
+    labels = "imagenet" if options.include_top and options.num_classes == 1000 else None
+    return ModelSpec(name=options.name, output_name=options.output_name, height=h, width=w, channels=c,
+                     output_kind=kind, num_classes=options.num_classes if options.include_top else None,
+                     labels=labels, preprocessing=pre, weights_source=weights.source,
+                     weights_sha256=weights.sha256)
+
+
+def _rescaled(pre: Preprocessing, source: str) -> Preprocessing:
+    """With include_rescaling the graph divides by 255 itself (as Keras-CV does): feed raw pixels."""
+    if not source.startswith("random") and (pre.scale, pre.mean) != (1.0 / 255.0, (0.0, 0.0, 0.0)):
+        log.warning("include_rescaling=True divides pixels by 255 inside the graph, but %s weights expect %s; "
+                    "predictions will not match the published accuracy. Export with include_rescaling=False "
+                    "to let vggedge's preprocessing apply what the weights expect.", source, pre.describe())
+    return Preprocessing(pre.channel_order, 1.0, (0.0,) * len(pre.mean), (1.0,) * len(pre.std),
+                         pre.resize, pre.resize_shorter, pre.interpolation)
+
+
+def export_vgg16(weights: str | Path | LoadedWeights, out: str | Path, options: VGG16Options | None = None,
+                 *, channel_order: str | None = None) -> Exported:
+    """Build VGG16 from weights (a file, ``random[:SEED]`` or loaded weights) and write ONNX + spec.
+
+    ``channel_order`` ("RGB"/"BGR") rewires conv1_1 so the model takes that order
+    whatever the weights were trained on.
+    """
+    options = options or VGG16Options(include_rescaling=False, include_top=True, num_classes=1000)
+    loaded = weights if isinstance(weights, LoadedWeights) else load_weights(weights, options)
+    if channel_order:
+        loaded = loaded.with_channel_order(channel_order)
+    model = build_onnx(loaded.arrays, options, source=loaded.path or loaded.source)
+    spec = spec_for(loaded, options)
+    out = Path(out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = out.with_name(out.name + ".tmp")
+    onnx.save(model, tmp)
+    os.replace(tmp, out)
+    spec.save(spec_path_for(out))
+    log.info("exported %s (%s weights) to %s", options.name, loaded.source, out)
+    return Exported(out, spec)

@@ -1,0 +1,59 @@
+"""Weight loading: one module per published format, all returning canonical arrays.
+
+``load_weights("vgg16_weights.npz", options)``, a ``.h5`` / ``.pth`` path, or
+``"random"`` / ``"random:SEED"`` for deterministic He-initialised weights.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+from ...errors import WeightsError
+from ...spec import CAFFE_RGB
+from ..vgg16 import VGG16Options, check_weights, random_weights
+from .base import LoadedWeights, file_sha256
+from .keras_h5 import load_h5
+from .npz import load_npz
+from .torchvision_pth import load_pth
+
+FORMATS = {".npz": load_npz, ".h5": load_h5, ".hdf5": load_h5, ".pth": load_pth, ".pt": load_pth}
+MAGIC = {b"\x89HDF\r\n\x1a\n": load_h5}
+
+__all__ = ["LoadedWeights", "load_weights", "load_random", "FORMATS", "file_sha256"]
+
+
+def load_random(options: VGG16Options, seed: int = 0) -> LoadedWeights:
+    """Deterministic random weights (labels are meaningless; for tests and benchmarks)."""
+    return LoadedWeights(random_weights(options, seed), CAFFE_RGB, f"random:{seed}")
+
+
+def load_weights(source: str | Path, options: VGG16Options, *, verify_hash: bool = True) -> LoadedWeights:
+    """Load weights from a file (format from its suffix, else its magic bytes) or ``random[:SEED]``.
+
+    The result is shape-checked against ``options``; errors name the file, the
+    layer and both shapes.
+    """
+    text = str(source)
+    if text == "random" or text.startswith("random:"):
+        seed_text = text.partition(":")[2] or "0"
+        if not seed_text.isdigit():
+            raise WeightsError(f"weights {text!r}: expected 'random' or 'random:SEED' with an integer seed")
+        return load_random(options, int(seed_text))
+    path = Path(source)
+    if not path.is_file():
+        raise WeightsError(f"{path}: weight file not found (expected a .npz, .h5 or .pth file, or 'random')")
+    loader = FORMATS.get(path.suffix.lower()) or _sniff(path)
+    loaded = loader(path, options)
+    check_weights(loaded.arrays, options, str(path))
+    if verify_hash:
+        loaded = LoadedWeights(loaded.arrays, loaded.preprocessing, loaded.source, str(path), file_sha256(path))
+    return loaded
+
+
+def _sniff(path: Path):
+    with open(path, "rb") as handle:
+        head = handle.read(8)
+    for magic, loader in MAGIC.items():
+        if head.startswith(magic):
+            return loader
+    raise WeightsError(f"{path}: unknown weight format (suffix {path.suffix!r}); expected one of "
+                       f"{sorted(FORMATS)} (npz TensorFlow port, Keras h5, torchvision pth)")

@@ -1,0 +1,45 @@
+"""What every loader returns: canonical arrays plus the preprocessing they expect."""
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass, replace
+from pathlib import Path
+
+import numpy as np
+
+from ...spec import Preprocessing
+from .convert import reverse_input_channels
+
+
+@dataclass(frozen=True)
+class LoadedWeights:
+    """Canonical VGG16 arrays (see ``convert``), what input they expect, and where they came from."""
+
+    arrays: dict[str, np.ndarray]
+    preprocessing: Preprocessing
+    source: str
+    path: str | None = None
+    sha256: str | None = None
+
+    @property
+    def num_classes(self) -> int | None:
+        """Classes of the stored classifier, or None when the file has no top."""
+        bias = self.arrays.get("predictions/bias")
+        return None if bias is None else int(bias.shape[0])
+
+    def with_channel_order(self, order: str) -> "LoadedWeights":
+        """The same network fed ``order`` ("RGB"/"BGR") instead: conv1_1 and the mean/std are reordered."""
+        if order == self.preprocessing.channel_order:
+            return self
+        pre = replace(self.preprocessing, channel_order=order,
+                      mean=tuple(reversed(self.preprocessing.mean)), std=tuple(reversed(self.preprocessing.std)))
+        return replace(self, arrays=reverse_input_channels(self.arrays), preprocessing=pre)
+
+
+def file_sha256(path: str | Path, chunk: int = 1 << 22) -> str:
+    """Streaming sha256 of a file."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        while block := handle.read(chunk):
+            digest.update(block)
+    return digest.hexdigest()

@@ -1,0 +1,111 @@
+"""onnxruntime CPU runner (the fallback that runs everywhere, INT8 Q/DQ models included)."""
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Mapping
+
+import numpy as np
+
+from ..errors import BackendUnavailable, ModelError
+from .base import Runner, TensorMeta
+
+ORT_TYPES = {"tensor(float)": np.float32, "tensor(float16)": np.float16, "tensor(double)": np.float64,
+             "tensor(int8)": np.int8, "tensor(uint8)": np.uint8, "tensor(int32)": np.int32,
+             "tensor(int64)": np.int64, "tensor(bfloat16)": None}
+
+
+@dataclass(frozen=True)
+class OrtOptions:
+    """Session settings; None leaves onnxruntime's default."""
+
+    intra_op_threads: int | None = None
+    inter_op_threads: int | None = 1
+    allow_spinning: bool | None = None
+    graph_optimization: str = "all"  # disable | basic | extended | all
+    execution_mode: str = "sequential"
+    config_entries: dict[str, str] = field(default_factory=dict)
+    providers: tuple = ("CPUExecutionProvider",)
+
+    def session_options(self):
+        """Build ``onnxruntime.SessionOptions`` from these settings."""
+        import onnxruntime as ort
+
+        levels = {"disable": ort.GraphOptimizationLevel.ORT_DISABLE_ALL,
+                  "basic": ort.GraphOptimizationLevel.ORT_ENABLE_BASIC,
+                  "extended": ort.GraphOptimizationLevel.ORT_ENABLE_EXTENDED,
+                  "all": ort.GraphOptimizationLevel.ORT_ENABLE_ALL}
+        opts = ort.SessionOptions()
+        opts.graph_optimization_level = levels[self.graph_optimization]
+        opts.execution_mode = (ort.ExecutionMode.ORT_PARALLEL if self.execution_mode == "parallel"
+                               else ort.ExecutionMode.ORT_SEQUENTIAL)
+        if self.intra_op_threads is not None:
+            opts.intra_op_num_threads = self.intra_op_threads
+        if self.inter_op_threads is not None:
+            opts.inter_op_num_threads = self.inter_op_threads
+        if self.allow_spinning is not None:
+            opts.add_session_config_entry("session.intra_op.allow_spinning", "1" if self.allow_spinning else "0")
+        for key, value in self.config_entries.items():
+            opts.add_session_config_entry(key, value)
+        opts.log_severity_level = 3
+        return opts
+
+
+class OrtRunner(Runner):
+    """Runs an ONNX file (or bytes) in an onnxruntime session on the providers given."""
+
+    name = "ort-cpu"
+
+    def __init__(self, model: str | Path | bytes, options: OrtOptions | None = None) -> None:
+        super().__init__()
+        self.model = model
+        self.options = options or OrtOptions()
+        self.session = None
+
+    def _activate(self) -> None:
+        import onnxruntime as ort
+
+        if not isinstance(self.model, bytes) and not Path(self.model).is_file():
+            raise ModelError(f"{self.model}: ONNX model file not found")
+        source = self.model if isinstance(self.model, bytes) else os.fspath(self.model)
+        try:
+            self.session = ort.InferenceSession(source, self.options.session_options(),
+                                                providers=list(self.options.providers))
+        except Exception as exc:  # onnxruntime raises its own Fail/InvalidGraph types
+            where = "<bytes>" if isinstance(self.model, bytes) else self.model
+            raise ModelError(f"{where}: onnxruntime could not load the model ({exc})") from None
+        self._check_providers()
+
+    def _check_providers(self) -> None:
+        wanted = self.options.providers[0]
+        wanted = wanted[0] if isinstance(wanted, tuple) else wanted
+        got = self.session.get_providers()
+        if wanted not in got:
+            raise BackendUnavailable(f"{self.name}: asked for {wanted} but onnxruntime runs {got}")
+
+    def _deactivate(self) -> None:
+        self.session = None
+
+    def _input_metadata(self) -> dict[str, TensorMeta]:
+        meta = {}
+        for node in self.session.get_inputs():
+            dtype = ORT_TYPES.get(node.type)
+            if dtype is None:
+                raise ModelError(f"input {node.name!r} has type {node.type}, which vggedge does not feed")
+            shape = tuple(d if isinstance(d, int) else None for d in node.shape)
+            meta[node.name] = TensorMeta(node.name, np.dtype(dtype), shape)
+        return meta
+
+    def _infer(self, feed: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
+        names = [o.name for o in self.session.get_outputs()]
+        return dict(zip(names, self.session.run(names, dict(feed))))
+
+    def providers(self) -> list[str]:
+        """Providers the active session really runs on."""
+        self._require_active("providers")
+        return self.session.get_providers()
+
+    def describe(self) -> str:
+        active = self.session.get_providers()[0] if self.session is not None else "inactive"
+        return f"{self.name} ({active})"

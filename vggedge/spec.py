@@ -1,0 +1,156 @@
+"""ModelSpec: the deployment facts that travel with every ONNX file and engine.
+
+A spec is saved as JSON beside each artefact (``model.onnx`` -> ``model.spec.json``)
+so any later step, on any machine, knows the input size, layout, channel order,
+normalisation, resize policy, labels and tensor names without guessing.
+"""
+from __future__ import annotations
+
+import dataclasses
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from .errors import ModelError
+
+SPEC_VERSION = 1
+RESIZE_POLICIES = ("direct", "shorter_crop")
+CHANNEL_ORDERS = ("RGB", "BGR")
+
+
+@dataclass(frozen=True)
+class Preprocessing:
+    """How raw pixels become the tensor the model expects.
+
+    ``x = (pixel * scale - mean) / std`` per channel, channels in ``channel_order``
+    (mean/std listed in that same order), after resizing by ``resize``:
+    ``direct`` resizes straight to the input size; ``shorter_crop`` resizes the
+    shorter side to ``resize_shorter`` then centre-crops the input size.
+    """
+
+    channel_order: str = "RGB"
+    scale: float = 1.0
+    mean: tuple[float, ...] = (123.68, 116.779, 103.939)
+    std: tuple[float, ...] = (1.0, 1.0, 1.0)
+    resize: str = "direct"
+    resize_shorter: int = 256
+    interpolation: str = "linear"
+
+    def __post_init__(self) -> None:
+        if self.channel_order not in CHANNEL_ORDERS:
+            raise ModelError(f"channel_order must be one of {CHANNEL_ORDERS}, got {self.channel_order!r}")
+        if self.resize not in RESIZE_POLICIES:
+            raise ModelError(f"resize must be one of {RESIZE_POLICIES}, got {self.resize!r}")
+        if self.interpolation not in ("linear", "area", "cubic", "nearest"):
+            raise ModelError(f"interpolation must be linear, area, cubic or nearest, got {self.interpolation!r}")
+        if len(self.mean) != len(self.std):
+            raise ModelError(f"mean has {len(self.mean)} values but std has {len(self.std)}")
+        object.__setattr__(self, "mean", tuple(float(v) for v in self.mean))
+        object.__setattr__(self, "std", tuple(float(v) for v in self.std))
+
+    def describe(self) -> str:
+        """One line for logs: ``RGB x1 - [123.68, ...] / [1, ...], direct``."""
+        mean = ", ".join(f"{v:g}" for v in self.mean)
+        std = ", ".join(f"{v:g}" for v in self.std)
+        return f"{self.channel_order} x{self.scale:g} - [{mean}] / [{std}], {self.resize}"
+
+
+# What each published weight family expects (see shared notes, weights.md).
+CAFFE_RGB = Preprocessing("RGB", 1.0, (123.68, 116.779, 103.939), (1.0, 1.0, 1.0))
+CAFFE_BGR = Preprocessing("BGR", 1.0, (103.939, 116.779, 123.68), (1.0, 1.0, 1.0))
+TORCHVISION = Preprocessing(
+    "RGB", 1.0 / 255.0, (0.485, 0.456, 0.406), (0.229, 0.224, 0.225), resize="shorter_crop"
+)
+RAW_PIXELS = Preprocessing("RGB", 1.0, (0.0, 0.0, 0.0), (1.0, 1.0, 1.0))
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    """Everything a later step needs to feed and read a VGG16-family model."""
+
+    name: str = "vgg16"
+    input_name: str = "images"
+    output_name: str = "predictions"
+    height: int = 224
+    width: int = 224
+    channels: int = 3
+    layout: str = "NCHW"
+    dtype: str = "float32"
+    output_dtype: str = "float32"
+    output_kind: str = "probabilities"  # probabilities | logits | features
+    num_classes: int | None = 1000
+    labels: str | None = "imagenet"
+    preprocessing: Preprocessing = field(default_factory=lambda: CAFFE_RGB)
+    weights_source: str = "random"
+    weights_sha256: str | None = None
+    precision: str = "fp32"
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def input_shape(self) -> tuple[int, int, int, int] | tuple[int, ...]:
+        """Input shape with a dynamic batch written as -1."""
+        if self.layout == "NCHW":
+            return (-1, self.channels, self.height, self.width)
+        return (-1, self.height, self.width, self.channels)
+
+    def replace(self, **changes: Any) -> "ModelSpec":
+        """A copy with some fields changed."""
+        return dataclasses.replace(self, **changes)
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready form, with a format version."""
+        data = dataclasses.asdict(self)
+        data["spec_version"] = SPEC_VERSION
+        return data
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any], source: str = "<dict>") -> "ModelSpec":
+        """Inverse of :meth:`to_dict`; unknown keys are an error, not silently dropped."""
+        data = dict(data)
+        version = data.pop("spec_version", SPEC_VERSION)
+        if version != SPEC_VERSION:
+            raise ModelError(f"{source}: spec_version {version} is not supported (expected {SPEC_VERSION})")
+        known = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(data) - known)
+        if unknown:
+            raise ModelError(f"{source}: unknown spec fields {unknown}; expected only {sorted(known)}")
+        pre = data.get("preprocessing")
+        if isinstance(pre, dict):
+            data["preprocessing"] = Preprocessing(**pre)
+        return cls(**data)
+
+    def save(self, path: str | Path) -> Path:
+        """Write the spec as JSON to ``path`` and return it."""
+        path = Path(path)
+        path.write_text(json.dumps(self.to_dict(), indent=2, sort_keys=True) + "\n")
+        return path
+
+    @classmethod
+    def load(cls, path: str | Path) -> "ModelSpec":
+        """Read a spec JSON file."""
+        path = Path(path)
+        try:
+            data = json.loads(path.read_text())
+        except FileNotFoundError:
+            raise ModelError(f"{path}: spec file not found; every artefact needs its .spec.json beside it") from None
+        except json.JSONDecodeError as exc:
+            raise ModelError(f"{path}: spec is not valid JSON ({exc})") from None
+        return cls.from_dict(data, source=str(path))
+
+
+def spec_path_for(artefact: str | Path) -> Path:
+    """The sidecar of an artefact: ``dir/model.fp16.onnx`` -> ``dir/model.fp16.spec.json``."""
+    artefact = Path(artefact)
+    return artefact.with_name(artefact.stem + ".spec.json")
+
+
+def load_spec_for(artefact: str | Path) -> ModelSpec:
+    """Load the spec sidecar that belongs to an artefact, with a clear error if absent."""
+    path = spec_path_for(artefact)
+    if not path.exists():
+        raise ModelError(
+            f"{artefact}: no spec sidecar at {path}. Export with `vggedge export` (which writes it) "
+            "or import a foreign ONNX with `vggedge import-onnx`."
+        )
+    return ModelSpec.load(path)
