@@ -87,6 +87,13 @@ class ModelSpec:
     precision: str = "fp32"
     extra: dict[str, Any] = field(default_factory=dict)
 
+    def __post_init__(self) -> None:
+        if self.layout not in ("NCHW", "NHWC"):
+            raise ModelError(f"spec layout must be NCHW or NHWC, got {self.layout!r}")
+        for key in ("dtype", "output_dtype"):
+            if getattr(self, key) not in ("float32", "float16"):
+                raise ModelError(f"spec {key} must be float32 or float16, got {getattr(self, key)!r}")
+
     @property
     def input_shape(self) -> tuple[int, int, int, int] | tuple[int, ...]:
         """Input shape with a dynamic batch written as -1."""
@@ -117,6 +124,11 @@ class ModelSpec:
             raise ModelError(f"{source}: unknown spec fields {unknown}; expected only {sorted(known)}")
         pre = data.get("preprocessing")
         if isinstance(pre, dict):
+            pre_known = {f.name for f in dataclasses.fields(Preprocessing)}
+            pre_unknown = sorted(set(pre) - pre_known)
+            if pre_unknown:
+                raise ModelError(f"{source}: unknown preprocessing fields {pre_unknown}; "
+                                 f"expected only {sorted(pre_known)}")
             data["preprocessing"] = Preprocessing(**pre)
         return cls(**data)
 

@@ -9,7 +9,7 @@ from typing import Sequence
 
 import numpy as np
 
-from ..errors import ModelError
+from ..errors import ModelError, VggEdgeError
 from ..model.labels import Prediction, labels_for, top_k
 from ..preprocess import ImageLike, preprocess
 from ..runtime.select import select_runner
@@ -58,6 +58,9 @@ class Classifier:
 
     def scores(self, batch: np.ndarray) -> np.ndarray:
         """Raw model output for an already preprocessed batch."""
+        if not self.runner.active:
+            raise VggEdgeError(f"{self.model}: Classifier used outside `with Classifier(...) as clf:`; "
+                               "the with-block allocates the backend's session and buffers once")
         out = self.runner.infer({self.spec.input_name: batch})
         return np.array(out[self.spec.output_name], dtype=np.float32, copy=True)
 

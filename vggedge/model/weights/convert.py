@@ -24,10 +24,11 @@ def nhwc_rows_to_nchw_cols(kernel: np.ndarray, feature_hw: tuple[int, int], sour
     """The fc6 trap: (h*w*c, out) rows flattened in NHWC order -> (out, c*h*w) in NCHW order."""
     fh, fw = feature_hw
     rows, out = kernel.shape
-    if rows % (fh * fw):
-        raise WeightsError(f"{source}: fc1/fc6 kernel has {rows} input rows, not a multiple of the "
-                           f"{fh}x{fw} feature map; expected {fh * fw * 512} rows")
-    channels = rows // (fh * fw)
+    if rows != fh * fw * 512:
+        raise WeightsError(f"{source}: layer 'fc1' kernel has shape {kernel.shape} in the file's (in, out) layout, "
+                           f"expected ({fh * fw * 512}, {out}): 512 x {fh}x{fw} features, which is what "
+                           f"input size {fh * 32}x{fw * 32} gives (published ImageNet weights need 224x224x3)")
+    channels = 512
     permuted = kernel.reshape(fh, fw, channels, out).transpose(2, 0, 1, 3).reshape(rows, out)
     return dense_in_out_to_out_in(permuted)
 
