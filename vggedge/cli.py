@@ -30,6 +30,18 @@ def _shape(text: str) -> tuple[int, int, int]:
     return h, w, c
 
 
+def _batch(text: str) -> tuple[int, int, int]:
+    try:
+        lo, opt, hi = (int(v) for v in text.split(","))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected MIN,OPT,MAX such as 1,8,32; got {text!r}") from None
+    return lo, opt, hi
+
+
+def _precisions(text: str) -> tuple[str, ...]:
+    return tuple(p.strip() for p in text.split(",") if p.strip())
+
+
 def _add_model_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--weights", default=None, help="weight file (.npz, .h5, .pth) or random[:SEED] (default: random)")
     p.add_argument("--include-rescaling", action=argparse.BooleanOptionalAction, default=False,
@@ -71,6 +83,33 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--top-k", type=int, default=5)
     p.add_argument("--batch-size", type=int, default=8)
     p.add_argument("--json", action="store_true", help="print JSON")
+
+    p = sub.add_parser("build", help="FP16 / INT8 ONNX artefacts, and TensorRT engines where TensorRT exists")
+    p.add_argument("--model", default=None, help="FP32 .onnx with its spec (default: export --weights first)")
+    p.add_argument("--weights", default=None, help="weights to export when --model is not given")
+    p.add_argument("--precision", default="fp32,fp16,int8", type=_precisions, help="comma list of fp32,fp16,int8")
+    p.add_argument("--batch", default=(1, 8, 32), type=_batch, metavar="MIN,OPT,MAX")
+    p.add_argument("--calib", default=None, help="calibration image folder (default: the repository's calib/)")
+    p.add_argument("--calib-method", choices=["minmax", "entropy", "percentile"], default="minmax")
+    p.add_argument("--fp16-io", action="store_true", help="FP16 model takes and returns float16 (default float32)")
+    p.add_argument("--out", default=None, help="engine folder (default: beside the model)")
+    p.add_argument("--workspace-gb", type=float, default=2.0)
+
+    p = sub.add_parser("compare", help="agreement of FP16/INT8 variants with FP32 on an image set")
+    p.add_argument("models", nargs="+", help="NAME=PATH pairs or paths; the first is the reference")
+    p.add_argument("--images", default=None, help="folder of images (default: the repository's calib/)")
+    p.add_argument("--augment", action="store_true", help="also use mirrored and cropped views (7 per image)")
+    p.add_argument("--backend", default="auto")
+    p.add_argument("--batch-size", type=int, default=8)
+    p.add_argument("--min-top1-agreement", type=float, default=None, metavar="PERCENT",
+                   help="exit 1 when any variant's top-1 agreement is below this percentage")
+    p.add_argument("--json", action="store_true")
+
+    p = sub.add_parser("import-onnx", help="write the spec for your own VGG16-family ONNX file")
+    p.add_argument("onnx")
+    p.add_argument("--preprocessing", required=True, choices=["caffe-rgb", "caffe-bgr", "torchvision", "raw"],
+                   help="what the model's weights expect")
+    p.add_argument("--out", default=None, help="copy the model here (default: write the spec beside it)")
 
     p = sub.add_parser("info", help="versions and usable backends")
     p.add_argument("--json", action="store_true")
@@ -128,6 +167,46 @@ def _classify(args: argparse.Namespace) -> int:
         print(f"{img}:")
         for p in preds:
             print(f"  {p.score:8.4f}  {p.label} ({p.index})")
+    return 0
+
+
+@command("build")
+def _build(args: argparse.Namespace) -> int:
+    from .apps.build import build, format_report
+    from .apps.demo import DEFAULT_OUT, prepare_model
+
+    model = Path(args.model) if args.model else prepare_model(args.weights, DEFAULT_OUT)[0]
+    report = build(model, args.precision, calib=args.calib, method=args.calib_method, batch=args.batch,
+                   out_dir=args.out, fp16_io=args.fp16_io, workspace_gb=args.workspace_gb)
+    print(format_report(report))
+    return 0
+
+
+@command("compare")
+def _compare(args: argparse.Namespace) -> int:
+    from .apps.build import DEFAULT_CALIB
+    from .apps.compare import check_min_top1, compare_models, format_report
+
+    models = {}
+    for item in args.models:
+        name, sep, path = item.partition("=")
+        models[name if sep else Path(item).name] = path if sep else item
+    report = compare_models(models, args.images or DEFAULT_CALIB, backend=args.backend,
+                            batch_size=args.batch_size, augment=args.augment)
+    print(report.to_json() if args.json else format_report(report))
+    if args.min_top1_agreement is not None:
+        check_min_top1(report, args.min_top1_agreement / 100.0)
+    return 0
+
+
+@command("import-onnx")
+def _import_onnx(args: argparse.Namespace) -> int:
+    from .model.foreign import import_onnx
+    from .spec import spec_path_for
+
+    path, spec = import_onnx(args.onnx, args.preprocessing, args.out)
+    print(f"{path}: {spec.layout} {spec.height}x{spec.width}, {spec.num_classes} classes ({spec.output_kind}); "
+          f"spec written to {spec_path_for(path)}")
     return 0
 
 

@@ -5,7 +5,7 @@ import logging
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Sequence
+from typing import Iterator, Sequence
 
 import numpy as np
 
@@ -16,6 +16,31 @@ from ..runtime.select import select_runner
 from ..spec import ModelSpec, load_spec_for
 
 log = logging.getLogger(__name__)
+
+
+def batch_plan(spec: ModelSpec, batch_size: int) -> tuple[int, bool]:
+    """(batch size, pad) for a model: a fixed-batch model takes exactly its batch, padded at the end."""
+    fixed = spec.extra.get("fixed_batch")
+    return (int(fixed), True) if fixed else (batch_size, False)
+
+
+def chunks(images: Sequence[ImageLike], size: int, pad: bool) -> Iterator[tuple[list[ImageLike], int]]:
+    """(batch, number of real images) pairs; with ``pad`` the last batch repeats its last image."""
+    for start in range(0, len(images), size):
+        chunk = list(images[start:start + size])
+        real = len(chunk)
+        if pad and real < size:
+            chunk += [chunk[-1]] * (size - real)
+        yield chunk, real
+
+
+def infer_images(runner, spec: ModelSpec, images: Sequence[ImageLike], batch_size: int) -> np.ndarray:
+    """Preprocess and run images in batches on an active runner; returns (N, ...) float32 outputs."""
+    outputs = []
+    for chunk, real in chunks(images, *batch_plan(spec, batch_size)):
+        out = runner.infer({spec.input_name: preprocess(chunk, spec)})[spec.output_name]
+        outputs.append(np.array(out[:real], dtype=np.float32, copy=True))
+    return np.concatenate(outputs)
 
 
 @dataclass
@@ -44,7 +69,7 @@ class Classifier:
             raise ModelError(f"{model}: this model outputs features ({self.spec.output_name}), not class scores; "
                              "export it with include_top=True to classify")
         self.labels = labels_for(self.spec.labels, self.spec.num_classes)
-        self.batch_size = batch_size
+        self.batch_size, self._pad = batch_plan(self.spec, batch_size)
         self.selection = select_runner(self.model, backend, **(runner_options or {}))
         self.runner = self.selection.runner
         self.timings = Timings()
@@ -67,15 +92,14 @@ class Classifier:
     def classify(self, images: Sequence[ImageLike], k: int = 5) -> list[list[Prediction]]:
         """Top-k predictions per image (paths or BGR arrays), processed in batches."""
         results: list[list[Prediction]] = []
-        for start in range(0, len(images), self.batch_size):
-            chunk = list(images[start:start + self.batch_size])
+        for chunk, real in chunks(images, self.batch_size, self._pad):
             t0 = time.perf_counter()
             batch = preprocess(chunk, self.spec)
             t1 = time.perf_counter()
-            scores = self.scores(batch)
+            scores = self.scores(batch)[:real]
             t2 = time.perf_counter()
             self.timings.preprocess.append(t1 - t0)
             self.timings.infer.append(t2 - t1)
-            self.timings.images.append(len(chunk))
+            self.timings.images.append(real)
             results.extend(top_k(scores, self.labels, k))
         return results

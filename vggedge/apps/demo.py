@@ -12,7 +12,7 @@ from ..model.export import export_vgg16
 from ..model.labels import Prediction
 from ..model.vgg16 import VGG16Options
 from ..model.weights import download as dl
-from ..model.weights import file_sha256
+from ..model.weights import file_sha256, is_synthetic
 from ..preprocess import list_images
 from ..spec import ModelSpec, spec_path_for
 from .classify import Classifier, Timings
@@ -56,10 +56,10 @@ def find_cached_weights() -> Path | None:
 def prepare_model(weights: str | Path | None, out_dir: Path, seed: int = 0) -> tuple[Path, bool]:
     """Export (or reuse) the demo ONNX model; returns its path and whether the weights are random."""
     source = weights or find_cached_weights()
-    is_random = source is None or str(source).startswith("random")
-    source = source or f"random:{seed}"
+    is_random = source is None or is_synthetic(source)
+    source = source or f"normalised:{seed}"
     if is_random:
-        log.warning("*** NO PRETRAINED WEIGHTS: using deterministic RANDOM weights (%s). The labels printed "
+        log.warning("*** NO PRETRAINED WEIGHTS: using deterministic RANDOM weights (%s, standardised on the sample photos). The labels printed "
                     "below are MEANINGLESS. Run `vggedge weights download keras` on a machine with internet, "
                     "or pass --weights FILE. ***", source)
     onnx_path = out_dir / "vgg16.onnx"

@@ -17,7 +17,7 @@ from ..errors import BackendUnavailable, ConfigError, EngineMismatch, ModelError
 from ..model.weights.base import file_sha256
 from ..spec import ModelSpec, load_spec_for
 from .flags import DEFAULT_BATCH, DEFAULT_WORKSPACE_BYTES, BuildPlan, check_batch, check_precision, make_plan
-from .identity import EngineIdentity, check_identity, engine_filename, rebuild_command
+from .identity import EngineIdentity, check_identity, engine_filename, gpu_identity, rebuild_command
 
 _log = logging.getLogger(__name__)
 LogFn = Callable[[str], None]
@@ -245,44 +245,3 @@ def load_engine(plan_path: PathLike, *, model_sha256: Optional[str] = None, prec
                              f"its sidecar matches this machine." + _said(logger)
                              + f"\nRebuild it on this machine with:\n  {command}")
     return LoadedEngine(engine, identity, runtime, logger)
-
-
-def _gpu_from_cuda_python(device: int) -> tuple[str, str]:
-    try:
-        from cuda.bindings import driver  # cuda-python >= 12.6
-    except ImportError:
-        from cuda import cuda as driver  # older cuda-python
-
-    def ok(result: Any) -> Any:  # cuda-python returns (CUresult, value...)
-        if result[0] != driver.CUresult.CUDA_SUCCESS:
-            raise RuntimeError(f"CUDA driver error {result[0]}")
-        return result[1] if len(result) > 1 else None
-
-    ok(driver.cuInit(0))
-    dev = ok(driver.cuDeviceGet(device))
-    name = bytes(ok(driver.cuDeviceGetName(256, dev))).split(b"\0", 1)[0].decode()
-    cc = [ok(driver.cuDeviceGetAttribute(getattr(driver.CUdevice_attribute, f"CU_DEVICE_ATTRIBUTE_COMPUTE_CAPABILITY_{p}"),
-                                         dev)) for p in ("MAJOR", "MINOR")]
-    return name, f"{cc[0]}.{cc[1]}"
-
-
-def _gpu_from_pycuda(device: int) -> tuple[str, str]:
-    import pycuda.driver as cuda  # never pycuda.autoinit: no context is created
-
-    cuda.init()
-    major, minor = cuda.Device(device).compute_capability()
-    return str(cuda.Device(device).name()), f"{major}.{minor}"
-
-
-def gpu_identity(device: int = 0) -> tuple[str, str]:
-    """(GPU name, compute capability "8.7") via cuda-python or pycuda, without creating a CUDA context."""
-    reasons = []
-    for label, probe in (("cuda-python", _gpu_from_cuda_python), ("pycuda", _gpu_from_pycuda)):
-        try:
-            return probe(device)
-        except ImportError:
-            reasons.append(f"{label} is not installed")
-        except Exception as exc:
-            reasons.append(f"{label}: {exc}")
-    raise BackendUnavailable(f"cannot identify the GPU ({'; '.join(reasons)}); install pycuda "
-                             "(pip install 'vggedge[gpu]') on a machine with an NVIDIA GPU")

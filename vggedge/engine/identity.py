@@ -3,7 +3,8 @@
 A TensorRT plan only runs with the TensorRT major.minor and the GPU it was built
 for. The sidecar records what it was built from and for; :func:`check_identity`
 compares it with this machine and the request before TensorRT ever sees the plan,
-and lists every difference with the command that rebuilds it.
+and lists every difference with the command that rebuilds it. :func:`gpu_identity`
+says which GPU this machine has (cuda-python or pycuda, imported lazily, no context).
 """
 from __future__ import annotations
 
@@ -16,7 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Optional, Union
 
-from ..errors import ConfigError, EngineMismatch, ModelError
+from ..errors import BackendUnavailable, ConfigError, EngineMismatch, ModelError
 from ..spec import ModelSpec
 from .flags import TrtVersion, check_batch, check_precision
 
@@ -57,7 +58,8 @@ def engine_filename(model_sha256: str, precision: str, batch: Batch, trt_version
     short = TrtVersion.parse(trt_version).short
     sm = "sm" + normalise_cc(cc).replace(".", "")
     stem = re.sub(r"[^A-Za-z0-9_.]+", "-", name).strip("-") or "model"
-    return f"{stem}-{model_sha256[:8]}-{check_precision(precision)}-b{lo}-{opt}-{hi}-trt{short}-{sm}-{gpu_slug(gpu_name)}.plan"
+    precision = check_precision(precision)
+    return f"{stem}-{model_sha256[:8]}-{precision}-b{lo}-{opt}-{hi}-trt{short}-{sm}-{gpu_slug(gpu_name)}.plan"
 
 
 def calibration_details(method: str, calib_sha256: str, images: int) -> dict[str, Any]:
@@ -206,3 +208,45 @@ def check_identity(identity: EngineIdentity, *, model_sha256: Optional[str], trt
     lines = "\n".join(f"  - {line}" for line in found)
     raise EngineMismatch(f"{plan_path or 'engine'} cannot be used here; it differs in:\n{lines}\n"
                          f"Rebuild it on this machine with:\n  {command}")
+
+
+def _gpu_from_cuda_python(device: int) -> tuple[str, str]:
+    try:
+        from cuda.bindings import driver  # cuda-python >= 12.6
+    except ImportError:
+        from cuda import cuda as driver  # older cuda-python
+
+    def ok(result: Any) -> Any:  # cuda-python returns (CUresult, value...)
+        if result[0] != driver.CUresult.CUDA_SUCCESS:
+            raise RuntimeError(f"CUDA driver error {result[0]}")
+        return result[1] if len(result) > 1 else None
+
+    ok(driver.cuInit(0))
+    dev = ok(driver.cuDeviceGet(device))
+    name = bytes(ok(driver.cuDeviceGetName(256, dev))).split(b"\0", 1)[0].decode()
+    attr = driver.CUdevice_attribute
+    cc = [ok(driver.cuDeviceGetAttribute(getattr(attr, f"CU_DEVICE_ATTRIBUTE_COMPUTE_CAPABILITY_{part}"), dev))
+          for part in ("MAJOR", "MINOR")]
+    return name, f"{cc[0]}.{cc[1]}"
+
+
+def _gpu_from_pycuda(device: int) -> tuple[str, str]:
+    import pycuda.driver as cuda  # never pycuda.autoinit: no context is created
+
+    cuda.init()
+    major, minor = cuda.Device(device).compute_capability()
+    return str(cuda.Device(device).name()), f"{major}.{minor}"
+
+
+def gpu_identity(device: int = 0) -> tuple[str, str]:
+    """(GPU name, compute capability "8.7") via cuda-python or pycuda, without creating a CUDA context."""
+    reasons = []
+    for label, probe in (("cuda-python", _gpu_from_cuda_python), ("pycuda", _gpu_from_pycuda)):
+        try:
+            return probe(device)
+        except ImportError:
+            reasons.append(f"{label} is not installed")
+        except Exception as exc:
+            reasons.append(f"{label}: {exc}")
+    raise BackendUnavailable(f"cannot identify the GPU ({'; '.join(reasons)}); install pycuda "
+                             "(pip install 'vggedge[gpu]') on a machine with an NVIDIA GPU")

@@ -10,7 +10,7 @@ import onnx
 
 from ..spec import ModelSpec, Preprocessing, spec_path_for
 from .vgg16 import VGG16Options, build_onnx
-from .weights import LoadedWeights, load_weights
+from .weights import LoadedWeights, is_synthetic, load_weights
 
 log = logging.getLogger(__name__)
 
@@ -46,7 +46,7 @@ def spec_for(weights: LoadedWeights, options: VGG16Options) -> ModelSpec:
 
 def _rescaled(pre: Preprocessing, source: str) -> Preprocessing:
     """With include_rescaling the graph divides by 255 itself (as Keras-CV does): feed raw pixels."""
-    if not source.startswith("random") and (pre.scale, pre.mean) != (1.0 / 255.0, (0.0, 0.0, 0.0)):
+    if not is_synthetic(source) and (pre.scale, pre.mean) != (1.0 / 255.0, (0.0, 0.0, 0.0)):
         log.warning("include_rescaling=True divides pixels by 255 inside the graph, but %s weights expect %s; "
                     "predictions will not match the published accuracy. Export with include_rescaling=False "
                     "to let vggedge's preprocessing apply what the weights expect.", source, pre.describe())

@@ -11,7 +11,8 @@ and free resources while the context is pushed, and release the context from the
 thread that opened it.
 
 Every resource has an explicit ``free()`` (safe twice) and is a context manager;
-using a freed resource raises :class:`CudaError`.
+using a freed resource raises :class:`CudaError`. (pycuda frees what is garbage
+collected too, but only an explicit free says when.)
 """
 from __future__ import annotations
 
@@ -54,14 +55,21 @@ def require_cuda(who: str) -> None:
         raise BackendUnavailable(f"{who} cannot run here: {reason}")
 
 
-def _driver() -> Any:
-    """``pycuda.driver``, initialised; BackendUnavailable if pycuda cannot load."""
+_INITIALISED: Any = None  # the pycuda.driver module cuInit ran for
+
+
+def driver_module() -> Any:
+    """``pycuda.driver``, initialised on first use; BackendUnavailable if pycuda cannot load."""
+    global _INITIALISED
     try:
         import pycuda.driver as driver
-    except ImportError as exc:
-        raise BackendUnavailable(f"pycuda cannot be imported ({exc}); pip install 'vggedge[gpu]'") from None
-    with check("cuInit"):
-        driver.init()
+    except Exception as exc:  # ImportError, or a broken install (libcuda missing, CUDA mismatch)
+        raise BackendUnavailable(f"pycuda cannot be imported ({exc}); pip install 'vggedge[gpu]' "
+                                 "on a machine with the NVIDIA driver") from None
+    if driver is not _INITIALISED:
+        with check("cuInit"):
+            driver.init()
+        _INITIALISED = driver
     return driver
 
 
@@ -99,7 +107,7 @@ class CudaContext:
         """Retain the device's primary context (idempotent)."""
         with self._lock:
             if self._ctx is None:
-                driver = _driver()
+                driver = driver_module()
                 count = driver.Device.count()
                 if not 0 <= self.device < count:
                     raise BackendUnavailable(f"CUDA device {self.device} does not exist; this machine has {count}")
@@ -121,7 +129,7 @@ class CudaContext:
     def pop(self) -> None:
         """Undo one :meth:`push` on this thread."""
         with check("popping the CUDA context"):
-            _driver().Context.pop()
+            driver_module().Context.pop()
 
     def __enter__(self) -> "CudaContext":
         self.push()
@@ -133,11 +141,11 @@ class CudaContext:
     def synchronize(self) -> None:
         """Wait for all work in the context (push it first)."""
         with check("synchronising the CUDA context"):
-            _driver().Context.synchronize()
+            driver_module().Context.synchronize()
 
     def device_info(self) -> dict[str, Any]:
         """Name, compute capability and memory of the device."""
-        driver = _driver()
+        driver = driver_module()
         dev = driver.Device(self.device)
         major, minor = dev.compute_capability()
         return {"name": dev.name(), "compute_capability": f"{major}.{minor}", "sm": f"sm_{major}{minor}",
@@ -171,12 +179,6 @@ class _Resource:
     def __exit__(self, *exc: object) -> None:
         self.free()
 
-    def __del__(self) -> None:  # last resort; explicit free() is the contract
-        try:
-            self.free()
-        except Exception:
-            pass
-
 
 class PinnedBuffer(_Resource):
     """Page-locked host memory as a numpy array (``.array``), needed for asynchronous copies."""
@@ -184,7 +186,7 @@ class PinnedBuffer(_Resource):
     kind = "pinned buffer"
 
     def __init__(self, shape: tuple[int, ...], dtype: Any) -> None:
-        driver = _driver()
+        driver = driver_module()
         self.shape = tuple(int(d) for d in shape)
         self.dtype = np.dtype(dtype)
         with check(f"allocating pinned host memory {self.shape} {self.dtype}"):
@@ -211,7 +213,7 @@ class DeviceBuffer(_Resource):
     kind = "device buffer"
 
     def __init__(self, nbytes: int) -> None:
-        driver = _driver()
+        driver = driver_module()
         self.nbytes = int(nbytes)
         with check(f"allocating {self.nbytes / 2**20:.1f} MiB of device memory"):
             self._alloc = driver.mem_alloc(max(self.nbytes, 1))
@@ -224,13 +226,13 @@ class DeviceBuffer(_Resource):
         """Enqueue a copy of ``host`` (pinned, contiguous, at most ``nbytes``) to this buffer."""
         self._fits(host)
         with check("enqueueing a host-to-device copy"):
-            _driver().memcpy_htod_async(self.ptr, host, stream.raw)
+            driver_module().memcpy_htod_async(self.ptr, host, stream.raw)
 
     def download_async(self, host: np.ndarray, stream: "CudaStream") -> None:
         """Enqueue a copy of the first ``host.nbytes`` bytes of this buffer into ``host`` (pinned)."""
         self._fits(host)
         with check("enqueueing a device-to-host copy"):
-            _driver().memcpy_dtoh_async(host, self.ptr, stream.raw)
+            driver_module().memcpy_dtoh_async(host, self.ptr, stream.raw)
 
     def _fits(self, host: np.ndarray) -> None:
         if host.nbytes > self.nbytes or not host.flags.c_contiguous:
@@ -250,7 +252,7 @@ class CudaStream(_Resource):
     kind = "stream"
 
     def __init__(self) -> None:
-        driver = _driver()
+        driver = driver_module()
         with check("creating a CUDA stream"):
             self._stream = driver.Stream()
 
@@ -287,7 +289,7 @@ class CudaEvent(_Resource):
     kind = "event"
 
     def __init__(self) -> None:
-        driver = _driver()
+        driver = driver_module()
         with check("creating a CUDA event"):
             self._event = driver.Event()
 

@@ -2,18 +2,18 @@
 
 Each slot owns pinned host buffers, device buffers, one stream and four timing
 events (H2D start/end, compute end, D2H end), all allocated once in
-:meth:`Pipeline.allocate`. ``submit(slot, n)`` enqueues H2D copy, the runner's
-execution and the D2H copy on the slot's stream without waiting; ``collect(slot)``
-waits for that stream and returns the outputs and per-stage GPU times.
+:meth:`Pipeline.allocate`. ``submit(slot, n)`` enqueues the H2D copy, the
+runner's execution and the D2H copy on the slot's stream without waiting;
+``collect(slot)`` waits for that stream and returns outputs and GPU stage times.
 
-The scheduling is pure Python (:class:`SlotScheduler`, :func:`drive`) so it is
-tested without a GPU: slots are filled round-robin, collected oldest first (so
-results keep the input order), never more in flight than slots, and drained at
-the end. While slots run on the GPU, the CPU preprocesses the next batch into a
-free slot's pinned input.
+Scheduling is pure Python (:class:`SlotScheduler`, :func:`drive`), tested without
+a GPU: slots are filled round-robin and collected oldest first (results keep the
+input order), never more in flight than slots, drained at the end. While slots
+run on the GPU, the CPU preprocesses the next batch into a free slot's pinned input.
 """
 from __future__ import annotations
 
+import threading
 from collections import deque
 from dataclasses import dataclass, field
 from typing import Any, Callable, Iterable, Iterator, Mapping, TypeVar
@@ -21,19 +21,18 @@ from typing import Any, Callable, Iterable, Iterator, Mapping, TypeVar
 import numpy as np
 
 from ..errors import InputError, VggEdgeError
-from .cuda import CudaContext, CudaEvent, CudaStream, DeviceBuffer, PinnedBuffer
+from .base import Runner
+from .cuda import CudaContext, CudaEvent, CudaStream, DeviceBuffer, PinnedBuffer, require_cuda
 
 T = TypeVar("T")
 R = TypeVar("R")
+#: preprocess_fn(item, {input name: pinned array at max batch}) -> batch size written
+PreprocessFn = Callable[[Any, "dict[str, np.ndarray]"], int]
 
 
 # --------------------------------------------------------------------------- pure scheduling
 class SlotScheduler:
-    """Which slot to fill next and which to collect next; no CUDA involved.
-
-    Slots are handed out round-robin from a free list; collection is strictly
-    first-submitted-first-collected, which preserves the order of results.
-    """
+    """Which slot to fill and which to collect next: free slots round-robin, collection FIFO."""
 
     def __init__(self, num_slots: int) -> None:
         if num_slots < 1:
@@ -51,16 +50,15 @@ class SlotScheduler:
         """A free slot to fill, or None when every slot is in flight (collect first)."""
         return self._free.popleft() if self._free else None
 
-    def submitted(self, slot: int) -> int:
-        """Record that ``slot`` (from :meth:`acquire`) was submitted; returns its sequence number."""
-        seq = self._next_seq
-        self._next_seq += 1
-        self._in_flight.append((slot, seq))
-        return seq
-
     def release(self, slot: int) -> None:
-        """Give back an acquired slot that was not submitted (e.g. preprocessing failed)."""
+        """Give back an acquired slot that was not submitted (its preprocessing failed)."""
         self._free.appendleft(slot)
+
+    def submitted(self, slot: int) -> int:
+        """Record that an acquired ``slot`` was submitted; returns its sequence number."""
+        self._in_flight.append((slot, self._next_seq))
+        self._next_seq += 1
+        return self._next_seq - 1
 
     def next_to_collect(self) -> tuple[int, int] | None:
         """(slot, sequence) of the oldest submission, or None when nothing is in flight."""
@@ -77,40 +75,41 @@ class SlotScheduler:
 
 def drive(items: Iterable[T], scheduler: SlotScheduler, fill: Callable[[int, T], Any],
           submit: Callable[[int, Any], None], collect: Callable[[int, Any], R]) -> Iterator[R]:
-    """Keep every slot busy: fill(slot, item) -> token; submit(slot, token); collect(slot, token) -> result.
+    """Keep every slot busy: ``fill(slot, item) -> token``, ``submit(slot, token)``, ``collect(slot, token)``.
 
     Results come out in the order of ``items``. A slot is refilled only after its
-    previous result was collected and yielded, so a consumer that holds a result
-    past its next iteration must copy it.
+    result was yielded, so a consumer holding a result past the next iteration
+    must copy it if it views slot memory.
     """
     tokens: dict[int, Any] = {}
+
+    def oldest() -> R:
+        slot, _ = scheduler.next_to_collect()
+        result = collect(slot, tokens.pop(slot))
+        scheduler.collected()
+        return result
+
     for item in items:
         slot = scheduler.acquire()
         while slot is None:
-            done, _ = scheduler.next_to_collect()
-            result = collect(done, tokens.pop(done))
-            scheduler.collected()
-            yield result
+            yield oldest()
             slot = scheduler.acquire()
         try:
-            token = fill(slot, item)
-            submit(slot, token)
+            tokens[slot] = fill(slot, item)
+            submit(slot, tokens[slot])
         except BaseException:
+            tokens.pop(slot, None)
             scheduler.release(slot)
             raise
-        tokens[slot] = token
         scheduler.submitted(slot)
     while scheduler.in_flight:
-        done, _ = scheduler.next_to_collect()
-        result = collect(done, tokens.pop(done))
-        scheduler.collected()
-        yield result
+        yield oldest()
 
 
 # --------------------------------------------------------------------------- CUDA side
 @dataclass(frozen=True)
 class TensorSpec:
-    """One I/O tensor of a pipeline: name, shape at the MAX batch (batch first) and dtype."""
+    """One I/O tensor: name, shape at the MAX batch (batch first) and dtype."""
 
     name: str
     shape: tuple[int, ...]
@@ -136,7 +135,7 @@ class StageTimes:
 
 @dataclass
 class SlotResult:
-    """Outputs of one batch (views of the slot's pinned buffers unless copied) and its timings."""
+    """Outputs of one batch (views of the slot's pinned buffers unless copied), timings, and the item."""
 
     outputs: dict[str, np.ndarray]
     batch: int
@@ -147,7 +146,7 @@ class SlotResult:
 
 @dataclass
 class Slot:
-    """Everything one in-flight batch owns."""
+    """Everything one in-flight batch owns; ``device[name].ptr`` is the pointer to bind."""
 
     index: int
     stream: CudaStream
@@ -155,82 +154,90 @@ class Slot:
     host_outputs: dict[str, np.ndarray]
     device: dict[str, DeviceBuffer]
     events: dict[str, CudaEvent]
-    owned: list[Any] = field(default_factory=list)
     batch: int = 0
-
-    def pointers(self) -> dict[str, int]:
-        """Device pointer of every I/O tensor, by name."""
-        return {name: buf.ptr for name, buf in self.device.items()}
+    state: dict[str, Any] = field(default_factory=dict)  # backend's per-slot state
 
 
-#: execute(slot, batch_n) enqueues the model on slot.stream (and must not wait for it).
+#: execute(slot, batch_n) enqueues the model on slot.stream and must not wait for it.
 Execute = Callable[[Slot, int], None]
 EVENTS = ("h2d_start", "h2d_end", "compute_end", "d2h_end")
 
 
 class Pipeline:
-    """N slots of buffers, streams and events around a runner's ``execute`` callable."""
+    """N slots of buffers, streams and events around a runner's ``execute`` callable.
 
-    def __init__(self, ctx: CudaContext, inputs: list[TensorSpec], outputs: list[TensorSpec],
-                 execute: Execute, num_slots: int = 2) -> None:
+    Buffers are sized for the inputs' first dimension (the max batch); a batch
+    outside ``min_batch..max_batch`` raises InputError naming ``range_source``.
+    """
+
+    def __init__(self, ctx: CudaContext, inputs: list[TensorSpec], outputs: list[TensorSpec], execute: Execute,
+                 num_slots: int = 2, *, min_batch: int = 1, range_source: str = "the pipeline's buffers") -> None:
         if num_slots < 1:
             raise VggEdgeError(f"num_slots must be at least 1, got {num_slots}")
-        self.ctx, self.inputs, self.outputs = ctx, inputs, outputs
-        self.execute, self.num_slots = execute, num_slots
+        self.ctx, self.inputs, self.outputs, self.execute = ctx, inputs, outputs, execute
+        self.num_slots, self.min_batch, self.range_source = num_slots, min_batch, range_source
         self.slots: list[Slot] = []
+        self.running = 0  # run() generators in progress
+        self._owned: list[Any] = []
 
     @property
     def max_batch(self) -> int:
         return int(self.inputs[0].shape[0])
 
+    def check_batch(self, n: int) -> None:
+        """InputError naming the allowed range when ``n`` is outside it."""
+        if not self.min_batch <= n <= self.max_batch:
+            raise InputError(f"batch of {n} is outside {self.min_batch}..{self.max_batch}, "
+                             f"the range {self.range_source} allow")
+
     def allocate(self) -> "Pipeline":
-        """Allocate every slot's buffers, stream and events once (the context must be open)."""
+        """Allocate every slot's buffers, stream and events once."""
         with self.ctx:
             try:
-                for index in range(self.num_slots):
-                    self.slots.append(self._make_slot(index))
+                self.slots = [self._make_slot(index) for index in range(self.num_slots)]
             except BaseException:
-                self._free_slots()
+                self._free_owned()
                 raise
         return self
 
     def _make_slot(self, index: int) -> Slot:
-        owned: list[Any] = []
-
         def keep(resource):
-            owned.append(resource)
+            self._owned.append(resource)
             return resource
 
         stream = keep(CudaStream())
         host_in = {t.name: keep(PinnedBuffer(t.shape, t.dtype)).array for t in self.inputs}
         host_out = {t.name: keep(PinnedBuffer(t.shape, t.dtype)).array for t in self.outputs}
         device = {t.name: keep(DeviceBuffer(t.nbytes)) for t in [*self.inputs, *self.outputs]}
-        events = {name: keep(CudaEvent()) for name in EVENTS}
-        return Slot(index, stream, host_in, host_out, device, events, owned)
+        return Slot(index, stream, host_in, host_out, device, {name: keep(CudaEvent()) for name in EVENTS})
+
+    def wait_all(self) -> None:
+        """Block until every slot's stream is idle."""
+        if not self.slots or not self.ctx.is_open:
+            return
+        with self.ctx:
+            for slot in self.slots:
+                slot.stream.synchronize()
 
     def free(self) -> None:
-        """Wait for in-flight work and free every slot (safe twice)."""
-        if self.slots and self.ctx.is_open:
+        """Wait for in-flight work, then free every slot (safe twice)."""
+        if self._owned and self.ctx.is_open:
             with self.ctx:
                 try:
-                    for slot in self.slots:
-                        slot.stream.synchronize()
+                    self.wait_all()
                 finally:
-                    self._free_slots()
-        self.slots = []
+                    self._free_owned()
+        self.slots, self._owned = [], []
 
-    def _free_slots(self) -> None:
-        for slot in self.slots:
-            for resource in reversed(slot.owned):
-                resource.free()
-        self.slots = []
+    def _free_owned(self) -> None:
+        for resource in reversed(self._owned):
+            resource.free()
+        self.slots, self._owned = [], []
 
-    # one batch ----------------------------------------------------------------
     def submit(self, slot: int, batch_n: int) -> None:
         """Enqueue H2D copy, execution and D2H copy of the first ``batch_n`` rows; returns at once."""
+        self.check_batch(batch_n)
         s = self.slots[slot]
-        if not 1 <= batch_n <= self.max_batch:
-            raise InputError(f"batch of {batch_n} outside the pipeline's range 1..{self.max_batch}")
         s.batch = batch_n
         with self.ctx:
             s.events["h2d_start"].record(s.stream)
@@ -249,25 +256,20 @@ class Pipeline:
         with self.ctx:
             s.stream.synchronize()
             ev = s.events
-            times = StageTimes(ev["h2d_end"].elapsed_ms(ev["h2d_start"]),
-                               ev["compute_end"].elapsed_ms(ev["h2d_end"]),
+            times = StageTimes(ev["h2d_end"].elapsed_ms(ev["h2d_start"]), ev["compute_end"].elapsed_ms(ev["h2d_end"]),
                                ev["d2h_end"].elapsed_ms(ev["compute_end"]))
-        outputs = {name: array[:s.batch] for name, array in s.host_outputs.items()}
-        return SlotResult(outputs, s.batch, times, slot)
+        return SlotResult({name: array[:s.batch] for name, array in s.host_outputs.items()}, s.batch, times, slot)
 
-    # many batches --------------------------------------------------------------
-    def run(self, batches: Iterable[Any], preprocess_fn: Callable[[Any, dict[str, np.ndarray]], int] | None = None,
-            *, overlap: bool = True, copy_outputs: bool = True) -> Iterator[SlotResult]:
-        """Run every batch, yielding results in input order.
+    def run(self, batches: Iterable[Any], preprocess_fn: PreprocessFn | None = None, *, overlap: bool = True,
+            copy_outputs: bool = True) -> Iterator[SlotResult]:
+        """Run every batch and yield results in input order (``result.tag`` is the item).
 
-        ``preprocess_fn(item, inputs)`` writes one batch into the slot's pinned
-        input arrays (``{name: array at max batch}``) and returns the batch size;
-        without it, items are ``{name: array}`` feeds (or one array for a
-        single-input model) copied in. ``overlap=False`` is the synchronous
-        reference: one slot, submit then collect, nothing overlapped.
+        ``preprocess_fn(item, inputs)`` writes a batch into the slot's pinned
+        inputs and returns its size; without it, items are ready feeds for
+        :meth:`copy_feed`. ``overlap=False`` is the synchronous reference: one
+        slot, each batch submitted then collected before the next is filled.
         """
         fill_fn = preprocess_fn or self.copy_feed
-        scheduler = SlotScheduler(self.num_slots if overlap else 1)
 
         def fill(slot: int, item: Any) -> tuple[int, Any]:
             return int(fill_fn(item, self.slots[slot].host_inputs)), item
@@ -279,37 +281,107 @@ class Pipeline:
                 result.outputs = {k: v.copy() for k, v in result.outputs.items()}
             return result
 
+        scheduler = SlotScheduler(self.num_slots if overlap else 1)
+        self.running += 1
         try:
             yield from drive(batches, scheduler, fill, lambda slot, token: self.submit(slot, token[0]), collect)
-        finally:  # a consumer that stops early must not leave copies reading pinned inputs we refill
+        finally:  # a consumer that stops early must not leave copies reading inputs we refill later
+            self.running -= 1
             self.wait_all()
 
-    def wait_all(self) -> None:
-        """Block until every slot's stream is idle."""
-        if self.slots:
-            with self.ctx:
-                for slot in self.slots:
-                    slot.stream.synchronize()
-
     def copy_feed(self, feed: Mapping[str, np.ndarray] | np.ndarray, inputs: dict[str, np.ndarray]) -> int:
-        """Copy a ready ``{name: array}`` feed (or a lone array) into a slot's pinned inputs; returns batch size."""
+        """Copy a ``{name: array}`` feed (or a lone array for one input) into pinned inputs; returns the batch."""
         if not isinstance(feed, Mapping):
             if len(inputs) != 1:
                 raise InputError(f"the model has inputs {sorted(inputs)}; pass a {{name: array}} feed")
             feed = {next(iter(inputs)): feed}
         sizes = set()
         for name, target in inputs.items():
-            if name not in feed:
-                raise InputError(f"feed lacks input {name!r}; expected {sorted(inputs)}")
-            array = np.asarray(feed[name])
-            if array.dtype != target.dtype:
-                raise InputError(f"input {name!r}: dtype {array.dtype}, expected {target.dtype}")
-            n = array.shape[0] if array.ndim else 0
-            if not 1 <= n <= target.shape[0] or array.shape[1:] != target.shape[1:]:
-                raise InputError(f"input {name!r}: shape {array.shape}, expected (1..{target.shape[0]}, "
+            array = np.asarray(feed[name]) if name in feed else None
+            if array is None or array.dtype != target.dtype or array.shape[1:] != target.shape[1:] \
+                    or array.ndim != target.ndim:
+                got = "nothing" if array is None else f"{array.dtype} {array.shape}"
+                raise InputError(f"input {name!r}: got {got}, expected {target.dtype} (N, "
                                  f"{', '.join(map(str, target.shape[1:]))})")
-            target[:n] = array
-            sizes.add(n)
+            self.check_batch(array.shape[0])
+            target[:array.shape[0]] = array
+            sizes.add(array.shape[0])
         if len(sizes) != 1:
             raise InputError(f"inputs have different batch sizes {sorted(sizes)}")
         return sizes.pop()
+
+
+class PipelineRunner(Runner):
+    """Base of the GPU runners: a retained CUDA context and a :class:`Pipeline` of slots.
+
+    Subclasses load their model in :meth:`_open_backend`, enqueue one batch in
+    :meth:`_execute` and drop it in :meth:`_close_backend`. ``infer`` uses slot 0
+    under a lock and returns copies; :meth:`run` overlaps many batches. Use one
+    runner per worker thread: ``infer`` and ``run`` must not interleave.
+    """
+
+    range_source = "the runner's buffers"
+
+    def __init__(self, *, device: int = 0, num_slots: int = 2) -> None:
+        super().__init__()
+        self.device, self.num_slots = int(device), int(num_slots)
+        self.ctx: CudaContext | None = None
+        self.pipeline: Pipeline | None = None
+        self.last_times: StageTimes | None = None
+        self._lock = threading.Lock()
+
+    def _activate(self) -> None:
+        require_cuda(self.name)
+        self.ctx = CudaContext(self.device).open()
+        try:
+            with self.ctx:
+                inputs, outputs, min_batch = self._open_backend()
+            self.pipeline = Pipeline(self.ctx, inputs, outputs, self._execute, self.num_slots,
+                                     min_batch=min_batch, range_source=self.range_source).allocate()
+            with self.ctx:
+                self._bind_slots(self.pipeline.slots)
+        except BaseException:
+            self._deactivate()
+            raise
+
+    def _deactivate(self) -> None:
+        if self.pipeline is not None:
+            self.pipeline.free()
+            self.pipeline = None
+        if self.ctx is not None:
+            if self.ctx.is_open:
+                with self.ctx:
+                    self._close_backend()
+            self.ctx.release()
+            self.ctx = None
+
+    def _infer(self, feed: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
+        if self.pipeline.running:
+            raise VggEdgeError(f"{self.name}: infer() called while a run() is in progress; "
+                               "finish or close() that iterator first")
+        with self._lock:
+            n = self.pipeline.copy_feed(feed, self.pipeline.slots[0].host_inputs)
+            self.pipeline.submit(0, n)
+            result = self.pipeline.collect(0)
+        self.last_times = result.times
+        return {name: array.copy() for name, array in result.outputs.items()}
+
+    def run(self, batches: Iterable[Any], preprocess_fn: PreprocessFn | None = None, *, overlap: bool = True,
+            copy_outputs: bool = True) -> Iterator[SlotResult]:
+        """Overlapped inference over many batches; see :meth:`Pipeline.run`."""
+        self._require_active("run")
+        return self.pipeline.run(batches, preprocess_fn, overlap=overlap, copy_outputs=copy_outputs)
+
+    def _open_backend(self) -> tuple[list[TensorSpec], list[TensorSpec], int]:
+        """Load the model (context pushed); return input and output specs at max batch, and the min batch."""
+        raise NotImplementedError
+
+    def _bind_slots(self, slots: list[Slot]) -> None:
+        """Optional: set per-slot backend state once the buffers exist (context pushed)."""
+
+    def _execute(self, slot: Slot, batch_n: int) -> None:
+        """Enqueue the model on ``slot.stream`` for ``batch_n`` rows without waiting."""
+        raise NotImplementedError
+
+    def _close_backend(self) -> None:
+        """Drop backend objects (context pushed); must be safe after a failed open."""

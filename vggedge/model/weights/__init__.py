@@ -1,7 +1,8 @@
 """Weight loading: one module per published format, all returning canonical arrays.
 
 ``load_weights("vgg16_weights.npz", options)``, a ``.h5`` / ``.pth`` path, or
-``"random"`` / ``"random:SEED"`` for deterministic He-initialised weights.
+``"random"`` / ``"random:SEED"`` for deterministic He-initialised weights, or
+``"normalised[:SEED]"`` for random weights standardised on real photographs.
 """
 from __future__ import annotations
 
@@ -18,7 +19,12 @@ from .torchvision_pth import load_pth
 FORMATS = {".npz": load_npz, ".h5": load_h5, ".hdf5": load_h5, ".pth": load_pth, ".pt": load_pth}
 MAGIC = {b"\x89HDF\r\n\x1a\n": load_h5}
 
-__all__ = ["LoadedWeights", "load_weights", "load_random", "FORMATS", "file_sha256"]
+__all__ = ["LoadedWeights", "load_weights", "load_random", "is_synthetic", "FORMATS", "file_sha256"]
+
+
+def is_synthetic(source: str | Path) -> bool:
+    """True for generated weights (``random[:SEED]``, ``normalised[:SEED]``), whose labels mean nothing."""
+    return str(source).split(":")[0] in ("random", "normalised")
 
 
 def load_random(options: VGG16Options, seed: int = 0) -> LoadedWeights:
@@ -33,6 +39,13 @@ def load_weights(source: str | Path, options: VGG16Options, *, verify_hash: bool
     layer and both shapes.
     """
     text = str(source)
+    if text == "normalised" or text.startswith("normalised:"):
+        from .normalised import load_normalised
+
+        seed_text = text.partition(":")[2] or "0"
+        if not seed_text.isdigit():
+            raise WeightsError(f"weights {text!r}: expected 'normalised' or 'normalised:SEED' with an integer seed")
+        return load_normalised(options, int(seed_text))
     if text == "random" or text.startswith("random:"):
         seed_text = text.partition(":")[2] or "0"
         if not seed_text.isdigit():

@@ -1,0 +1,97 @@
+"""`vggedge build`: FP32 ONNX -> FP16 / INT8 ONNX artefacts -> TensorRT engines where TensorRT exists."""
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Sequence
+
+from ..engine.flags import PRECISIONS, check_batch
+from ..errors import ConfigError, ModelError
+from ..precision.fp16 import write_fp16
+from ..precision.int8 import METHODS, Int8Result, quantize_int8
+from ..precision.qdq_check import tensorrt_violations
+from ..runtime.select import probe_trt
+from ..spec import load_spec_for
+
+log = logging.getLogger(__name__)
+REPO_ROOT = Path(__file__).resolve().parents[2]
+DEFAULT_CALIB = REPO_ROOT / "calib"
+
+
+@dataclass
+class BuildReport:
+    """The ONNX artefact per precision, the engines built, and why none were when TensorRT is absent."""
+
+    onnx: dict[str, Path] = field(default_factory=dict)
+    engines: dict[str, Path] = field(default_factory=dict)
+    no_engine_reason: str | None = None
+    int8: Int8Result | None = None
+
+
+def precision_artefacts(model: str | Path, precisions: Sequence[str], *, calib: str | Path | None = None,
+                        method: str = "minmax", fp16_io: bool = False) -> BuildReport:
+    """Write the FP16 and INT8 (TensorRT-style Q/DQ) ONNX files beside the FP32 model."""
+    model = Path(model)
+    spec = load_spec_for(model)
+    if spec.precision != "fp32":
+        raise ModelError(f"{model}: build starts from the FP32 ONNX, got a {spec.precision} one")
+    unknown = sorted(set(precisions) - set(PRECISIONS))
+    if unknown or not precisions:
+        raise ConfigError(f"precision {unknown or precisions} is unknown; choose from {PRECISIONS}")
+    if method not in METHODS:
+        raise ConfigError(f"calibration method {method!r} is unknown; choose one of {METHODS}")
+    report = BuildReport()
+    if "fp32" in precisions:
+        report.onnx["fp32"] = model
+    if "fp16" in precisions:
+        report.onnx["fp16"] = write_fp16(model, fp16_io=fp16_io)
+    if "int8" in precisions:
+        report.int8 = quantize_int8(model, calib or DEFAULT_CALIB, method=method)
+        import onnx
+
+        problems = tensorrt_violations(onnx.load(report.int8.path, load_external_data=False))
+        if problems:
+            raise ModelError(f"{report.int8.path}: the Q/DQ model breaks TensorRT's rules: " + "; ".join(problems))
+        report.onnx["int8"] = report.int8.path
+    return report
+
+
+def build(model: str | Path, precisions: Sequence[str] = ("fp32", "fp16", "int8"), *,
+          calib: str | Path | None = None, method: str = "minmax", batch: tuple[int, int, int] = (1, 8, 32),
+          out_dir: str | Path | None = None, fp16_io: bool = False, workspace_gb: float = 2.0) -> BuildReport:
+    """Write every precision's ONNX; build TensorRT engines for them when TensorRT and a GPU are present."""
+    batch = check_batch(batch)
+    report = precision_artefacts(model, precisions, calib=calib, method=method, fp16_io=fp16_io)
+    reason = probe_trt()
+    if reason is not None:
+        report.no_engine_reason = reason
+        log.warning("no TensorRT engine built: %s. The ONNX artefacts above run on onnxruntime "
+                    "(`vggedge compare`, `vggedge classify --model ...`).", reason)
+        return report
+    from ..engine.build import build_engine
+
+    out = Path(out_dir) if out_dir else Path(model).parent
+    calibration = None
+    if report.int8 is not None:
+        calibration = {"method": report.int8.method, "calib_sha256": report.int8.calib_sha256,
+                       "images": report.int8.images}
+    for precision, onnx_path in report.onnx.items():
+        report.engines[precision] = build_engine(
+            onnx_path, out, precision=precision, batch=batch, workspace_bytes=int(workspace_gb * (1 << 30)),
+            timing_cache_path=out / "timing.cache", onnx_precision=precision, spec=load_spec_for(onnx_path),
+            calibration=calibration if precision == "int8" else None, log=log.info)
+    return report
+
+
+def format_report(report: BuildReport) -> str:
+    """Human-readable summary."""
+    lines = [f"{p:>5} ONNX: {path}" for p, path in report.onnx.items()]
+    if report.int8 is not None:
+        r = report.int8
+        lines.append(f"       INT8 calibration: {r.method} on {r.images} images "
+                     f"({'from cache' if r.cache_hit else 'computed'}; cache {r.cache_path})")
+    lines += [f"{p:>5} engine: {path}" for p, path in report.engines.items()]
+    if report.no_engine_reason:
+        lines.append(f"no TensorRT engine built: {report.no_engine_reason}")
+    return "\n".join(lines)

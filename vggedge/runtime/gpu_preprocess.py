@@ -1,0 +1,172 @@
+"""GPU preprocessing: the CUDA kernel of ``kernels/preprocess.cu``, loaded from its fatbin with pycuda.
+
+Build the fatbin once with ``cmake -S . -B build && cmake --build build`` (it lands
+in ``build/kernels/preprocess.fatbin``; ``VGGEDGE_KERNELS_FATBIN`` points elsewhere).
+
+:class:`GpuPreprocessor` turns a uint8 BGR HxWx3 frame into one image of the
+model's NCHW input (FP32 or FP16) on the GPU: bilinear resize with OpenCV's
+INTER_LINEAR half-pixel convention, optional BGR->RGB, ``x * gain - offset``.
+Only ``resize == "direct"`` with linear interpolation is supported. It matches
+:func:`vggedge.preprocess.prepare` to within :data:`PIXEL_TOLERANCE` (1.0) in
+pixel units before normalisation: OpenCV interpolates 8-bit images in fixed
+point and rounds to uint8, the kernel interpolates in float.
+"""
+from __future__ import annotations
+
+import os
+import struct
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from ..errors import ConfigError, ImageError
+from ..spec import ModelSpec
+from .cuda import CudaContext, CudaError, CudaStream, DeviceBuffer, check, driver_module
+
+PIXEL_TOLERANCE = 1.0
+KERNELS = {"float32": "vggedge_preprocess_f32", "float16": "vggedge_preprocess_f16"}
+ARG_FORMAT = "PiiiPiiffi" + "f" * 6  # src, h, w, step, dst, H, W, scale_y, scale_x, swap_rb, gain x3, offset x3
+BLOCK = (32, 8, 1)
+FATBIN_MAGIC = 0xBA55ED50
+BUILD_HINT = "build it with: cmake -S . -B build && cmake --build build"
+
+
+def default_fatbin() -> Path:
+    """``$VGGEDGE_KERNELS_FATBIN``, else ``build/kernels/preprocess.fatbin`` in the source checkout."""
+    env = os.environ.get("VGGEDGE_KERNELS_FATBIN")
+    return Path(env) if env else Path(__file__).resolve().parents[2] / "build" / "kernels" / "preprocess.fatbin"
+
+
+def fatbin_targets(data: bytes, source: str = "<fatbin>") -> list[str]:
+    """Architectures inside a fatbin: ``sm_XX`` for SASS, ``compute_XX`` for PTX (read from its headers)."""
+    if len(data) < 16 or struct.unpack_from("<I", data, 0)[0] != FATBIN_MAGIC:
+        raise CudaError(f"{source}: not a CUDA fatbin (bad magic); {BUILD_HINT}")
+    header_size, size = struct.unpack_from("<HQ", data, 6)
+    targets, offset, end = [], header_size, min(len(data), header_size + size)
+    while offset + 32 <= end:
+        kind, _, entry_header, payload = struct.unpack_from("<HHIQ", data, offset)
+        arch = struct.unpack_from("<I", data, offset + 28)[0]
+        targets.append(f"{'compute' if kind == 1 else 'sm'}_{arch}")
+        offset += entry_header + payload
+    return targets
+
+
+def load_module(path: str | Path | None = None) -> Any:
+    """Load the kernels' fatbin into the current context (push one first); clear errors if it cannot."""
+    path = Path(path) if path is not None else default_fatbin()
+    if not path.is_file():
+        raise CudaError(f"{path}: GPU preprocessing kernels not built; {BUILD_HINT}")
+    data = path.read_bytes()
+    targets = fatbin_targets(data, str(path))
+    driver = driver_module()
+    try:
+        return driver.module_from_buffer(data)
+    except driver.Error as exc:
+        major, minor = driver.Context.get_device().compute_capability()
+        raise CudaError(f"{path}: cannot load on this sm_{major}{minor} GPU ({exc}); the fatbin holds "
+                        f"{', '.join(targets)}. Rebuild with the GPU's architecture, e.g. "
+                        f"cmake -S . -B build -DVGGEDGE_SASS_ARCHS={major}{minor} && cmake --build build") from exc
+
+
+def _check_spec(spec: ModelSpec) -> None:
+    pre = spec.preprocessing
+    if pre.resize != "direct":
+        raise ConfigError(f"GPU preprocessing supports resize='direct' only; this model's spec asks for "
+                          f"{pre.resize!r} (resize shorter side to {pre.resize_shorter}, then centre-crop). "
+                          "Use the CPU path (vggedge.preprocess) for it")
+    if pre.interpolation != "linear":
+        raise ConfigError(f"GPU preprocessing interpolates bilinearly; the spec asks for {pre.interpolation!r}")
+    if spec.layout != "NCHW" or spec.channels != 3:
+        raise ConfigError(f"GPU preprocessing writes 3-channel NCHW; the spec has {spec.channels}-channel {spec.layout}")
+    if spec.dtype not in KERNELS:
+        raise ConfigError(f"GPU preprocessing writes float32 or float16; the spec's input dtype is {spec.dtype}")
+
+
+class GpuPreprocessor:
+    """``pre(frame, out_ptr, stream, batch_index=i)`` writes image ``i`` of an NCHW batch on the GPU.
+
+    ``frame`` is a device pointer (give ``frame_shape=(h, w)`` and optionally the
+    row ``pitch`` in bytes) or a uint8 HxWx3 array (pinned for a truly
+    asynchronous copy), copied into a staging buffer that is allocated on first
+    use and grown only for a larger frame. With ``ctx`` given, calls push it;
+    otherwise push a context yourself. Nothing waits: read the output after
+    synchronising ``stream``.
+    """
+
+    def __init__(self, spec: ModelSpec, *, fatbin: str | Path | None = None, ctx: CudaContext | None = None) -> None:
+        _check_spec(spec)
+        self.spec, self.fatbin, self.ctx = spec, fatbin, ctx
+        pre = spec.preprocessing
+        std = np.asarray(pre.std, dtype=np.float64)
+        self.gain = tuple(float(v) for v in pre.scale / std)
+        self.offset = tuple(float(v) for v in np.asarray(pre.mean, dtype=np.float64) / std)
+        self.swap_rb = int(pre.channel_order == "RGB")  # frames are BGR
+        self.out_itemsize = np.dtype(spec.dtype).itemsize
+        self._module: Any = None
+        self._kernel: Any = None
+        self._staging: DeviceBuffer | None = None
+
+    def load(self) -> "GpuPreprocessor":
+        """Load the fatbin and look up the kernel (done by the first call otherwise)."""
+        if self._kernel is None:
+            with self._pushed(), check("looking up the preprocessing kernel"):
+                self._module = load_module(self.fatbin)
+                self._kernel = self._module.get_function(KERNELS[self.spec.dtype])
+                self._kernel.prepare(ARG_FORMAT)
+        return self
+
+    @property
+    def image_bytes(self) -> int:
+        """Bytes of one output image (C x H x W of the spec's dtype)."""
+        return 3 * self.spec.height * self.spec.width * self.out_itemsize
+
+    def __call__(self, frame: int | np.ndarray, out_ptr: int, stream: CudaStream, *, batch_index: int = 0,
+                 frame_shape: tuple[int, int] | None = None, pitch: int | None = None) -> None:
+        self.load()
+        with self._pushed():
+            src, (h, w), step = self._source(frame, stream, frame_shape, pitch)
+            dst = int(out_ptr) + batch_index * self.image_bytes
+            H, W = self.spec.height, self.spec.width
+            grid = ((W + BLOCK[0] - 1) // BLOCK[0], (H + BLOCK[1] - 1) // BLOCK[1])
+            with check("launching the preprocessing kernel"):
+                self._kernel.prepared_async_call(grid, BLOCK, stream.raw, src, h, w, step, dst, H, W,
+                                                 h / H, w / W, self.swap_rb, *self.gain, *self.offset)
+
+    def _source(self, frame: int | np.ndarray, stream: CudaStream, shape: tuple[int, int] | None,
+                pitch: int | None) -> tuple[int, tuple[int, int], int]:
+        if isinstance(frame, np.ndarray):
+            if frame.dtype != np.uint8 or frame.ndim != 3 or frame.shape[2] != 3:
+                raise ImageError(f"GPU preprocessing takes uint8 HxWx3 BGR frames, got {frame.dtype} {frame.shape}")
+            frame = np.ascontiguousarray(frame)
+            if self._staging is None or self._staging.nbytes < frame.nbytes:
+                if self._staging is not None:
+                    stream.synchronize()  # the old buffer may still be read by an earlier launch
+                    self._staging.free()
+                self._staging = DeviceBuffer(frame.nbytes)
+            self._staging.upload_async(frame, stream)
+            return self._staging.ptr, frame.shape[:2], frame.shape[1] * 3
+        if shape is None:
+            raise ImageError("a device-pointer frame needs frame_shape=(height, width)")
+        h, w = int(shape[0]), int(shape[1])
+        if h < 1 or w < 1:
+            raise ImageError(f"frame_shape {shape} is empty")
+        return int(frame), (h, w), int(pitch or w * 3)
+
+    def _pushed(self):
+        from contextlib import nullcontext
+
+        return self.ctx if self.ctx is not None else nullcontext()
+
+    def free(self) -> None:
+        """Free the staging buffer and drop the module (safe twice)."""
+        if self._staging is not None:
+            with self._pushed():
+                self._staging.free()
+        self._staging, self._kernel, self._module = None, None, None
+
+    def __enter__(self) -> "GpuPreprocessor":
+        return self.load()
+
+    def __exit__(self, *exc: object) -> None:
+        self.free()

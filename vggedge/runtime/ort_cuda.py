@@ -1,0 +1,177 @@
+"""onnxruntime CUDA runner: an ONNX file on CUDAExecutionProvider, on our stream and our buffers.
+
+The session runs on one compute stream of ours (provider option
+``user_compute_stream``), through an IOBinding per slot that binds the slot's
+device buffers by pointer, so onnxruntime copies nothing. Each slot's H2D copy is
+on the slot's stream; the compute stream waits for it (GPU-side event), runs the
+session without a host synchronisation (run option
+``disable_synchronize_execution_providers``), and the slot's stream waits for the
+compute before its D2H copy.
+
+onnxruntime-gpu falls back to the CPU silently when CUDA or cuDNN do not load;
+this runner checks ``session.get_providers()[0]`` and raises BackendUnavailable
+instead. ``onnxruntime.preload_dlls()`` (1.21+) is called first so the nvidia pip
+wheels' CUDA/cuDNN libraries are found.
+"""
+from __future__ import annotations
+
+import logging
+import os
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from ..errors import BackendUnavailable, ModelError
+from .base import TensorMeta
+from .cuda import CudaEvent, CudaStream
+from .ort import ORT_TYPES, OrtOptions
+from .pipeline import PipelineRunner, Slot, TensorSpec
+
+log = logging.getLogger(__name__)
+CUDA_EP = "CUDAExecutionProvider"
+
+
+def _onnxruntime_gpu() -> Any:
+    """``onnxruntime`` with a CUDA provider, CUDA/cuDNN preloaded when it can; else BackendUnavailable."""
+    try:
+        import onnxruntime as ort
+    except ImportError as exc:
+        raise BackendUnavailable(f"onnxruntime is not installed ({exc}); pip install 'vggedge[gpu]'") from None
+    if CUDA_EP not in ort.get_available_providers():
+        raise BackendUnavailable(f"onnxruntime {ort.__version__} has no {CUDA_EP} (this is the CPU build); "
+                                 "pip uninstall onnxruntime && pip install onnxruntime-gpu")
+    if hasattr(ort, "preload_dlls"):
+        try:
+            ort.preload_dlls()
+        except Exception as exc:  # best effort: system libraries may still be found
+            log.info("onnxruntime.preload_dlls() failed: %s", exc)
+    return ort
+
+
+def _static_dims(node: Any, what: str) -> tuple[int, ...]:
+    """Non-batch dims of an ONNX input/output; ModelError if any is symbolic."""
+    rest = tuple(node.shape[1:])
+    if not node.shape or not all(isinstance(d, int) and d > 0 for d in rest):
+        raise ModelError(f"{what} {node.name!r} has shape {node.shape}; vggedge needs a leading batch dimension "
+                         "and static other dimensions")
+    return rest
+
+
+def _dtype(node: Any, what: str) -> np.dtype:
+    dtype = ORT_TYPES.get(node.type)
+    if dtype is None:
+        raise ModelError(f"{what} {node.name!r} has type {node.type}, which vggedge cannot feed or read")
+    return np.dtype(dtype)
+
+
+class OrtCudaRunner(PipelineRunner):
+    """``with OrtCudaRunner("vgg16.onnx", max_batch=8) as r: r.infer({"images": x})``.
+
+    ``max_batch`` sizes the buffers (allocated once); a larger batch raises
+    InputError. ``provider_options`` add CUDA provider options (strings), e.g.
+    ``{"cudnn_conv_algo_search": "HEURISTIC"}``. ``synchronize_run=True`` lets
+    onnxruntime block the host after each run (slower, for debugging).
+    """
+
+    name = "ort-cuda"
+    range_source = "max_batch (pass a larger OrtCudaRunner(max_batch=...))"
+
+    def __init__(self, model: str | Path | bytes, *, max_batch: int = 8, device: int = 0, num_slots: int = 2,
+                 options: OrtOptions | None = None, provider_options: dict[str, str] | None = None,
+                 synchronize_run: bool = False) -> None:
+        super().__init__(device=device, num_slots=num_slots)
+        self.model, self.max_batch = model, int(max_batch)
+        self.options = options or OrtOptions()
+        self.provider_options = dict(provider_options or {})
+        self.synchronize_run = synchronize_run
+        self.session: Any = None
+        self._compute: CudaStream | None = None
+        self._events: list[CudaEvent] = []
+        self._run_options: Any = None
+
+    # activation -----------------------------------------------------------------
+    def _open_backend(self) -> tuple[list[TensorSpec], list[TensorSpec], int]:
+        ort = _onnxruntime_gpu()
+        if not isinstance(self.model, bytes) and not Path(self.model).is_file():
+            raise ModelError(f"{self.model}: ONNX model file not found")
+        self._compute = CudaStream()
+        cuda_options = {"device_id": str(self.device), "user_compute_stream": str(self._compute.handle),
+                        **self.provider_options}
+        source = self.model if isinstance(self.model, bytes) else os.fspath(self.model)
+        try:
+            self.session = ort.InferenceSession(source, self.options.session_options(),
+                                                providers=[(CUDA_EP, cuda_options)])
+        except Exception as exc:  # onnxruntime raises its own Fail/InvalidGraph types
+            raise ModelError(f"{self._where()}: onnxruntime could not load the model ({exc})") from None
+        running = self.session.get_providers()
+        if not running or running[0] != CUDA_EP:
+            raise BackendUnavailable(f"{self.name}: onnxruntime {ort.__version__} fell back to {running} instead of "
+                                     f"{CUDA_EP}; its CUDA/cuDNN libraries did not load (check the onnxruntime-gpu "
+                                     "build's CUDA major version against the driver and the installed cuDNN)")
+        self._run_options = ort.RunOptions()
+        if not self.synchronize_run:
+            self._run_options.add_run_config_entry("disable_synchronize_execution_providers", "1")
+        return self._specs()
+
+    def _specs(self) -> tuple[list[TensorSpec], list[TensorSpec], int]:
+        first = self.session.get_inputs()[0].shape[0]
+        fixed = isinstance(first, int) and first > 0  # a batch fixed in the ONNX wins over max_batch
+        low, high = (first, first) if fixed else (1, self.max_batch)
+        inputs = [TensorSpec(n.name, (high, *_static_dims(n, "input")), _dtype(n, "input"))
+                  for n in self.session.get_inputs()]
+        outputs = [TensorSpec(n.name, (high, *_static_dims(n, "output")), _dtype(n, "output"))
+                   for n in self.session.get_outputs()]
+        return inputs, outputs, low
+
+    def _bind_slots(self, slots: list[Slot]) -> None:
+        for slot in slots:
+            event = CudaEvent()
+            self._events.append(event)
+            slot.state.update(binding=self.session.io_binding(), done=event, bound_batch=0)
+
+    def _close_backend(self) -> None:
+        for event in self._events:
+            event.free()
+        if self._compute is not None:
+            self._compute.synchronize()
+            self._compute.free()
+        self._events, self._compute, self.session, self._run_options = [], None, None, None
+
+    def _input_metadata(self) -> dict[str, TensorMeta]:
+        meta = {}
+        for node in self.session.get_inputs():
+            batch = node.shape[0] if isinstance(node.shape[0], int) and node.shape[0] > 0 else None
+            meta[node.name] = TensorMeta(node.name, _dtype(node, "input"), (batch, *_static_dims(node, "input")))
+        return meta
+
+    # one batch ------------------------------------------------------------------
+    def _execute(self, slot: Slot, batch_n: int) -> None:
+        self._compute.wait_for(slot.events["h2d_end"])
+        binding = slot.state["binding"]
+        if slot.state["bound_batch"] != batch_n:
+            self._bind(binding, slot, batch_n)
+            slot.state["bound_batch"] = batch_n
+        self.session.run_with_iobinding(binding, self._run_options)
+        slot.state["done"].record(self._compute)
+        slot.stream.wait_for(slot.state["done"])
+
+    def _bind(self, binding: Any, slot: Slot, batch_n: int) -> None:
+        for spec in self.pipeline.inputs:
+            binding.bind_input(spec.name, "cuda", self.device, spec.dtype.type, [batch_n, *spec.shape[1:]],
+                               slot.device[spec.name].ptr)
+        for spec in self.pipeline.outputs:
+            binding.bind_output(spec.name, "cuda", self.device, spec.dtype.type, [batch_n, *spec.shape[1:]],
+                                slot.device[spec.name].ptr)
+
+    def _where(self) -> str:
+        return "<bytes>" if isinstance(self.model, bytes) else str(self.model)
+
+    def providers(self) -> list[str]:
+        """Providers the active session really runs on."""
+        self._require_active("providers")
+        return self.session.get_providers()
+
+    def describe(self) -> str:
+        state = self.session.get_providers()[0] if self.session is not None else "inactive"
+        return f"{self.name} ({state}, max batch {self.max_batch}, {self.num_slots} slots)"
