@@ -111,6 +111,21 @@ def build_parser() -> argparse.ArgumentParser:
                    help="what the model's weights expect")
     p.add_argument("--out", default=None, help="copy the model here (default: write the spec beside it)")
 
+    p = sub.add_parser("bench", help="latency and throughput of a model on a backend")
+    p.add_argument("--model", default=None, help="ONNX with spec (default: the demo model, exported if needed)")
+    p.add_argument("--weights", default=None, help="weights to export when --model is not given")
+    p.add_argument("--backend", default="auto")
+    p.add_argument("--batch", default="1,8", help="batch sizes: a list (1,8,32) or a sweep of powers of two (1-32)")
+    p.add_argument("--warmup", type=float, default=1.0, help="warm-up seconds per batch size")
+    p.add_argument("--duration", type=float, default=3.0, help="timed seconds per batch size")
+    p.add_argument("--min-iters", type=int, default=10)
+    p.add_argument("--images", default=None, help="folder of frames to preprocess (default: calib/)")
+    p.add_argument("--threads", type=int, default=None, help="onnxruntime intra-op threads (CPU backend)")
+    p.add_argument("--json", default=None, metavar="FILE", help="write every iteration's timings here")
+    p.add_argument("--plot", default=None, metavar="PREFIX", help="write PREFIX-latency.png and PREFIX-throughput.png")
+    p.add_argument("--preprocess-only", action="store_true",
+                   help="only time OpenCV preprocessing of 1920x1080 frames (1 frame and a batch of 32)")
+
     p = sub.add_parser("info", help="versions and usable backends")
     p.add_argument("--json", action="store_true")
 
@@ -208,6 +223,38 @@ def _import_onnx(args: argparse.Namespace) -> int:
     print(f"{path}: {spec.layout} {spec.height}x{spec.width}, {spec.num_classes} classes ({spec.output_kind}); "
           f"spec written to {spec_path_for(path)}")
     return 0
+
+
+@command("bench")
+def _bench(args: argparse.Namespace) -> int:
+    from .apps import bench as b
+    from .apps.demo import DEFAULT_OUT, prepare_model
+
+    if args.preprocess_only:
+        from .apps.bench_preprocess import bench_preprocess
+
+        for r in bench_preprocess():
+            print(f"{r.case:<20} threads {r.threads}: {r.median_ms:8.2f} ms ({r.frames_per_s:8.1f} frames/s)")
+        return 0
+    model = Path(args.model) if args.model else prepare_model(args.weights, DEFAULT_OUT)[0]
+    options = {"ort-cpu": {"options": _ort_options(args.threads)}} if args.threads else None
+    report = b.bench(model, args.backend, b.parse_batches(args.batch), warmup_s=args.warmup,
+                     duration_s=args.duration, min_iters=args.min_iters, images=args.images,
+                     progress=sys.stderr.isatty(), runner_options=options)
+    print(b.format_report(report))
+    if args.json:
+        print(f"iterations written to {report.write_json(args.json)}")
+    if args.plot:
+        from .apps.plots import plot_report
+
+        print("charts: " + ", ".join(str(p) for p in plot_report(report, args.plot)))
+    return 0
+
+
+def _ort_options(threads: int):
+    from .runtime.ort import OrtOptions
+
+    return OrtOptions(intra_op_threads=threads)
 
 
 @command("info")

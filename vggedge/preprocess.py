@@ -100,14 +100,24 @@ def prepare(image: ImageLike, spec: ModelSpec, out: np.ndarray | None = None) ->
     return out
 
 
-def preprocess(images: Sequence[ImageLike], spec: ModelSpec) -> np.ndarray:
-    """A batch of images (paths or BGR arrays) -> an (N, ...) array ready for the model's input."""
+def preprocess(images: Sequence[ImageLike], spec: ModelSpec, *, threads: int = 1,
+               out: np.ndarray | None = None) -> np.ndarray:
+    """A batch of images (paths or BGR arrays) -> an (N, ...) array ready for the model's input.
+
+    ``threads`` > 1 prepares images in parallel (OpenCV releases the GIL); ``out``
+    receives the batch (e.g. a pinned host buffer) instead of a new array.
+    """
     if len(images) == 0:
         raise ImageError("preprocess() got no images; expected at least one path or array")
-    shape = spec.input_shape[1:]
-    batch = np.empty((len(images), *shape), dtype=np.dtype(spec.dtype))
-    for i, image in enumerate(images):
-        prepare(image, spec, out=batch[i])
+    batch = out if out is not None else np.empty((len(images), *spec.input_shape[1:]), dtype=np.dtype(spec.dtype))
+    if threads > 1 and len(images) > 1:
+        from concurrent.futures import ThreadPoolExecutor
+
+        with ThreadPoolExecutor(threads) as pool:
+            list(pool.map(lambda item: prepare(item[1], spec, out=batch[item[0]]), enumerate(images)))
+    else:
+        for i, image in enumerate(images):
+            prepare(image, spec, out=batch[i])
     return batch
 
 

@@ -21,6 +21,7 @@ def tensorrt_violations(model: onnx.ModelProto) -> list[str]:
     inits = {t.name: t for t in graph.initializer}
     consumers = Counter(name for node in graph.node for name in node.input)
     users = {name: [n for n in graph.node if name in n.input] for n in graph.node for name in n.output}
+    producers = {name: n for n in graph.node for name in n.output}
     problems: list[str] = []
     opset = next((o.version for o in model.opset_import if o.domain in ("", "ai.onnx")), 0)
     if opset < 13:
@@ -33,9 +34,20 @@ def tensorrt_violations(model: onnx.ModelProto) -> list[str]:
         if node.op_type == "QuantizeLinear" and consumers[node.output[0]] != 1:
             problems.append(f"{node.name}: QuantizeLinear output feeds {consumers[node.output[0]]} nodes; "
                             "TensorRT expects a dedicated Q/DQ pair per consumer")
-        if node.op_type == "DequantizeLinear" and node.input[0] in inits:
-            problems += _weight_problems(node, inits, users.get(node.output[0], []))
+        source = _constant_source(node, inits, producers) if node.op_type == "DequantizeLinear" else None
+        if source is not None:
+            problems += _weight_problems(node, source, inits, users.get(node.output[0], []))
     return problems
+
+
+def _constant_source(node: onnx.NodeProto, inits: dict, producers: dict) -> onnx.TensorProto | None:
+    """The initializer a DequantizeLinear reads: directly, or through a weight's QuantizeLinear (AddQDQPairToWeight)."""
+    if node.input[0] in inits:
+        return inits[node.input[0]]
+    quant = producers.get(node.input[0])
+    if quant is not None and quant.op_type == "QuantizeLinear" and quant.input[0] in inits:
+        return inits[quant.input[0]]
+    return None
 
 
 def _zero_point_problems(node: onnx.NodeProto, inits: dict) -> list[str]:
@@ -54,10 +66,9 @@ def _zero_point_problems(node: onnx.NodeProto, inits: dict) -> list[str]:
     return out
 
 
-def _weight_problems(node: onnx.NodeProto, inits: dict, users: list) -> list[str]:
-    data = inits[node.input[0]]
+def _weight_problems(node: onnx.NodeProto, data: onnx.TensorProto, inits: dict, users: list) -> list[str]:
     if data.data_type == onnx.TensorProto.INT32:
-        return [f"{node.name}: dequantizes an int32 tensor {node.input[0]!r} (a quantized bias); TensorRT's parser "
+        return [f"{node.name}: dequantizes an int32 tensor {data.name!r} (a quantized bias); TensorRT's parser "
                 "rejects it: quantize with QuantizeBias=False"]
     scale = numpy_helper.to_array(inits[node.input[1]]) if node.input[1] in inits else None
     weight_users = [u for u in users if u.op_type in ("Conv", "ConvTranspose", "Gemm", "MatMul") and u.input[1] == node.output[0]]

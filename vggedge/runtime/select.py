@@ -33,7 +33,7 @@ def probe_ort_cpu() -> str | None:
 
 
 def probe_ort_cuda() -> str | None:
-    """onnxruntime-gpu with a CUDA provider and a visible NVIDIA GPU."""
+    """onnxruntime-gpu with a CUDA provider, pycuda (our buffers and streams) and a visible NVIDIA GPU."""
     reason = _module_missing("onnxruntime")
     if reason:
         return reason
@@ -42,7 +42,7 @@ def probe_ort_cuda() -> str | None:
     if "CUDAExecutionProvider" not in ort.get_available_providers():
         return (f"onnxruntime {ort.__version__} has no CUDAExecutionProvider "
                 "(install onnxruntime-gpu: pip install 'vggedge[gpu]')")
-    return gpu_reason()
+    return _module_missing("pycuda") or gpu_reason()
 
 
 def probe_trt() -> str | None:

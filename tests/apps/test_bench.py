@@ -1,0 +1,90 @@
+"""vggedge bench: complete JSON, batch parsing, report text, plots. No wall-clock assertions."""
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from vggedge.apps.bench import STAGES, bench, format_report, parse_batches
+from vggedge.apps.bench_preprocess import bench_preprocess
+from vggedge.cli import main
+from vggedge.errors import ConfigError
+from vggedge.model.export import export_vgg16
+from vggedge.model.vgg16 import VGG16Options
+
+
+@pytest.fixture(scope="module")
+def model(tmp_path_factory):
+    path = tmp_path_factory.mktemp("bench") / "m.onnx"
+    opts = VGG16Options(include_rescaling=False, include_top=True, num_classes=10, input_shape=(32, 32, 3))
+    return export_vgg16("random:2", path, opts).onnx_path
+
+
+@pytest.fixture(scope="module")
+def report(model):
+    return bench(model, "ort-cpu", (1, 3), warmup_s=0.0, duration_s=0.05, min_iters=4, progress=False)
+
+
+def test_every_iteration_recorded(report):
+    assert [r.batch for r in report.results] == [1, 3]
+    for r in report.results:
+        assert r.iterations >= 4
+        for stage in ("preprocess", "infer", "end_to_end"):
+            assert len(r.times[stage]) == r.iterations
+            assert all(t > 0 for t in r.times[stage])
+        assert r.times["h2d"] == []  # the CPU runner has no copies to report
+        for a, b, c in zip(r.times["preprocess"], r.times["infer"], r.times["end_to_end"]):
+            assert c == pytest.approx(a + b, rel=1e-6, abs=1e-9)
+        assert r.model_throughput == pytest.approx(r.batch / r.summary["infer"]["median"])
+
+
+def test_json_is_complete(report, tmp_path):
+    data = json.loads(report.write_json(tmp_path / "b.json").read_text())
+    assert data["backend"] == "ort-cpu" and data["precision"] == "fp32"
+    assert {"machine", "packages", "runner", "precision", "cpu_count"} <= set(data["environment"])
+    assert data["environment"]["machine"]["cpu"]
+    assert data["settings"]["min_iters"] == 4 and data["settings"]["batches"] == [1, 3]
+    for result in data["results"]:
+        assert set(result["times"]) == set(STAGES)
+        assert len(result["times"]["infer"]) == result["iterations"]
+        assert {"min", "mean", "median", "p90", "p95", "p99", "cv"} <= set(result["summary"]["infer"])
+
+
+def test_report_text(report):
+    text = format_report(report)
+    assert "p99" in text and "end_to_end" in text and "ort-cpu" in text
+
+
+@pytest.mark.parametrize("text, expected", [("1,8", (1, 8)), ("1-32", (1, 2, 4, 8, 16, 32)), ("4", (4,))])
+def test_parse_batches(text, expected):
+    assert parse_batches(text) == expected
+
+
+@pytest.mark.parametrize("text", ["a,b", "0,8", ""])
+def test_parse_batches_rejects(text):
+    with pytest.raises(ConfigError, match="batch sizes"):
+        parse_batches(text)
+
+
+def test_bad_settings(model):
+    with pytest.raises(ConfigError, match="duration > 0"):
+        bench(model, "ort-cpu", (1,), duration_s=0)
+
+
+def test_cli_json_and_plot(model, tmp_path, capsys):
+    pytest.importorskip("matplotlib")
+    rc = main(["bench", "--model", str(model), "--backend", "ort-cpu", "--batch", "2", "--warmup", "0",
+               "--duration", "0.05", "--min-iters", "3", "--json", str(tmp_path / "r.json"),
+               "--plot", str(tmp_path / "p")])
+    assert rc == 0
+    assert json.loads((tmp_path / "r.json").read_text())["results"][0]["batch"] == 2
+    for name in ("p-latency.png", "p-throughput.png"):
+        assert (tmp_path / name).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert "img/s" in capsys.readouterr().out
+
+
+def test_preprocess_bench_cases():
+    results = bench_preprocess(batch=4, threads=2, repeats=2)
+    assert {(r.case, r.threads) for r in results} == {("1 frame 1920x1080", 1), ("batch of 4", 1),
+                                                      ("1 frame 1920x1080", 2), ("batch of 4", 2)}
+    assert all(r.median_ms > 0 for r in results)
