@@ -81,7 +81,7 @@ def test_dynamic_batch_matches_single_runs(runner: OrtRunner) -> None:
 
 def test_providers_and_describe(runner: OrtRunner) -> None:
     assert runner.providers() == ["CPUExecutionProvider"]
-    assert runner.describe() == "ort-cpu (CPUExecutionProvider)"
+    assert runner.describe() == f"ort-cpu (CPUExecutionProvider, {Path(runner.model).name})"
 
 
 def test_lifecycle_with_and_double_deactivate(model_path: Path) -> None:

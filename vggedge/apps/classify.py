@@ -58,11 +58,13 @@ class Classifier:
     >>> with Classifier("engines/demo/vgg16.onnx") as clf:   # doctest: +SKIP
     ...     clf.classify(["calib/cat_chelsea.jpg"], k=5)
 
-    One Classifier owns one runner; use one per thread.
+    One Classifier owns one runner; use one per thread. ``precision="auto"`` lets
+    the CPU backend run the fastest INT8/FP32 variant beside the model (runtime/cpu.py).
     """
 
     def __init__(self, model: str | Path, backend: str = "auto", *, batch_size: int = 8,
-                 spec: ModelSpec | None = None, runner_options: dict | None = None) -> None:
+                 spec: ModelSpec | None = None, runner_options: dict | None = None,
+                 precision: str = "as-given") -> None:
         self.model = Path(model)
         self.spec = spec or load_spec_for(self.model)
         if self.spec.output_kind == "features":
@@ -70,7 +72,10 @@ class Classifier:
                              "export it with include_top=True to classify")
         self.labels = labels_for(self.spec.labels, self.spec.num_classes)
         self.batch_size, self._pad = batch_plan(self.spec, batch_size)
-        self.selection = select_runner(self.model, backend, **(runner_options or {}))
+        options = dict(runner_options or {})
+        if precision != "as-given":  # "auto": the CPU backend runs the fastest variant file present
+            options["ort-cpu"] = {"precision": precision, **options.get("ort-cpu", {})}
+        self.selection = select_runner(self.model, backend, **options)
         self.runner = self.selection.runner
         self.timings = Timings()
 

@@ -15,6 +15,8 @@ from ..model.weights import download as dl
 from ..model.weights import file_sha256, is_synthetic
 from ..preprocess import list_images
 from ..spec import ModelSpec, spec_path_for
+from ..runtime.cpu import prepare_variants
+from ..runtime.select import probe_ort_cuda, probe_trt
 from .classify import Classifier, Timings
 
 log = logging.getLogger(__name__)
@@ -83,12 +85,14 @@ def run_demo(weights: str | Path | None = None, images: str | Path | None = None
     if not paths:
         raise ImageError(f"{folder}: no images found (expected .jpg/.png files)")
     model, is_random = prepare_model(weights, Path(out_dir) if out_dir else DEFAULT_OUT, seed)
-    with Classifier(model, backend, batch_size=batch_size) as clf:
+    if backend in ("auto", "ort-cpu") and probe_trt() and probe_ort_cuda():
+        prepare_variants(model, DEFAULT_IMAGES)  # the CPU will run: write its INT8 files (cached)
+    with Classifier(model, backend, batch_size=batch_size, precision="auto") as clf:
         clf.classify(paths[:batch_size], k=top_k)  # warm-up, not reported
         clf.timings = Timings()
         predictions = clf.classify(paths, k=top_k)
         report = DemoReport(str(weights or clf.spec.weights_source), is_random, model,
-                            clf.selection.backend, clf.selection.skipped, batch_size=batch_size)
+                            clf.runner.describe(), clf.selection.skipped, batch_size=batch_size)
         report.results = list(zip(paths, predictions))
         t = clf.timings
         report.preprocess_ms_per_image = 1000 * sum(t.preprocess) / max(1, sum(t.images))

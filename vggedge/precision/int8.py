@@ -50,6 +50,11 @@ class QdqStyle:
 
 #: What TensorRT accepts (see shared notes): symmetric, zero points 0, per-channel weights, float biases.
 TENSORRT = QdqStyle("tensorrt")
+#: onnxruntime's CPU guidance: uint8 asymmetric activations, int8 symmetric per-channel weights.
+CPU = QdqStyle("cpu", activation_type="QUInt8", activation_symmetric=False)
+#: The same for x86 CPUs without VNNI, where u8*s8 products can saturate: 7-bit weights.
+CPU_NO_VNNI = QdqStyle("cpu-rr", activation_type="QUInt8", activation_symmetric=False, reduce_range=True)
+STYLES = {s.name: s for s in (TENSORRT, CPU, CPU_NO_VNNI)}
 
 
 @dataclass(frozen=True)

@@ -108,4 +108,5 @@ class OrtRunner(Runner):
 
     def describe(self) -> str:
         active = self.session.get_providers()[0] if self.session is not None else "inactive"
-        return f"{self.name} ({active})"
+        where = "<bytes>" if isinstance(self.model, bytes) else Path(self.model).name
+        return f"{self.name} ({active}, {where})"

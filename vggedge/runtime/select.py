@@ -74,7 +74,7 @@ class Backend:
     probe: Callable[[], str | None]
     artefact: str  # "onnx" or "engine"
 
-    def load_class(self) -> type[Runner]:
+    def load_class(self) -> Callable[..., Runner]:
         module, _, cls = self.runner_path.partition(":")
         return getattr(importlib.import_module(module), cls)
 
@@ -82,7 +82,7 @@ class Backend:
 BACKENDS: dict[str, Backend] = {
     "trt": Backend("trt", "vggedge.runtime.trt:TrtRunner", probe_trt, "engine"),
     "ort-cuda": Backend("ort-cuda", "vggedge.runtime.ort_cuda:OrtCudaRunner", probe_ort_cuda, "onnx"),
-    "ort-cpu": Backend("ort-cpu", "vggedge.runtime.ort:OrtRunner", probe_ort_cpu, "onnx"),
+    "ort-cpu": Backend("ort-cpu", "vggedge.runtime.cpu:cpu_runner", probe_ort_cpu, "onnx"),
 }
 AUTO_ORDER = ("trt", "ort-cuda", "ort-cpu")
 

@@ -1,0 +1,230 @@
+"""vggedge against what a user would otherwise pick, measured in one run on the same inputs.
+
+    python benchmarks/peers.py [--quick] [--out benchmarks/results]
+
+Peers: a plain onnxruntime session with default settings on the FP32 model (the
+baseline every ratio is against), PyTorch eager on the CPU (FP32, and bfloat16
+where the CPU has AVX512_BF16 or AMX), OpenVINO on the CPU when installed, and
+PyTorch eager FP16 (channels-last) on a GPU when there is one. The machine's
+sustained matrix-multiply rates are measured in the same run, and each result is
+reported as a share of the ceiling for its precision. Only inference is timed
+(the same preprocessed batch for everyone). Writes a Markdown table and JSON.
+"""
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import json
+import platform
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from vggedge.apps.info import cpu_name, versions  # noqa: E402
+from vggedge.apps.stats import summarize  # noqa: E402
+from vggedge.model.export import export_vgg16  # noqa: E402
+from vggedge.model.vgg16 import VGG16Options  # noqa: E402
+from vggedge.preprocess import list_images, preprocess  # noqa: E402
+from vggedge.runtime import cpu as vcpu  # noqa: E402
+from vggedge.spec import load_spec_for  # noqa: E402
+
+GMAC_PER_IMAGE = 15.47
+BATCHES = (1, 8)
+
+
+def timeit(fn, warmup: int, iters: int, min_seconds: float) -> dict:
+    """Median and spread of ``fn()`` after warm-up; at least ``iters`` runs and ``min_seconds``."""
+    for _ in range(warmup):
+        fn()
+    samples, start = [], time.perf_counter()
+    while len(samples) < iters or time.perf_counter() - start < min_seconds:
+        t0 = time.perf_counter()
+        fn()
+        samples.append(time.perf_counter() - t0)
+    return summarize(samples)
+
+
+# ---- ceilings -------------------------------------------------------------------------------
+def ceilings(quick: bool) -> dict[str, float]:
+    """Sustained GMAC/s of FP32 (numpy sgemm), BF16 (torch) and INT8 (onnxruntime MatMulInteger)."""
+    n = 1024 if quick else 2048
+    a, b = np.random.rand(n, n).astype(np.float32), np.random.rand(n, n).astype(np.float32)
+    out = {"fp32": n ** 3 / timeit(lambda: a @ b, 2, 5, 1.0)["median"] / 1e9}
+    try:
+        import torch
+
+        ta, tb = torch.rand(n, n).bfloat16(), torch.rand(n, n).bfloat16()
+        out["bf16"] = n ** 3 / timeit(lambda: ta @ tb, 2, 5, 1.0)["median"] / 1e9
+    except ImportError:
+        pass
+    out["int8"] = _int8_gemm_rate(n)
+    return out
+
+
+def _int8_gemm_rate(n: int) -> float:
+    import onnxruntime as ort
+    from onnx import TensorProto, helper
+
+    node = helper.make_node("MatMulInteger", ["a", "b"], ["y"])
+    graph = helper.make_graph([node], "mmi", [helper.make_tensor_value_info("a", TensorProto.UINT8, [n, n]),
+                                               helper.make_tensor_value_info("b", TensorProto.INT8, [n, n])],
+                              [helper.make_tensor_value_info("y", TensorProto.INT32, [n, n])])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    model.ir_version = 8
+    sess = ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"])
+    feed = {"a": np.random.randint(0, 255, (n, n), dtype=np.uint8), "b": np.random.randint(-127, 127, (n, n), dtype=np.int8)}
+    return n ** 3 / timeit(lambda: sess.run(None, feed), 2, 5, 1.0)["median"] / 1e9
+
+
+# ---- peers ----------------------------------------------------------------------------------
+def ort_default(model: Path):
+    import onnxruntime as ort
+
+    sess = ort.InferenceSession(str(model), providers=["CPUExecutionProvider"])
+    return lambda x: sess.run(None, {"images": x})
+
+
+def torch_vgg(model: Path, dtype: str):
+    """PyTorch eager VGG16 with the same weights (read from the ONNX initializers)."""
+    import onnx
+    import torch
+    from onnx import numpy_helper
+
+    weights = {t.name: torch.from_numpy(numpy_helper.to_array(t).copy()) for t in onnx.load(model).graph.initializer}
+    layers, cin = [], 3
+    from vggedge.model.vgg16 import VGG16_CFG, conv_layers
+
+    names = iter(conv_layers())
+    for item in VGG16_CFG:
+        if item == "M":
+            layers.append(torch.nn.MaxPool2d(2))
+            continue
+        name, cout = next(names)
+        conv = torch.nn.Conv2d(cin, cout, 3, padding=1)
+        conv.weight.data, conv.bias.data = weights[f"{name}.kernel"], weights[f"{name}.bias"]
+        layers += [conv, torch.nn.ReLU()]
+        cin = cout
+    layers.append(torch.nn.Flatten())
+    for i, name in enumerate(("fc1", "fc2", "predictions")):
+        w = weights[f"{name}.kernel"]
+        lin = torch.nn.Linear(w.shape[1], w.shape[0])
+        lin.weight.data, lin.bias.data = w, weights[f"{name}.bias"]
+        layers += [lin] + ([torch.nn.ReLU()] if i < 2 else [torch.nn.Softmax(dim=1)])
+    net = torch.nn.Sequential(*layers).eval()
+    torch_dtype = {"fp32": torch.float32, "bf16": torch.bfloat16}[dtype]
+    net = net.to(torch_dtype).to(memory_format=torch.channels_last)
+
+    def run(x):
+        with torch.inference_mode():
+            return net(torch.from_numpy(x).to(torch_dtype).contiguous(memory_format=torch.channels_last))
+    return run
+
+
+def openvino_peer(model: Path):
+    import openvino as ov
+
+    compiled = ov.Core().compile_model(str(model), "CPU", {"PERFORMANCE_HINT": "LATENCY"})
+    request = compiled.create_infer_request()
+    return lambda x: request.infer({0: x})
+
+
+def vggedge_runner(variant: vcpu.CpuVariant, model_dir: Path):
+    """vggedge's own CPU path, exactly as `Classifier(..., backend='ort-cpu')` would run it."""
+    runner = vcpu.runner_for(variant, model_dir)
+    runner.activate()
+    return lambda x: runner.infer({"images": x})
+
+
+# ---- driver ---------------------------------------------------------------------------------
+def prepare(model_dir: Path) -> Path:
+    fp32 = model_dir / "vgg16.onnx"
+    if not fp32.exists():
+        export_vgg16("normalised:0", fp32, VGG16Options(include_rescaling=False, include_top=True, num_classes=1000))
+    vcpu.prepare_variants(fp32, ROOT / "calib")
+    return fp32
+
+
+def measure(peers: dict, inputs: dict[int, np.ndarray], quick: bool) -> dict:
+    results = {}
+    for name, (factory, precision) in peers.items():
+        try:
+            fn = factory()
+        except Exception as exc:  # a peer that cannot run here is reported, not fatal
+            results[name] = {"error": f"{type(exc).__name__}: {exc}"}
+            print(f"{name}: skipped ({exc})", flush=True)
+            continue
+        row = {"precision": precision}
+        for batch, x in inputs.items():
+            s = timeit(lambda: fn(x), 2 if quick else 3, 5 if quick else 10, 1.0 if quick else 3.0)
+            row[f"b{batch}"] = {"median_ms": 1000 * s["median"], "p90_ms": 1000 * s["p90"], "cv": s["cv"],
+                                "img_per_s": batch / s["median"]}
+        print(f"{name}: " + ", ".join(f"b{b} {row[f'b{b}']['median_ms']:.1f} ms" for b in inputs), flush=True)
+        results[name] = row
+    return results
+
+
+def table(results: dict, ceiling: dict, baseline: str) -> str:
+    base = results[baseline]
+    lines = ["| system | precision | batch 1 latency (ms) | x vs baseline | batch 8 throughput (img/s) | x vs baseline | share of ceiling (b8) |",
+             "|---|---|---|---|---|---|---|"]
+    for name, row in results.items():
+        if "error" in row:
+            lines.append(f"| {name} | - | not run: {row['error'][:80]} | | | | |")
+            continue
+        b1, b8 = row["b1"], row["b8"]
+        ceil = ceiling.get(row["precision"].split("-")[0], ceiling["fp32"])
+        share = 100 * b8["img_per_s"] * GMAC_PER_IMAGE / ceil
+        lines.append(f"| {name} | {row['precision']} | {b1['median_ms']:.1f} | {base['b1']['median_ms'] / b1['median_ms']:.2f} | "
+                     f"{b8['img_per_s']:.1f} | {b8['img_per_s'] / base['b8']['img_per_s']:.2f} | {share:.0f}% |")
+    return "\n".join(lines)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--quick", action="store_true", help="shorter runs (for a smoke test)")
+    ap.add_argument("--out", default=str(ROOT / "benchmarks" / "results"))
+    ap.add_argument("--models", default=str(ROOT / "engines" / "bench"))
+    args = ap.parse_args()
+    model_dir = Path(args.models)
+    model_dir.mkdir(parents=True, exist_ok=True)
+    fp32 = prepare(model_dir)
+    spec = load_spec_for(fp32)
+    photos = list_images(ROOT / "calib")
+    inputs = {b: preprocess([photos[i % len(photos)] for i in range(b)], spec) for b in BATCHES}
+    features = vcpu.cpu_features()
+    peers = {"onnxruntime FP32, default session (baseline)": (lambda: ort_default(fp32), "fp32")}
+    for variant in vcpu.variants_for(features):
+        peers[f"vggedge {variant.label}"] = (lambda v=variant: vggedge_runner(v, model_dir), variant.precision)
+    peers["PyTorch eager FP32"] = (lambda: torch_vgg(fp32, "fp32"), "fp32")
+    if features.bf16:
+        peers["PyTorch eager bfloat16"] = (lambda: torch_vgg(fp32, "bf16"), "bf16")
+    peers["OpenVINO FP32 ONNX"] = (lambda: openvino_peer(fp32), "fp32")
+    peers["OpenVINO INT8 Q/DQ ONNX (TensorRT-style)"] = (lambda: openvino_peer(vcpu.variant_path(fp32, "tensorrt")), "int8")
+    ceiling = ceilings(args.quick)
+    results = measure(peers, inputs, args.quick)
+    baseline = next(iter(peers))
+    stamp = dt.datetime.now().strftime("%Y-%m-%d")
+    env = {"cpu": cpu_name(), "cores": __import__("os").cpu_count(), "features": features.__dict__,
+           "python": platform.python_version(), "packages": {k: v for k, v in versions().items() if v},
+           "ceilings_gmac_s": ceiling, "date": stamp, "quick": args.quick}
+    md = [f"# vggedge vs peers, {stamp}", "",
+          f"Machine: {env['cpu']}, {env['cores']} cores, features {', '.join(k for k, v in features.__dict__.items() if v is True)}.",
+          f"Ceilings measured in this run (GMAC/s): " + ", ".join(f"{k} {v:.0f}" for k, v in ceiling.items()) + ".",
+          f"VGG16 224x224: {GMAC_PER_IMAGE} GMAC per image. Inference only, same preprocessed inputs; medians.",
+          f"Packages: " + ", ".join(f"{k} {v}" for k, v in env["packages"].items()), "",
+          table(results, ceiling, baseline), "",
+          "Reproduce: `.venv/bin/python benchmarks/peers.py`"]
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "peers-latest.md").write_text("\n".join(md) + "\n")
+    (out / "peers-latest.json").write_text(json.dumps({"environment": env, "results": results}, indent=1))
+    print("\n".join(md))
+
+
+if __name__ == "__main__":
+    main()

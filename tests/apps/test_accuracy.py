@@ -1,0 +1,60 @@
+"""Acceptance: FP16 and INT8 VGG16 (224x224, data-normalised weights) agree with FP32 on 84 photo views.
+
+Full-size VGG16 on onnxruntime's CPU provider: about a minute or more on 2 cores.
+"""
+from __future__ import annotations
+
+import shutil
+import time
+from pathlib import Path
+from typing import Iterator
+
+import numpy as np
+import pytest
+
+from vggedge.apps.build import precision_artefacts
+from vggedge.apps.compare import compare_models, format_report, load_views, run_model
+from vggedge.model.export import export_vgg16
+from vggedge.model.vgg16 import VGG16Options
+from vggedge.preprocess import list_images
+
+pytestmark = pytest.mark.slow
+REPO = Path(__file__).resolve().parents[2]
+CALIB = REPO / "calib"
+OPTS = VGG16Options(include_rescaling=False, include_top=True, num_classes=1000, classifier_activation=None)
+
+
+@pytest.fixture(scope="module")
+def workdir(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
+    folder = tmp_path_factory.mktemp("accuracy")
+    yield folder
+    shutil.rmtree(folder, ignore_errors=True)  # ~1 GB of models
+
+
+@pytest.fixture(scope="module")
+def models(workdir: Path) -> dict[str, Path]:
+    start = time.perf_counter()
+    fp32 = export_vgg16("normalised:0", workdir / "vgg16.onnx", OPTS).onnx_path
+    built = precision_artefacts(fp32, ("fp32", "fp16", "int8"), calib=CALIB, method="minmax")
+    print(f"\nexport + fp16 + int8 (minmax) took {time.perf_counter() - start:.0f} s")
+    return built.onnx
+
+
+def test_fp32_model_is_structured(models: dict[str, Path]) -> None:
+    photos = list_images(CALIB)
+    scores, _ = run_model(models["fp32"], load_views(photos, augment=False), "ort-cpu", batch_size=4)
+    assert scores.shape == (len(photos), 1000)
+    classes = set(scores.argmax(axis=1).tolist())
+    assert len(classes) >= 6, f"FP32 predicts only {len(classes)} distinct classes on {len(photos)} photos"
+    assert np.isfinite(scores).all() and scores.std() > 1.0  # logits, not a collapsed output
+
+
+def test_fp16_int8_agree_with_fp32(models: dict[str, Path]) -> None:
+    start = time.perf_counter()
+    report = compare_models(models, CALIB, augment=True, backend="ort-cpu")
+    print(f"\n{format_report(report)}\n(compare took {time.perf_counter() - start:.0f} s)")
+    assert report.images == 7 * len(list_images(CALIB)) == 84
+    assert report.output_kind == "logits"
+    stats = {v.name: v for v in report.variants}
+    assert stats["fp16"].top1_agreement >= 0.99, format_report(report)
+    assert stats["int8"].top1_agreement >= 0.95, format_report(report)

@@ -1,0 +1,170 @@
+"""The fastest CPU configuration for this machine, chosen by feature detection.
+
+Which file serves which runtime:
+- ``<stem>.int8.onnx`` (TensorRT-style Q/DQ: symmetric int8) runs on TensorRT, on
+  onnxruntime's OpenVINO execution provider and on the plain CPU provider;
+- ``<stem>.int8-cpu.onnx`` (uint8 asymmetric activations, int8 per-channel weights)
+  is the plain CPU provider's faster INT8 file; ``int8-cpu-rr`` adds reduce_range
+  for x86 CPUs without VNNI, whose u8*s8 instructions can saturate;
+- ``<stem>.onnx`` (FP32) is the fallback everywhere.
+
+Everything runs inside onnxruntime; the OpenVINO execution provider is used only
+when the installed onnxruntime build has it (``onnxruntime-openvino``).
+"""
+from __future__ import annotations
+
+import logging
+import os
+import platform
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from ..errors import BackendUnavailable, ConfigError
+from .ort import OrtOptions, OrtRunner
+
+log = logging.getLogger(__name__)
+OPENVINO_EP = "OpenVINOExecutionProvider"
+
+
+@dataclass(frozen=True)
+class CpuFeatures:
+    """What the CPU can do that matters for VGG16 inference."""
+
+    arch: str = "x86_64"
+    cores: int = 1
+    avx2: bool = False
+    avx512: bool = False
+    vnni: bool = False  # x86 AVX512-VNNI / AVX-VNNI, or ARM dot product (int8 dot instructions)
+    bf16: bool = False  # AVX512_BF16 / AMX-BF16, or ARM BF16
+    amx: bool = False
+    providers: tuple[str, ...] = ("CPUExecutionProvider",)
+
+    @property
+    def x86(self) -> bool:
+        return self.arch in ("x86_64", "amd64", "i686")
+
+
+def parse_cpuinfo(text: str, arch: str, cores: int, providers: tuple[str, ...]) -> CpuFeatures:
+    """Features from /proc/cpuinfo text (x86 ``flags`` or ARM ``Features``); testable with fakes."""
+    flags: set[str] = set()
+    for line in text.splitlines():
+        key, _, value = line.partition(":")
+        if key.strip() in ("flags", "Features"):
+            flags |= set(value.split())
+    x86 = arch in ("x86_64", "amd64", "i686")
+    vnni = bool({"avx512_vnni", "avx_vnni", "amx_int8"} & flags) if x86 else bool({"asimddp", "i8mm"} & flags)
+    bf16 = bool({"avx512_bf16", "amx_bf16"} & flags) if x86 else "bf16" in flags
+    return CpuFeatures(arch=arch, cores=cores, avx2="avx2" in flags, avx512="avx512f" in flags, vnni=vnni,
+                       bf16=bf16, amx=bool({"amx_int8", "amx_bf16"} & flags), providers=providers)
+
+
+def cpu_features() -> CpuFeatures:
+    """Detect this machine's features and onnxruntime's available providers."""
+    import onnxruntime as ort
+
+    try:
+        text = Path("/proc/cpuinfo").read_text()
+    except OSError:
+        text = ""
+    return parse_cpuinfo(text, platform.machine().lower(), os.cpu_count() or 1, tuple(ort.get_available_providers()))
+
+
+@dataclass(frozen=True)
+class CpuVariant:
+    """One runnable CPU configuration: which model file, which provider, which session settings."""
+
+    key: str
+    label: str
+    precision: str
+    model: str  # "fp32" | "tensorrt" | "cpu" | "cpu-rr": the file variant (see module docstring)
+    options: OrtOptions = field(default_factory=OrtOptions)
+
+
+def _ort_options(features: CpuFeatures, providers: tuple = ("CPUExecutionProvider",)) -> OrtOptions:
+    return OrtOptions(intra_op_threads=features.cores, inter_op_threads=1, allow_spinning=True,
+                      graph_optimization="all", providers=providers)
+
+
+def variants_for(features: CpuFeatures) -> list[CpuVariant]:
+    """Every configuration this CPU can run, fastest first."""
+    out: list[CpuVariant] = []
+    if OPENVINO_EP in features.providers and features.x86:
+        ov = (OPENVINO_EP, {"device_type": "CPU", "precision": "FP32", "num_of_threads": str(features.cores)}), "CPUExecutionProvider"
+        out.append(CpuVariant("ov-int8", "INT8 Q/DQ on onnxruntime's OpenVINO EP", "int8", "tensorrt",
+                              _ort_options(features, ov)))
+    int8_model = "cpu" if (features.vnni or not features.x86) else "cpu-rr"
+    out.append(CpuVariant("int8", f"INT8 Q/DQ ({int8_model} style) on onnxruntime CPU", "int8", int8_model,
+                          _ort_options(features)))
+    out.append(CpuVariant("int8-trt", "INT8 Q/DQ (TensorRT style) on onnxruntime CPU", "int8", "tensorrt",
+                          _ort_options(features)))
+    out.append(CpuVariant("fp32", "FP32 on onnxruntime CPU, tuned session", "fp32", "fp32", _ort_options(features)))
+    return out
+
+
+def choose(features: CpuFeatures, override: str | None = None) -> CpuVariant:
+    """The fastest variant, or the one named by ``override`` (``VGGEDGE_CPU_VARIANT`` also works)."""
+    variants = variants_for(features)
+    wanted = override or os.environ.get("VGGEDGE_CPU_VARIANT")
+    if not wanted:
+        return variants[0]
+    for variant in variants:
+        if variant.key == wanted:
+            return variant
+    raise ConfigError(f"CPU variant {wanted!r} is not available here; choose one of {[v.key for v in variants]}")
+
+
+def variant_path(fp32: str | Path, model: str) -> Path:
+    """The file of a model variant beside the FP32 model."""
+    fp32 = Path(fp32)
+    if model == "fp32":
+        return fp32
+    suffix = "int8" if model == "tensorrt" else f"int8-{model}"
+    return fp32.with_name(f"{fp32.stem}.{suffix}.onnx")
+
+
+def prepare_variants(fp32: str | Path, calib: str | Path, *, features: CpuFeatures | None = None,
+                     method: str = "minmax") -> dict[str, Path]:
+    """Write the INT8 files the CPU variants need (calibration is cached); returns model -> path."""
+    from ..precision.int8 import STYLES, quantize_int8
+
+    features = features or cpu_features()
+    written: dict[str, Path] = {}
+    for variant in variants_for(features):
+        path = variant_path(fp32, variant.model)
+        if variant.model not in written and not path.exists():
+            quantize_int8(fp32, calib, path, method=method, style=STYLES[variant.model])
+        written[variant.model] = path
+    return written
+
+
+def cpu_runner(model: str | Path, options: OrtOptions | None = None, *, precision: str = "as-given",
+               variant: str | None = None) -> OrtRunner:
+    """The ``ort-cpu`` backend's factory: the given file with a session tuned for this CPU.
+
+    ``precision="auto"`` runs the fastest variant this CPU supports whose file
+    exists beside the FP32 model (see :func:`choose`); other values run the file given.
+    """
+    if options is not None:
+        return OrtRunner(model, options)
+    features = cpu_features()
+    if precision == "auto":
+        for candidate in [choose(features, variant)] + variants_for(features):
+            path = variant_path(model, candidate.model)
+            if path.exists():
+                log.info("CPU variant: %s (%s)", candidate.label, path.name)
+                return OrtRunner(path, candidate.options)
+    uses_ov = OPENVINO_EP in features.providers and ".int8." in Path(model).name
+    tuned = next(v for v in variants_for(features) if v.key == ("ov-int8" if uses_ov else "fp32"))
+    return OrtRunner(model, tuned.options)
+
+
+def runner_for(variant: CpuVariant, model_dir_or_fp32: str | Path) -> OrtRunner:
+    """An (inactive) onnxruntime runner for a variant, given the FP32 model or its folder."""
+    fp32 = Path(model_dir_or_fp32)
+    if fp32.is_dir():
+        fp32 = fp32 / "vgg16.onnx"
+    path = variant_path(fp32, variant.model)
+    if not path.exists():
+        raise BackendUnavailable(f"{path}: the {variant.key} CPU variant needs this file; write it with "
+                                 f"`vggedge build --model {fp32} --precision int8` or prepare_variants()")
+    return OrtRunner(path, variant.options)
