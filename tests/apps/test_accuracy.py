@@ -33,7 +33,7 @@ def workdir(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
 
 @pytest.fixture(scope="module")
 def models(workdir: Path) -> dict[str, Path]:
-    start = time.perf_counter()
+    start = time.perf_counter()  # export normalises the random weights on the photos: one forward pass
     fp32 = export_vgg16("normalised:0", workdir / "vgg16.onnx", OPTS).onnx_path
     built = precision_artefacts(fp32, ("fp32", "fp16", "int8"), calib=CALIB, method="minmax")
     print(f"\nexport + fp16 + int8 (minmax) took {time.perf_counter() - start:.0f} s")
@@ -46,15 +46,18 @@ def test_fp32_model_is_structured(models: dict[str, Path]) -> None:
     assert scores.shape == (len(photos), 1000)
     classes = set(scores.argmax(axis=1).tolist())
     assert len(classes) >= 6, f"FP32 predicts only {len(classes)} distinct classes on {len(photos)} photos"
-    assert np.isfinite(scores).all() and scores.std() > 1.0  # logits, not a collapsed output
+    ranked = np.sort(scores, axis=1)
+    assert np.isfinite(scores).all() and np.median(ranked[:, -1] - ranked[:, -2]) > 0.5  # clear winners
 
 
-def test_fp16_int8_agree_with_fp32(models: dict[str, Path]) -> None:
+def test_fp16_int8_agree_with_fp32(models: dict[str, Path], capsys: pytest.CaptureFixture) -> None:
     start = time.perf_counter()
     report = compare_models(models, CALIB, augment=True, backend="ort-cpu")
-    print(f"\n{format_report(report)}\n(compare took {time.perf_counter() - start:.0f} s)")
+    with capsys.disabled():  # CI logs show the numbers whether the test passes or fails
+        print(f"\n{format_report(report)}\n(compare took {time.perf_counter() - start:.0f} s)")
     assert report.images == 7 * len(list_images(CALIB)) == 84
     assert report.output_kind == "logits"
     stats = {v.name: v for v in report.variants}
-    assert stats["fp16"].top1_agreement >= 0.99, format_report(report)
-    assert stats["int8"].top1_agreement >= 0.95, format_report(report)
+    bounds = {"fp16": 0.99, "int8": 0.95}  # the acceptance criteria
+    below = {name: stats[name].top1_agreement for name, bound in bounds.items() if stats[name].top1_agreement < bound}
+    assert not below, f"top-1 agreement below {bounds}: {below}\n{format_report(report)}"

@@ -58,6 +58,7 @@ def test_build_refuses_fp16_input(model: Path, tmp_path: Path) -> None:
     fp16 = write_fp16(model, tmp_path / "half.onnx")
     with pytest.raises(ModelError, match="FP32 ONNX, got a fp16"):
         build(fp16, ("fp16",))
+    fp16.unlink()  # ~70 MB: do not keep it in pytest's temp folders
 
 
 @no_tensorrt

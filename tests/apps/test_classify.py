@@ -75,3 +75,24 @@ def test_features_model_rejected(tmp_path: Path) -> None:
 def test_missing_sidecar(tmp_path: Path) -> None:
     with pytest.raises(ModelError, match=r"no spec sidecar .*`vggedge export`"):
         Classifier(tmp_path / "nothing.onnx")
+
+
+def test_classifier_refuses_other_threads(model_path):
+    """One Classifier per thread: a second thread gets a clear error, not a CUDA context crash."""
+    import threading
+
+    errors = []
+    with Classifier(model_path) as clf:
+        thread = threading.Thread(target=lambda: errors.append(_try(lambda: clf.classify([PHOTOS[0]]))))
+        thread.start()
+        thread.join()
+        assert len(clf.classify([PHOTOS[0]], k=1)) == 1  # the owner still works
+    assert errors and "one Classifier per thread" in str(errors[0])
+
+
+def _try(fn):
+    try:
+        fn()
+    except Exception as exc:  # returned for the assertion in the main thread
+        return exc
+    return None

@@ -188,6 +188,7 @@ def test_small_set_warns_and_uses_inference_preprocessing(model: Path, tmp_path:
     assert result.images == 3 and not result.cache_hit
     assert {p.name for images, _ in calls for p in images} == {p.name for p in photos.iterdir()}
     assert all(spec == load_spec_for(model) for _, spec in calls)
+    result.path.unlink()  # ~130 MB: do not keep it in pytest's temp folders
 
 
 def test_cache_hit_and_method_in_name(model: Path, int8: Int8Result, workdir: Path) -> None:

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import logging
+import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -78,9 +79,11 @@ class Classifier:
         self.selection = select_runner(self.model, backend, **options)
         self.runner = self.selection.runner
         self.timings = Timings()
+        self._owner: int | None = None
 
     def __enter__(self) -> "Classifier":
         self.runner.activate()
+        self._owner = threading.get_ident()
         return self
 
     def __exit__(self, *exc: object) -> None:
@@ -91,6 +94,9 @@ class Classifier:
         if not self.runner.active:
             raise VggEdgeError(f"{self.model}: Classifier used outside `with Classifier(...) as clf:`; "
                                "the with-block allocates the backend's session and buffers once")
+        if threading.get_ident() != self._owner:
+            raise VggEdgeError(f"{self.model}: this Classifier belongs to the thread that opened it; a GPU "
+                               "execution context and stream are not shared: open one Classifier per thread")
         out = self.runner.infer({self.spec.input_name: batch})
         return np.array(out[self.spec.output_name], dtype=np.float32, copy=True)
 

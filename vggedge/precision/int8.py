@@ -135,7 +135,7 @@ def quantize_int8(src: str | Path, calib: str | Path, dst: str | Path | None = N
     The calibration ranges are cached under ``cache_dir`` keyed by model hash,
     calibration-set hash and method, so a rebuild does not recalibrate.
     """
-    from onnxruntime.quantization import CalibrationMethod, QuantFormat, QuantType, quantize_static
+    from onnxruntime.quantization import QuantFormat, QuantType, quantize_static
 
     if method not in METHODS:
         raise ConfigError(f"calibration method {method!r} is unknown; choose one of {METHODS}")
@@ -145,24 +145,23 @@ def quantize_int8(src: str | Path, calib: str | Path, dst: str | Path | None = N
         raise ModelError(f"{src}: INT8 calibration needs the FP32 model, got a {spec.precision} one")
     calib_set = calibration_set(calib, spec, limit=limit)
     dst = Path(dst) if dst else src.with_name(f"{src.stem}.int8{'' if style is TENSORRT else '-' + style.name}.onnx")
-    cache_path = _cache_path(src, calib_set, method, percentile, cache_dir)
+    cache_path = _cache_path(src, calib_set, method, percentile, style, cache_dir)
     hit = cache_path is not None and cache_path.is_file()
-    kwargs = {}
-    if cache_path is not None:
-        kwargs["calibration_cache_path"] = cache_path
-    methods = {"minmax": CalibrationMethod.MinMax, "entropy": CalibrationMethod.Entropy,
-               "percentile": CalibrationMethod.Percentile}
+    reader = image_reader(calib_set.paths, spec, _batch_for(spec, batch_size))
     log.info("INT8 (%s style, %s): %s on %d images from %s%s", style.name, method, src.name, len(calib_set.paths),
              calib_set.folder, " (cached calibration)" if hit else "")
+    kwargs: dict = {"calibration_data_reader": reader}
+    if cache_path is not None:
+        if not hit:
+            calibrate(src, reader, method, percentile, style.activation_symmetric, cache_path)
+        kwargs = {"calibration_data_reader": None, "calibration_cache_path": cache_path}
     tmp = dst.with_name(dst.name + ".tmp")
     quantize_static(
-        model_input=str(src), model_output=str(tmp),
-        calibration_data_reader=image_reader(calib_set.paths, spec, _batch_for(spec, batch_size)),
-        quant_format=QuantFormat.QDQ, op_types_to_quantize=QUANTIZED_OPS, per_channel=style.per_channel,
-        reduce_range=style.reduce_range, activation_type=getattr(QuantType, style.activation_type),
-        weight_type=getattr(QuantType, style.weight_type), nodes_to_quantize=None, nodes_to_exclude=None,
-        use_external_data_format=False, calibrate_method=methods[method],
-        extra_options=style.extra_options(method, percentile), **kwargs)
+        model_input=str(src), model_output=str(tmp), quant_format=QuantFormat.QDQ,
+        op_types_to_quantize=QUANTIZED_OPS, per_channel=style.per_channel, reduce_range=style.reduce_range,
+        activation_type=getattr(QuantType, style.activation_type), weight_type=getattr(QuantType, style.weight_type),
+        nodes_to_quantize=None, nodes_to_exclude=None, use_external_data_format=False,
+        calibrate_method=method_enums()[method], extra_options=style.extra_options(method, percentile), **kwargs)
     os.replace(tmp, dst)
     details = {"method": method, "style": style.name, "images": len(calib_set.paths),
                "calib_sha256": calib_set.sha256, "calib_folder": str(calib_set.folder)}
@@ -170,12 +169,44 @@ def quantize_int8(src: str | Path, calib: str | Path, dst: str | Path | None = N
     return Int8Result(dst, method, style.name, len(calib_set.paths), calib_set.sha256, cache_path, hit)
 
 
+def method_enums() -> dict:
+    """Our method names -> onnxruntime's CalibrationMethod (imported lazily)."""
+    from onnxruntime.quantization import CalibrationMethod
+
+    return {"minmax": CalibrationMethod.MinMax, "entropy": CalibrationMethod.Entropy,
+            "percentile": CalibrationMethod.Percentile}
+
+
+def calibrate(src: Path, reader, method: str, percentile: float, symmetric: bool, cache_path: Path) -> None:
+    """Run onnxruntime's calibrator and write its ranges to ``cache_path`` in onnxruntime's cache format.
+
+    Done here rather than inside ``quantize_static`` so entropy and percentile get
+    2048 histogram bins (``quantize_static`` leaves entropy at 128, which makes it
+    pick the same thresholds as minmax).
+    """
+    import tempfile
+
+    from onnxruntime.quantization.calibrate import create_calibrator, save_tensors_data
+
+    options = {"symmetric": symmetric, "moving_average": False}
+    if method == "entropy":
+        options.update(num_bins=2048, num_quantized_bins=128)
+    elif method == "percentile":
+        options.update(num_bins=2048, percentile=percentile)
+    with tempfile.TemporaryDirectory(prefix="vggedge-calib-") as tmp:
+        calibrator = create_calibrator(src, QUANTIZED_OPS, augmented_model_path=str(Path(tmp) / "augmented.onnx"),
+                                       calibrate_method=method_enums()[method], use_external_data_format=False,
+                                       extra_options=options)
+        calibrator.collect_data(reader)
+        save_tensors_data(calibrator.compute_data(), cache_path)
+
+
 def _batch_for(spec: ModelSpec, batch_size: int) -> int:
     fixed = spec.extra.get("fixed_batch")
     return int(fixed) if fixed else batch_size
 
 
-def _cache_path(src: Path, calib_set: CalibrationSet, method: str, percentile: float,
+def _cache_path(src: Path, calib_set: CalibrationSet, method: str, percentile: float, style: QdqStyle,
                 cache_dir: str | Path | None) -> Path | None:
     from onnxruntime.quantization import quantize_static
 
@@ -185,4 +216,5 @@ def _cache_path(src: Path, calib_set: CalibrationSet, method: str, percentile: f
     folder = Path(cache_dir) if cache_dir else src.parent / "calibration-cache"
     folder.mkdir(parents=True, exist_ok=True)
     tag = f"{method}-p{percentile:g}" if method == "percentile" else method
+    tag += "-sym" if style.activation_symmetric else "-asym"
     return folder / f"{file_sha256(src)[:16]}-{calib_set.sha256[:16]}-{tag}.json"
