@@ -90,7 +90,7 @@ def test_lifecycle_with_and_double_deactivate(model_path: Path) -> None:
         assert entered is run and run.active
         assert run.infer({"images": batch(2)})["avg_pool"].shape == (2, 512)
     assert not run.active and run.session is None
-    assert run.describe() == "ort-cpu (inactive)"
+    assert run.describe() == f"ort-cpu (inactive, {model_path.name})"
     run.deactivate()
     run.deactivate()
     with pytest.raises(VggEdgeError, match="activate"):
