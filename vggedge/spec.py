@@ -114,22 +114,10 @@ class ModelSpec:
     @classmethod
     def from_dict(cls, data: dict[str, Any], source: str = "<dict>") -> "ModelSpec":
         """Inverse of :meth:`to_dict`; unknown keys are an error, not silently dropped."""
-        data = dict(data)
-        version = data.pop("spec_version", SPEC_VERSION)
-        if version != SPEC_VERSION:
-            raise ModelError(f"{source}: spec_version {version} is not supported (expected {SPEC_VERSION})")
-        known = {f.name for f in dataclasses.fields(cls)}
-        unknown = sorted(set(data) - known)
-        if unknown:
-            raise ModelError(f"{source}: unknown spec fields {unknown}; expected only {sorted(known)}")
+        data = checked_fields(cls, data, source, "spec", ("spec_version", SPEC_VERSION))
         pre = data.get("preprocessing")
         if isinstance(pre, dict):
-            pre_known = {f.name for f in dataclasses.fields(Preprocessing)}
-            pre_unknown = sorted(set(pre) - pre_known)
-            if pre_unknown:
-                raise ModelError(f"{source}: unknown preprocessing fields {pre_unknown}; "
-                                 f"expected only {sorted(pre_known)}")
-            data["preprocessing"] = Preprocessing(**pre)
+            data["preprocessing"] = Preprocessing(**checked_fields(Preprocessing, pre, source, "preprocessing"))
         return cls(**data)
 
     def save(self, path: str | Path) -> Path:
@@ -149,6 +137,22 @@ class ModelSpec:
         except json.JSONDecodeError as exc:
             raise ModelError(f"{path}: spec is not valid JSON ({exc})") from None
         return cls.from_dict(data, source=str(path))
+
+
+def checked_fields(cls: type, data: dict[str, Any], source: str, what: str,
+                   version: tuple[str, int] | None = None) -> dict[str, Any]:
+    """A copy of ``data`` without its version key, refusing another version or fields ``cls`` lacks."""
+    data = dict(data)
+    if version is not None:
+        key, expected = version
+        found = data.pop(key, expected)
+        if found != expected:
+            raise ModelError(f"{source}: {key} {found} is not supported (expected {expected})")
+    known = {f.name for f in dataclasses.fields(cls)}
+    unknown = sorted(set(data) - known)
+    if unknown:
+        raise ModelError(f"{source}: unknown {what} fields {unknown}; expected only {sorted(known)}")
+    return data
 
 
 def spec_path_for(artefact: str | Path) -> Path:

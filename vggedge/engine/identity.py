@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any, Optional, Union
 
 from ..errors import BackendUnavailable, ConfigError, EngineMismatch, ModelError
-from ..spec import ModelSpec
+from ..spec import ModelSpec, checked_fields
 from .flags import TrtVersion, check_batch, check_precision
 
 IDENTITY_VERSION = 1
@@ -120,14 +120,7 @@ class EngineIdentity:
     @classmethod
     def from_dict(cls, data: dict[str, Any], source: str = "<dict>") -> "EngineIdentity":
         """Inverse of :meth:`to_dict`; unknown or missing keys are a ModelError."""
-        data = dict(data)
-        version = data.pop("identity_version", IDENTITY_VERSION)
-        if version != IDENTITY_VERSION:
-            raise ModelError(f"{source}: identity_version {version} is not supported (expected {IDENTITY_VERSION})")
-        known = {f.name for f in dataclasses.fields(cls)}
-        unknown = sorted(set(data) - known)
-        if unknown:
-            raise ModelError(f"{source}: unknown engine sidecar fields {unknown}; expected only {sorted(known)}")
+        data = checked_fields(cls, data, source, "engine sidecar", ("identity_version", IDENTITY_VERSION))
         try:
             if isinstance(data.get("spec"), dict):
                 data["spec"] = ModelSpec.from_dict(data["spec"], source=f"{source} (spec)")
