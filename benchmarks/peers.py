@@ -25,6 +25,7 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from vggedge.apps.bench_preprocess import bench_preprocess  # noqa: E402
 from vggedge.apps.info import cpu_name, versions  # noqa: E402
 from vggedge.apps.stats import summarize  # noqa: E402
 from vggedge.model.export import export_vgg16  # noqa: E402
@@ -89,8 +90,8 @@ def ort_default(model: Path):
     return lambda x: sess.run(None, {"images": x})
 
 
-def torch_vgg(model: Path, dtype: str):
-    """PyTorch eager VGG16 with the same weights (read from the ONNX initializers)."""
+def torch_vgg(model: Path, dtype: str, device: str = "cpu"):
+    """PyTorch eager VGG16 (channels-last) with the same weights (read from the ONNX initializers)."""
     import onnx
     import torch
     from onnx import numpy_helper
@@ -116,13 +117,23 @@ def torch_vgg(model: Path, dtype: str):
         lin.weight.data, lin.bias.data = w, weights[f"{name}.bias"]
         layers += [lin] + ([torch.nn.ReLU()] if i < 2 else [torch.nn.Softmax(dim=1)])
     net = torch.nn.Sequential(*layers).eval()
-    torch_dtype = {"fp32": torch.float32, "bf16": torch.bfloat16}[dtype]
-    net = net.to(torch_dtype).to(memory_format=torch.channels_last)
+    torch_dtype = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}[dtype]
+    net = net.to(device=device, dtype=torch_dtype).to(memory_format=torch.channels_last)
 
     def run(x):
         with torch.inference_mode():
-            return net(torch.from_numpy(x).to(torch_dtype).contiguous(memory_format=torch.channels_last))
+            out = net(torch.from_numpy(x).to(device=device, dtype=torch_dtype).contiguous(memory_format=torch.channels_last))
+            return out.float().cpu()  # the copy back synchronises, so GPU time is fully counted
     return run
+
+
+def torch_cuda() -> bool:
+    try:
+        import torch
+
+        return torch.cuda.is_available()
+    except ImportError:
+        return False
 
 
 def openvino_peer(model: Path):
@@ -177,10 +188,10 @@ def table(results: dict, ceiling: dict, baseline: str) -> str:
             lines.append(f"| {name} | - | not run: {row['error'][:80]} | | | | |")
             continue
         b1, b8 = row["b1"], row["b8"]
-        ceil = ceiling.get(row["precision"].split("-")[0], ceiling["fp32"])
-        share = 100 * b8["img_per_s"] * GMAC_PER_IMAGE / ceil
+        ceil = ceiling.get(row["precision"])
+        share = f"{100 * b8['img_per_s'] * GMAC_PER_IMAGE / ceil:.0f}%" if ceil else "-"
         lines.append(f"| {name} | {row['precision']} | {b1['median_ms']:.1f} | {base['b1']['median_ms'] / b1['median_ms']:.2f} | "
-                     f"{b8['img_per_s']:.1f} | {b8['img_per_s'] / base['b8']['img_per_s']:.2f} | {share:.0f}% |")
+                     f"{b8['img_per_s']:.1f} | {b8['img_per_s'] / base['b8']['img_per_s']:.2f} | {share} |")
     return "\n".join(lines)
 
 
@@ -206,9 +217,12 @@ def main() -> None:
     # OpenVINO lowers FP32 to bfloat16 by default on CPUs with bf16 support: compare it with that ceiling.
     peers["OpenVINO FP32 ONNX" + (" (runs bf16 inside)" if features.bf16 else "")] = (
         lambda: openvino_peer(fp32), "bf16" if features.bf16 else "fp32")
+    if torch_cuda():
+        peers["PyTorch eager FP16 channels-last (GPU)"] = (lambda: torch_vgg(fp32, "fp16", "cuda"), "fp16-gpu")
     peers["OpenVINO INT8 Q/DQ ONNX (TensorRT-style)"] = (lambda: openvino_peer(vcpu.variant_path(fp32, "tensorrt")), "int8")
     ceiling = ceilings(args.quick)
     results = measure(peers, inputs, args.quick)
+    pre = bench_preprocess(spec, repeats=5 if args.quick else 20)
     baseline = next(iter(peers))
     stamp = dt.datetime.now().strftime("%Y-%m-%d")
     env = {"cpu": cpu_name(), "cores": __import__("os").cpu_count(), "features": features.__dict__,
@@ -223,11 +237,15 @@ def main() -> None:
           "share above 100% reads 'faster than a plain GEMM of that precision on this machine'.",
           f"Packages: " + ", ".join(f"{k} {v}" for k, v in env["packages"].items()), "",
           table(results, ceiling, baseline), "",
+          "OpenCV preprocessing (`vggedge bench --preprocess-only`), 1920x1080 BGR frames to a 224x224 tensor:", "",
+          "| case | threads | median (ms) | frames/s |", "|---|---|---|---|",
+          *[f"| {r.case} | {r.threads} | {r.median_ms:.2f} | {r.frames_per_s:.0f} |" for r in pre], "",
           "Reproduce: `.venv/bin/python benchmarks/peers.py`"]
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     (out / "peers-latest.md").write_text("\n".join(md) + "\n")
-    (out / "peers-latest.json").write_text(json.dumps({"environment": env, "results": results}, indent=1))
+    (out / "peers-latest.json").write_text(json.dumps({"environment": env, "results": results,
+                                                       "preprocess": [r.__dict__ for r in pre]}, indent=1))
     print("\n".join(md))
 
 

@@ -114,10 +114,11 @@ def check_min_top1(report: CompareReport, min_top1: float) -> None:
 
 def format_report(report: CompareReport) -> str:
     """A table for humans."""
+    width = max([len("variant")] + [len(v.name) for v in report.variants]) + 2
     lines = [f"{report.images} images, reference {report.reference} (outputs: {report.output_kind})",
-             f"{'variant':<14}{'backend':<10}{'top-1 agr':>10}{'top-5 ovl':>10}{'cos min':>9}{'cos mean':>9}"
+             f"{'variant':<{width}}{'backend':<10}{'top-1 agr':>10}{'top-5 ovl':>10}{'cos min':>9}{'cos mean':>9}"
              f"{'max |d|':>11}{'mean |d|':>11}"]
     for v in report.variants:
-        lines.append(f"{v.name:<14}{v.backend:<10}{100 * v.top1_agreement:>9.1f}%{100 * v.top5_overlap:>9.1f}%"
+        lines.append(f"{v.name:<{width}}{v.backend:<10}{100 * v.top1_agreement:>9.1f}%{100 * v.top5_overlap:>9.1f}%"
                      f"{v.cosine_min:>9.4f}{v.cosine_mean:>9.4f}{v.max_abs_diff:>11.4g}{v.mean_abs_diff:>11.4g}")
     return "\n".join(lines)
