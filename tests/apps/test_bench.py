@@ -88,3 +88,13 @@ def test_preprocess_bench_cases():
     assert {(r.case, r.threads) for r in results} == {("1 frame 1920x1080", 1), ("batch of 4", 1),
                                                       ("1 frame 1920x1080", 2), ("batch of 4", 2)}
     assert all(r.median_ms > 0 for r in results)
+
+
+def test_json_with_runner_options(model, tmp_path):
+    """--threads passes OrtOptions through runner_options; the JSON still writes."""
+    from vggedge.runtime.ort import OrtOptions
+
+    report = bench(model, "ort-cpu", (1,), warmup_s=0.0, duration_s=0.01, min_iters=2, progress=False,
+                   runner_options={"ort-cpu": {"options": OrtOptions(intra_op_threads=1)}})
+    data = json.loads(report.write_json(tmp_path / "t.json").read_text())
+    assert data["settings"]["runner_options"]["ort-cpu"]["options"]["intra_op_threads"] == 1

@@ -19,6 +19,7 @@ from typing import Sequence
 import numpy as np
 
 from ..errors import ConfigError, ImageError
+from ..paths import CALIB_DIR
 from ..preprocess import list_images, preprocess, read_image
 from ..runtime.select import select_runner
 from ..spec import ModelSpec, load_spec_for
@@ -26,7 +27,6 @@ from .info import machine, versions
 from .stats import UNSTABLE_CV, summarize
 
 log = logging.getLogger(__name__)
-REPO_CALIB = Path(__file__).resolve().parents[2] / "calib"
 STAGES = ("preprocess", "infer", "end_to_end", "h2d", "compute", "d2h")
 
 
@@ -70,7 +70,7 @@ class BenchReport:
 
     def write_json(self, path: str | Path) -> Path:
         path = Path(path)
-        path.write_text(json.dumps(self.to_dict(), indent=1))
+        path.write_text(json.dumps(self.to_dict(), indent=1, default=repr))  # runner options as their repr
         return path
 
 
@@ -95,9 +95,9 @@ def parse_batches(text: str) -> tuple[int, ...]:
 
 def load_frames(images: str | Path | Sequence[str | Path] | None) -> list[np.ndarray]:
     """Decoded BGR frames to feed the benchmark (default: the repository's calib/ photos)."""
-    paths = list_images(images or REPO_CALIB) if not isinstance(images, (list, tuple)) else list(images)
+    paths = list_images(images or CALIB_DIR) if not isinstance(images, (list, tuple)) else list(images)
     if not paths:
-        raise ImageError(f"{images or REPO_CALIB}: no images to benchmark with")
+        raise ImageError(f"{images or CALIB_DIR}: no images to benchmark with")
     return [read_image(p) for p in paths]
 
 

@@ -8,6 +8,7 @@ from typing import Sequence
 
 from ..engine.flags import PRECISIONS, check_batch
 from ..errors import ConfigError, ModelError
+from ..paths import CALIB_DIR
 from ..precision.fp16 import write_fp16
 from ..precision.int8 import METHODS, Int8Result, quantize_int8
 from ..precision.qdq_check import tensorrt_violations
@@ -15,8 +16,7 @@ from ..runtime.select import probe_trt
 from ..spec import load_spec_for
 
 log = logging.getLogger(__name__)
-REPO_ROOT = Path(__file__).resolve().parents[2]
-DEFAULT_CALIB = REPO_ROOT / "calib"
+DEFAULT_CALIB = CALIB_DIR
 
 
 @dataclass

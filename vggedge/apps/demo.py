@@ -13,6 +13,7 @@ from ..model.labels import Prediction
 from ..model.vgg16 import VGG16Options
 from ..model.weights import download as dl
 from ..model.weights import file_sha256, is_synthetic
+from ..paths import CALIB_DIR, ENGINES_DIR
 from ..preprocess import list_images
 from ..spec import ModelSpec, spec_path_for
 from ..runtime.cpu import prepare_variants
@@ -20,9 +21,8 @@ from ..runtime.select import probe_ort_cuda, probe_trt
 from .classify import Classifier, Timings
 
 log = logging.getLogger(__name__)
-REPO_ROOT = Path(__file__).resolve().parents[2]
-DEFAULT_IMAGES = REPO_ROOT / "calib"
-DEFAULT_OUT = REPO_ROOT / "engines" / "demo"
+DEFAULT_IMAGES = CALIB_DIR
+DEFAULT_OUT = ENGINES_DIR / "demo"
 
 
 @dataclass

@@ -20,12 +20,12 @@ from typing import Sequence
 import numpy as np
 
 from ...errors import WeightsError
+from ...paths import CALIB_DIR
 from ...spec import CAFFE_RGB, ModelSpec
 from ..vgg16 import VGG16_CFG, VGG16Options, conv_layers, random_weights
 from .base import LoadedWeights
 
 log = logging.getLogger(__name__)
-REPO_CALIB = Path(__file__).resolve().parents[3] / "calib"
 LOGIT_SCALE = 4.0  # standardised class scores times this: confident but not saturated softmax
 
 
@@ -104,9 +104,9 @@ def load_normalised(options: VGG16Options, seed: int = 0, images: Sequence[str |
     """``normalised:SEED`` weights, standardised on ``images`` (default: the repository's calib/ photos)."""
     from ...preprocess import list_images, preprocess
 
-    paths = list(images) if images else (list_images(REPO_CALIB) if REPO_CALIB.is_dir() else [])
+    paths = list(images) if images else (list_images(CALIB_DIR) if CALIB_DIR.is_dir() else [])
     if not paths:
-        raise WeightsError(f"normalised:{seed} weights need photographs to normalise on; none found in {REPO_CALIB}")
+        raise WeightsError(f"normalised:{seed} weights need photographs to normalise on; none found in {CALIB_DIR}")
     spec = ModelSpec(height=options.input_shape[0], width=options.input_shape[1], preprocessing=CAFFE_RGB)
     batch = preprocess(paths, spec)
     batch = np.concatenate([batch, batch[..., ::-1]])  # mirrored views double the statistics
