@@ -130,3 +130,11 @@ def test_console_script_info() -> None:
     done = subprocess.run([str(script), "info"], capture_output=True, text=True, timeout=60)
     assert done.returncode == 0, done.stderr
     assert "ort-cpu: usable" in done.stdout
+
+
+def test_info_reports_cpu_path(capsys) -> None:
+    assert main(["info", "--json"]) == 0
+    data = json.loads(capsys.readouterr().out)
+    assert data["cpu"]["features"]["cores"] >= 1
+    assert "CPUExecutionProvider" in data["cpu"]["features"]["providers"]
+    assert data["cpu"]["variants"][-1].startswith("fp32:")  # FP32 is always the last fallback

@@ -39,9 +39,19 @@ def cpu_name() -> str:
     return platform.processor() or "unknown"
 
 
+def cpu_path() -> dict:
+    """CPU features, onnxruntime's providers, and the CPU variants in the order they would be chosen."""
+    from dataclasses import asdict
+
+    from ..runtime.cpu import cpu_features, variants_for
+
+    features = cpu_features()
+    return {"features": asdict(features), "variants": [f"{v.key}: {v.label}" for v in variants_for(features)]}
+
+
 def info() -> dict:
     """Everything `vggedge info` reports, JSON-ready."""
-    return {"machine": machine(), "packages": versions(), "backends": availability()}
+    return {"machine": machine(), "packages": versions(), "backends": availability(), "cpu": cpu_path()}
 
 
 def format_info(data: dict) -> str:
@@ -51,4 +61,9 @@ def format_info(data: dict) -> str:
     lines += [f"  {k}: {v or '-'}" for k, v in data["packages"].items()]
     lines.append("backends:")
     lines += [f"  {k}: {'usable' if v is None else 'unavailable: ' + v}" for k, v in data["backends"].items()]
+    features = data["cpu"]["features"]
+    flags = ", ".join(k for k, v in features.items() if v is True) or "none detected"
+    lines.append(f"cpu path: {features['arch']}, {features['cores']} cores, {flags}; "
+                 f"onnxruntime providers {', '.join(features['providers'])}")
+    lines += [f"  {i + 1}. {v}" for i, v in enumerate(data["cpu"]["variants"])]
     return "\n".join(lines)
