@@ -7,6 +7,7 @@ reads images through :func:`vggedge.preprocess.preprocess`, the inference path.
 """
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import inspect
 import logging
@@ -156,17 +157,40 @@ def quantize_int8(src: str | Path, calib: str | Path, dst: str | Path | None = N
             calibrate(src, reader, method, percentile, style.activation_symmetric, cache_path)
         kwargs = {"calibration_data_reader": None, "calibration_cache_path": cache_path}
     tmp = dst.with_name(dst.name + ".tmp")
-    quantize_static(
-        model_input=str(src), model_output=str(tmp), quant_format=QuantFormat.QDQ,
-        op_types_to_quantize=QUANTIZED_OPS, per_channel=style.per_channel, reduce_range=style.reduce_range,
-        activation_type=getattr(QuantType, style.activation_type), weight_type=getattr(QuantType, style.weight_type),
-        nodes_to_quantize=None, nodes_to_exclude=None, use_external_data_format=False,
-        calibrate_method=method_enums()[method], extra_options=style.extra_options(method, percentile), **kwargs)
+    with _without_preprocessing_advice():
+        quantize_static(
+            model_input=str(src), model_output=str(tmp), quant_format=QuantFormat.QDQ,
+            op_types_to_quantize=QUANTIZED_OPS, per_channel=style.per_channel, reduce_range=style.reduce_range,
+            activation_type=getattr(QuantType, style.activation_type),
+            weight_type=getattr(QuantType, style.weight_type), nodes_to_quantize=None, nodes_to_exclude=None,
+            use_external_data_format=False, calibrate_method=method_enums()[method],
+            extra_options=style.extra_options(method, percentile), **kwargs)
     os.replace(tmp, dst)
     details = {"method": method, "style": style.name, "images": len(calib_set.paths),
                "calib_sha256": calib_set.sha256, "calib_folder": str(calib_set.folder)}
     spec.replace(precision="int8", extra={**spec.extra, "calibration": details}).save(spec_path_for(dst))
     return Int8Result(dst, method, style.name, len(calib_set.paths), calib_set.sha256, cache_path, hit)
+
+
+@contextlib.contextmanager
+def _without_preprocessing_advice():
+    """Drop onnxruntime's root-logger advice to run its pre-processing script, only while quantizing.
+
+    (Our graphs come out of the ONNX checker with static shapes; the advice is about symbolic shape
+    inference for models that lack them.)
+    """
+    advice = logging.Filter()
+    advice.filter = lambda record: not str(record.msg).startswith("Please consider")
+    root = logging.getLogger()
+    root.addFilter(advice)
+    for handler in root.handlers:
+        handler.addFilter(advice)
+    try:
+        yield
+    finally:
+        root.removeFilter(advice)
+        for handler in root.handlers:
+            handler.removeFilter(advice)
 
 
 def method_enums() -> dict:
