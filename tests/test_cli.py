@@ -138,3 +138,14 @@ def test_info_reports_cpu_path(capsys) -> None:
     assert data["cpu"]["features"]["cores"] >= 1
     assert "CPUExecutionProvider" in data["cpu"]["features"]["providers"]
     assert data["cpu"]["variants"][-1].startswith("fp32:")  # FP32 is always the last fallback
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["export", "--out", "x.onnx", "--input-shape", "224,224"], "expected H,W,C such as 224,224,3"),
+    (["build", "--batch", "1,8"], "expected MIN,OPT,MAX such as 1,8,32"),
+    (["build", "--batch", "1,x,8"], "expected MIN,OPT,MAX such as 1,8,32"),
+])
+def test_comma_integer_arguments(argv, message, capsys) -> None:
+    with pytest.raises(SystemExit) as exit_info:
+        main(argv)
+    assert exit_info.value.code == 2 and message in capsys.readouterr().err

@@ -22,20 +22,23 @@ def command(name: str):
     return wrap
 
 
-def _shape(text: str) -> tuple[int, int, int]:
-    try:
-        h, w, c = (int(v) for v in text.split(","))
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected H,W,C such as 224,224,3; got {text!r}") from None
-    return h, w, c
+def _ints(names: str, example: str) -> Callable[[str], tuple[int, ...]]:
+    """An argparse type for exactly ``len(names.split(','))`` comma-separated integers."""
+    count = len(names.split(","))
+
+    def parse(text: str) -> tuple[int, ...]:
+        try:
+            values = tuple(int(v) for v in text.split(","))
+        except ValueError:
+            values = ()
+        if len(values) != count:
+            raise argparse.ArgumentTypeError(f"expected {names} such as {example}; got {text!r}")
+        return values
+    return parse
 
 
-def _batch(text: str) -> tuple[int, int, int]:
-    try:
-        lo, opt, hi = (int(v) for v in text.split(","))
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected MIN,OPT,MAX such as 1,8,32; got {text!r}") from None
-    return lo, opt, hi
+_shape = _ints("H,W,C", "224,224,3")
+_batch = _ints("MIN,OPT,MAX", "1,8,32")
 
 
 def _precisions(text: str) -> tuple[str, ...]:
@@ -199,14 +202,14 @@ def _build(args: argparse.Namespace) -> int:
 
 @command("compare")
 def _compare(args: argparse.Namespace) -> int:
-    from .apps.build import DEFAULT_CALIB
     from .apps.compare import check_min_top1, compare_models, format_report
+    from .paths import CALIB_DIR
 
     models = {}
     for item in args.models:
         name, sep, path = item.partition("=")
         models[name if sep else Path(item).name] = path if sep else item
-    report = compare_models(models, args.images or DEFAULT_CALIB, backend=args.backend,
+    report = compare_models(models, args.images or CALIB_DIR, backend=args.backend,
                             batch_size=args.batch_size, augment=args.augment)
     print(report.to_json() if args.json else format_report(report))
     if args.min_top1_agreement is not None:

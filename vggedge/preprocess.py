@@ -6,6 +6,7 @@ is the same everywhere. Arrays passed in are taken as OpenCV BGR frames.
 """
 from __future__ import annotations
 
+import functools
 from pathlib import Path
 from typing import Sequence, Union
 
@@ -71,8 +72,12 @@ def resize_for(image: np.ndarray, spec: ModelSpec) -> np.ndarray:
     return resized[top:top + spec.height, left:left + spec.width]
 
 
+@functools.lru_cache(maxsize=32)
 def _affine(pre: Preprocessing) -> tuple[np.ndarray, np.ndarray]:
-    """(gain, offset) so that normalised = pixel * gain - offset, per channel in model order."""
+    """(gain, offset) so that normalised = pixel * gain - offset, per channel in model order.
+
+    Cached per (frozen, hashable) Preprocessing: computed once, not per image.
+    """
     std = np.asarray(pre.std, dtype=np.float32)
     gain = np.float32(pre.scale) / std
     offset = np.asarray(pre.mean, dtype=np.float32) / std

@@ -100,3 +100,16 @@ def test_auto_precision_picks_best_existing_file(small, monkeypatch):
     assert runner.model == written["cpu"]
     with runner:
         assert runner.providers()[0] == "CPUExecutionProvider"
+
+
+def test_openvino_ep_follows_the_spec_not_the_file_name(tmp_path, monkeypatch):
+    """An INT8 model (by its spec) gets the OpenVINO EP when installed, whatever its file is called."""
+    from vggedge.spec import ModelSpec, spec_path_for
+
+    monkeypatch.setattr(cpu, "cpu_features", lambda: cpu.parse_cpuinfo(ZEN4, "x86_64", 2, WITH_OV))
+    quantized, plain = tmp_path / "mine.onnx", tmp_path / "other.int8.onnx"
+    ModelSpec(precision="int8").save(spec_path_for(quantized))
+    ModelSpec(precision="fp32").save(spec_path_for(plain))
+    assert cpu.cpu_runner(quantized).options.providers[0][0] == "OpenVINOExecutionProvider"
+    assert cpu.cpu_runner(plain).options.providers == ("CPUExecutionProvider",)
+    assert cpu.cpu_runner(b"onnx bytes").options.providers == ("CPUExecutionProvider",)

@@ -105,7 +105,7 @@ def environment(runner, spec: ModelSpec, settings: dict) -> dict:
     """CPU, GPU, versions, threads and precision, recorded next to the numbers."""
     env = {"machine": machine(), "packages": {k: v for k, v in versions().items() if v},
            "runner": runner.describe(), "precision": spec.precision, "cpu_count": os.cpu_count()}
-    env.update({k: v for k, v in settings.items() if k == "runner_options"})
+    env["runner_options"] = settings["runner_options"]
     return env
 
 

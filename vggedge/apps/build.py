@@ -16,7 +16,6 @@ from ..runtime.select import probe_trt
 from ..spec import load_spec_for
 
 log = logging.getLogger(__name__)
-DEFAULT_CALIB = CALIB_DIR
 
 
 @dataclass
@@ -47,7 +46,7 @@ def precision_artefacts(model: str | Path, precisions: Sequence[str], *, calib: 
     if "fp16" in precisions:
         report.onnx["fp16"] = write_fp16(model, fp16_io=fp16_io)
     if "int8" in precisions:
-        report.int8 = quantize_int8(model, calib or DEFAULT_CALIB, method=method)
+        report.int8 = quantize_int8(model, calib or CALIB_DIR, method=method)
         import onnx
 
         problems = tensorrt_violations(onnx.load(report.int8.path, load_external_data=False))

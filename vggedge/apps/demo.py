@@ -21,7 +21,6 @@ from ..runtime.select import probe_ort_cuda, probe_trt
 from .classify import Classifier, Timings
 
 log = logging.getLogger(__name__)
-DEFAULT_IMAGES = CALIB_DIR
 DEFAULT_OUT = ENGINES_DIR / "demo"
 
 
@@ -80,13 +79,13 @@ def run_demo(weights: str | Path | None = None, images: str | Path | None = None
              out_dir: str | Path | None = None, backend: str = "auto", top_k: int = 5,
              batch_size: int = 4, seed: int = 0) -> DemoReport:
     """Export VGG16, select a backend and classify a folder of photographs."""
-    folder = Path(images) if images else DEFAULT_IMAGES
+    folder = Path(images) if images else CALIB_DIR
     paths = list_images(folder)
     if not paths:
         raise ImageError(f"{folder}: no images found (expected .jpg/.png files)")
     model, is_random = prepare_model(weights, Path(out_dir) if out_dir else DEFAULT_OUT, seed)
     if backend in ("auto", "ort-cpu") and probe_trt() and probe_ort_cuda():
-        prepare_variants(model, DEFAULT_IMAGES)  # the CPU will run: write its INT8 files (cached)
+        prepare_variants(model, CALIB_DIR)  # the CPU will run: write its INT8 files (cached)
     with Classifier(model, backend, batch_size=batch_size, precision="auto") as clf:
         clf.classify(paths[:batch_size], k=top_k)  # warm-up, not reported
         clf.timings = Timings()

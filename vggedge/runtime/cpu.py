@@ -20,6 +20,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from ..errors import BackendUnavailable, ConfigError
+from ..spec import load_spec_for, spec_path_for
 from .ort import OrtOptions, OrtRunner
 
 log = logging.getLogger(__name__)
@@ -137,7 +138,7 @@ def prepare_variants(fp32: str | Path, calib: str | Path, *, features: CpuFeatur
     return written
 
 
-def cpu_runner(model: str | Path, options: OrtOptions | None = None, *, precision: str = "as-given",
+def cpu_runner(model: str | Path | bytes, options: OrtOptions | None = None, *, precision: str = "as-given",
                variant: str | None = None) -> OrtRunner:
     """The ``ort-cpu`` backend's factory: the given file with a session tuned for this CPU.
 
@@ -153,8 +154,11 @@ def cpu_runner(model: str | Path, options: OrtOptions | None = None, *, precisio
             if path.exists():
                 log.info("CPU variant: %s (%s)", candidate.label, path.name)
                 return OrtRunner(path, candidate.options)
-    uses_ov = OPENVINO_EP in features.providers and ".int8." in Path(model).name
-    tuned = next(v for v in variants_for(features) if v.key == ("ov-int8" if uses_ov else "fp32"))
+    # The spec says what the file holds; a bare ONNX file (no sidecar) keeps the plain tuned session.
+    quantized = (not isinstance(model, bytes) and spec_path_for(model).exists()
+                 and load_spec_for(model).precision == "int8")
+    wanted = "ov-int8" if quantized and OPENVINO_EP in features.providers else "fp32"
+    tuned = next((v for v in variants_for(features) if v.key == wanted), variants_for(features)[-1])
     return OrtRunner(model, tuned.options)
 
 
