@@ -9,7 +9,7 @@ from typing import Mapping
 import numpy as np
 
 from ..errors import BackendUnavailable, ModelError
-from .base import Runner, TensorMeta
+from .base import Runner, RunnerOptions, TensorMeta
 
 ORT_TYPES = {"tensor(float)": np.float32, "tensor(float16)": np.float16, "tensor(double)": np.float64,
              "tensor(int8)": np.int8, "tensor(uint8)": np.uint8, "tensor(int32)": np.int32,
@@ -57,8 +57,9 @@ class OrtRunner(Runner):
 
     name = "ort-cpu"
 
-    def __init__(self, model: str | Path | bytes, options: OrtOptions | None = None) -> None:
-        super().__init__()
+    def __init__(self, model: str | Path | bytes, options: OrtOptions | None = None,
+                 runner_options: RunnerOptions | None = None) -> None:
+        super().__init__(runner_options)
         self.model = model
         self.options = options or OrtOptions()
         self.session = None
