@@ -240,10 +240,12 @@ def _bench(args: argparse.Namespace) -> int:
             print(f"{r.case:<20} threads {r.threads}: {r.median_ms:8.2f} ms ({r.frames_per_s:8.1f} frames/s)")
         return 0
     model = Path(args.model) if args.model else prepare_model(args.weights, DEFAULT_OUT)[0]
-    options = {"ort-cpu": {"options": _ort_options(args.threads)}} if args.threads else None
+    from .runtime.base import RunnerOptions
+
+    options = RunnerOptions(threads=args.threads) if args.threads else None
     report = b.bench(model, args.backend, b.parse_batches(args.batch), warmup_s=args.warmup,
                      duration_s=args.duration, min_iters=args.min_iters, images=args.images,
-                     progress=sys.stderr.isatty(), runner_options=options)
+                     progress=sys.stderr.isatty(), options=options)
     print(b.format_report(report))
     if args.json:
         print(f"iterations written to {report.write_json(args.json)}")
@@ -253,11 +255,6 @@ def _bench(args: argparse.Namespace) -> int:
         print("charts: " + ", ".join(str(p) for p in plot_report(report, args.plot)))
     return 0
 
-
-def _ort_options(threads: int):
-    from .runtime.ort import OrtOptions
-
-    return OrtOptions(intra_op_threads=threads)
 
 
 @command("info")

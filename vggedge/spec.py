@@ -85,6 +85,8 @@ class ModelSpec:
     weights_source: str = "random"
     weights_sha256: str | None = None
     precision: str = "fp32"
+    #: the batch a fixed-batch model takes (None: dynamic batch); short batches are padded to it
+    fixed_batch: int | None = None
     extra: dict[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
@@ -115,6 +117,10 @@ class ModelSpec:
     def from_dict(cls, data: dict[str, Any], source: str = "<dict>") -> "ModelSpec":
         """Inverse of :meth:`to_dict`; unknown keys are an error, not silently dropped."""
         data = checked_fields(cls, data, source, "spec", ("spec_version", SPEC_VERSION))
+        extra = dict(data.get("extra") or {})
+        if "fixed_batch" in extra and data.get("fixed_batch") is None:  # written by vggedge 0.1's import-onnx
+            data["fixed_batch"] = extra.pop("fixed_batch")
+            data["extra"] = extra
         pre = data.get("preprocessing")
         if isinstance(pre, dict):
             data["preprocessing"] = Preprocessing(**checked_fields(Preprocessing, pre, source, "preprocessing"))

@@ -9,6 +9,7 @@ from vggedge.apps.bench import STAGES, bench, format_report, parse_batches
 from vggedge.apps.bench_preprocess import bench_preprocess
 from vggedge.cli import main
 from vggedge.errors import ConfigError
+from vggedge.runtime.base import RunnerOptions
 from vggedge.model.export import export_vgg16
 from vggedge.model.vgg16 import VGG16Options
 
@@ -95,6 +96,6 @@ def test_json_with_runner_options(model, tmp_path):
     from vggedge.runtime.ort import OrtOptions
 
     report = bench(model, "ort-cpu", (1,), warmup_s=0.0, duration_s=0.01, min_iters=2, progress=False,
-                   runner_options={"ort-cpu": {"options": OrtOptions(intra_op_threads=1)}})
+                   options=RunnerOptions(threads=1))
     data = json.loads(report.write_json(tmp_path / "t.json").read_text())
-    assert data["settings"]["runner_options"]["ort-cpu"]["options"]["intra_op_threads"] == 1
+    assert data["settings"]["runner_options"]["threads"] == 1

@@ -144,14 +144,14 @@ def test_import_nhwc_softmax(nhwc: Path) -> None:
     assert (spec.layout, spec.height, spec.width, spec.channels) == ("NHWC", 32, 32, 3)
     assert (spec.input_name, spec.output_name, spec.num_classes) == ("input_1", "probs", 5)
     assert spec.output_kind == "probabilities" and spec.labels is None
-    assert spec.precision == "fp32" and "fixed_batch" not in spec.extra
+    assert spec.precision == "fp32" and spec.fixed_batch is None
     assert spec.preprocessing.channel_order == "RGB"
 
 
 def test_import_fixed_batch_gemm(fixed: Path) -> None:
     spec = load_spec_for(fixed)
     assert (spec.layout, spec.height, spec.width) == ("NCHW", 16, 16)
-    assert spec.extra["fixed_batch"] == 1
+    assert spec.fixed_batch == 1
     assert (spec.num_classes, spec.output_kind) == (7, "logits")
 
 

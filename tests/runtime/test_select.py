@@ -66,7 +66,7 @@ def test_forced_trt_unavailable(model_path: Path) -> None:
 
 
 def test_forced_ort_cpu(model_path: Path) -> None:
-    chosen = select_runner(model_path, "ort-cpu", **{"ort-cpu": {}})
+    chosen = select_runner(model_path, "ort-cpu")
     assert chosen.backend == "ort-cpu" and chosen.skipped == []
 
 
@@ -91,7 +91,7 @@ def test_engine_backend_gets_the_engine_path(model_path: Path, monkeypatch: pyte
                                              tmp_path: Path) -> None:
     fake_trt(monkeypatch, runner_path="vggedge.runtime.ort:OrtRunner")  # stands in for TrtRunner
     engine = tmp_path / "small.engine"
-    chosen = select_runner(model_path, "auto", engine=engine, trt={"options": None})
+    chosen = select_runner(model_path, "auto", engine=engine)
     assert chosen.backend == "trt" and chosen.skipped == []
     assert chosen.runner.model == engine
 

@@ -8,6 +8,7 @@ the runner records it. The environment is recorded beside the numbers.
 """
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 import os
@@ -21,6 +22,7 @@ import numpy as np
 from ..errors import ConfigError, ImageError
 from ..paths import CALIB_DIR
 from ..preprocess import list_images, preprocess, read_image
+from ..runtime.base import RunnerOptions
 from ..runtime.select import select_runner
 from ..spec import ModelSpec, load_spec_for
 from .info import machine, versions
@@ -119,10 +121,9 @@ def _iteration(runner, spec: ModelSpec, frames: list[np.ndarray], result: BatchR
         return
     for stage, value in (("preprocess", t1 - t0), ("infer", t2 - t1), ("end_to_end", t2 - t0)):
         result.times[stage].append(value)
-    gpu = getattr(runner, "last_times", None)
-    if gpu is not None:
-        for stage in ("h2d", "compute", "d2h"):
-            result.times[stage].append(getattr(gpu, f"{stage}_ms") / 1000.0)
+    for stage in ("h2d", "compute", "d2h"):  # GPU runners report their copy/compute split (seconds)
+        if stage in runner.last_times:
+            result.times[stage].append(runner.last_times[stage])
     result.iterations += 1
 
 
@@ -152,18 +153,19 @@ def bench_batch(runner, spec: ModelSpec, frames: list[np.ndarray], batch: int, *
 
 def bench(model: str | Path, backend: str = "auto", batches: Sequence[int] = (1, 8), *, warmup_s: float = 1.0,
           duration_s: float = 3.0, min_iters: int = 10, images=None, progress: bool = True,
-          runner_options: dict | None = None) -> BenchReport:
+          options: RunnerOptions | None = None) -> BenchReport:
     """Benchmark a model (ONNX with spec, or engine) on one backend over several batch sizes."""
     if warmup_s < 0 or duration_s <= 0 or min_iters < 1:
         raise ConfigError(f"need warmup >= 0, duration > 0 and min_iters >= 1; got {warmup_s}, {duration_s}, {min_iters}")
     spec = load_spec_for(model)
-    fixed = spec.extra.get("fixed_batch")
+    fixed = spec.fixed_batch
     if fixed and any(b != fixed for b in batches):
         raise ConfigError(f"{model} has a fixed batch of {fixed}; benchmark it with --batch {fixed}")
     frames = load_frames(images)
-    selection = select_runner(model, backend, **(runner_options or {}))
+    options = dataclasses.replace(options or RunnerOptions(), max_batch=max(batches))
+    selection = select_runner(model, backend, options=options)
     settings = {"warmup_s": warmup_s, "duration_s": duration_s, "min_iters": min_iters, "batches": list(batches),
-                "runner_options": runner_options or {}, "frames": len(frames),
+                "runner_options": dataclasses.asdict(options), "frames": len(frames),
                 "timed": "preprocess (decoded frames -> tensor) and inference incl. host<->device copies"}
     with selection.runner as runner:
         report = BenchReport(str(model), selection.backend, spec.precision, environment(runner, spec, settings), settings)

@@ -1,6 +1,7 @@
 """Classifier: preprocess -> infer -> top-k, on whichever backend selection gives."""
 from __future__ import annotations
 
+import dataclasses
 import logging
 import threading
 import time
@@ -13,6 +14,7 @@ import numpy as np
 from ..errors import ModelError, VggEdgeError
 from ..model.labels import Prediction, labels_for, top_k
 from ..preprocess import ImageLike, preprocess
+from ..runtime.base import RunnerOptions
 from ..runtime.select import select_runner
 from ..spec import ModelSpec, load_spec_for
 
@@ -21,8 +23,7 @@ log = logging.getLogger(__name__)
 
 def batch_plan(spec: ModelSpec, batch_size: int) -> tuple[int, bool]:
     """(batch size, pad) for a model: a fixed-batch model takes exactly its batch, padded at the end."""
-    fixed = spec.extra.get("fixed_batch")
-    return (int(fixed), True) if fixed else (batch_size, False)
+    return (spec.fixed_batch, True) if spec.fixed_batch else (batch_size, False)
 
 
 def chunks(images: Sequence[ImageLike], size: int, pad: bool) -> Iterator[tuple[list[ImageLike], int]]:
@@ -64,7 +65,7 @@ class Classifier:
     """
 
     def __init__(self, model: str | Path, backend: str = "auto", *, batch_size: int = 8,
-                 spec: ModelSpec | None = None, runner_options: dict | None = None,
+                 spec: ModelSpec | None = None, options: RunnerOptions | None = None,
                  precision: str = "as-given") -> None:
         self.model = Path(model)
         self.spec = spec or load_spec_for(self.model)
@@ -73,10 +74,8 @@ class Classifier:
                              "export it with include_top=True to classify")
         self.labels = labels_for(self.spec.labels, self.spec.num_classes)
         self.batch_size, self._pad = batch_plan(self.spec, batch_size)
-        options = dict(runner_options or {})
-        if precision != "as-given":  # "auto": the CPU backend runs the fastest variant file present
-            options["ort-cpu"] = {"precision": precision, **options.get("ort-cpu", {})}
-        self.selection = select_runner(self.model, backend, **options)
+        options = dataclasses.replace(options or RunnerOptions(), max_batch=self.batch_size)
+        self.selection = select_runner(self.model, backend, options=options, precision=precision)
         self.runner = self.selection.runner
         self.timings = Timings()
         self._owner: int | None = None

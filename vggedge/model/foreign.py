@@ -56,7 +56,7 @@ def spec_from_onnx(model: onnx.ModelProto, preset: str, source: str = "<model>")
                      output_dtype=ONNX_DTYPES.get(output.type.tensor_type.elem_type, "float32"),
                      output_kind=kind, num_classes=classes, labels="imagenet" if classes == 1000 else None,
                      preprocessing=PRESETS[preset], weights_source=f"onnx:{Path(source).name}",
-                     extra={"fixed_batch": dims[0]} if dims[0] else {})
+                     fixed_batch=dims[0] or None)
 
 
 def import_onnx(path: str | Path, preset: str, out: str | Path | None = None) -> tuple[Path, ModelSpec]:

@@ -226,8 +226,7 @@ def calibrate(src: Path, reader, method: str, percentile: float, symmetric: bool
 
 
 def _batch_for(spec: ModelSpec, batch_size: int) -> int:
-    fixed = spec.extra.get("fixed_batch")
-    return int(fixed) if fixed else batch_size
+    return spec.fixed_batch or batch_size
 
 
 def _cache_path(src: Path, calib_set: CalibrationSet, method: str, percentile: float, style: QdqStyle,

@@ -21,6 +21,7 @@ from pathlib import Path
 
 from ..errors import BackendUnavailable, ConfigError
 from ..spec import load_spec_for, spec_path_for
+from .base import RunnerOptions
 from .ort import OrtOptions, OrtRunner
 
 log = logging.getLogger(__name__)
@@ -138,28 +139,41 @@ def prepare_variants(fp32: str | Path, calib: str | Path, *, features: CpuFeatur
     return written
 
 
-def cpu_runner(model: str | Path | bytes, options: OrtOptions | None = None, *, precision: str = "as-given",
-               variant: str | None = None) -> OrtRunner:
+def cpu_runner(model: str | Path | bytes, runner_options: RunnerOptions | None = None, *,
+               precision: str = "as-given", variant: str | None = None,
+               ort_options: OrtOptions | None = None) -> OrtRunner:
     """The ``ort-cpu`` backend's factory: the given file with a session tuned for this CPU.
 
     ``precision="auto"`` runs the fastest variant this CPU supports whose file
     exists beside the FP32 model (see :func:`choose`); other values run the file given.
+    ``runner_options.threads`` overrides the tuned thread count; ``ort_options``
+    replaces the tuned session settings entirely.
     """
-    if options is not None:
-        return OrtRunner(model, options)
+    runner_options = runner_options or RunnerOptions()
+    if ort_options is not None:
+        return OrtRunner(model, ort_options, runner_options)
     features = cpu_features()
     if precision == "auto":
         for candidate in [choose(features, variant)] + variants_for(features):
             path = variant_path(model, candidate.model)
             if path.exists():
                 log.info("CPU variant: %s (%s)", candidate.label, path.name)
-                return OrtRunner(path, candidate.options)
+                return OrtRunner(path, _threaded(candidate.options, runner_options), runner_options)
     # The spec says what the file holds; a bare ONNX file (no sidecar) keeps the plain tuned session.
     quantized = (not isinstance(model, bytes) and spec_path_for(model).exists()
                  and load_spec_for(model).precision == "int8")
     wanted = "ov-int8" if quantized and OPENVINO_EP in features.providers else "fp32"
     tuned = next((v for v in variants_for(features) if v.key == wanted), variants_for(features)[-1])
-    return OrtRunner(model, tuned.options)
+    return OrtRunner(model, _threaded(tuned.options, runner_options), runner_options)
+
+
+def _threaded(options: OrtOptions, runner_options: RunnerOptions) -> OrtOptions:
+    """The tuned session settings with the user's thread count, when given."""
+    if runner_options.threads is None:
+        return options
+    import dataclasses
+
+    return dataclasses.replace(options, intra_op_threads=runner_options.threads)
 
 
 def runner_for(variant: CpuVariant, model_dir_or_fp32: str | Path) -> OrtRunner:

@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Callable
 
 from ..errors import BackendUnavailable, ConfigError
-from .base import Runner
+from .base import Runner, RunnerOptions
 
 log = logging.getLogger(__name__)
 
@@ -73,6 +73,7 @@ class Backend:
     runner_path: str  # "module:Class", imported only when used
     probe: Callable[[], str | None]
     artefact: str  # "onnx" or "engine"
+    takes_precision: bool = False  # the factory picks a precision variant itself (the CPU backend)
 
     def load_class(self) -> Callable[..., Runner]:
         module, _, cls = self.runner_path.partition(":")
@@ -82,7 +83,7 @@ class Backend:
 BACKENDS: dict[str, Backend] = {
     "trt": Backend("trt", "vggedge.runtime.trt:TrtRunner", probe_trt, "engine"),
     "ort-cuda": Backend("ort-cuda", "vggedge.runtime.ort_cuda:OrtCudaRunner", probe_ort_cuda, "onnx"),
-    "ort-cpu": Backend("ort-cpu", "vggedge.runtime.cpu:cpu_runner", probe_ort_cpu, "onnx"),
+    "ort-cpu": Backend("ort-cpu", "vggedge.runtime.cpu:cpu_runner", probe_ort_cpu, "onnx", True),
 }
 AUTO_ORDER = ("trt", "ort-cuda", "ort-cpu")
 
@@ -101,14 +102,18 @@ class Selection:
     skipped: list[tuple[str, str]] = field(default_factory=list)
 
 
-def select_runner(model: str | Path, backend: str = "auto", *, engine: str | Path | None = None,
-                  engine_reason: str | None = None, **runner_kwargs) -> Selection:
+def select_runner(model: str | Path, backend: str = "auto", *, options: RunnerOptions | None = None,
+                  precision: str = "as-given", engine: str | Path | None = None,
+                  engine_reason: str | None = None) -> Selection:
     """Pick a runner for an ONNX model (and optionally its engine).
 
-    ``backend`` is "auto" or a registry name. A forced backend that cannot run
+    ``backend`` is "auto" or a registry name. ``options`` (the one set every
+    runner takes) and ``precision`` ("as-given", "auto", "fp32", "fp16", "int8")
+    are passed to whichever backend is chosen. A forced backend that cannot run
     raises BackendUnavailable with the reason. ``engine_reason`` explains why no
     usable engine exists (e.g. built for another GPU) when ``engine`` is None.
     """
+    options = options or RunnerOptions()
     if backend != "auto" and backend not in BACKENDS:
         raise ConfigError(f"backend {backend!r} is unknown; choose auto or one of {sorted(BACKENDS)}")
     order = AUTO_ORDER if backend == "auto" else (backend,)
@@ -125,6 +130,7 @@ def select_runner(model: str | Path, backend: str = "auto", *, engine: str | Pat
             skipped.append((name, reason))
             continue
         artefact = engine if entry.artefact == "engine" else model
-        runner = entry.load_class()(artefact, **runner_kwargs.get(name, {}))
+        extra = {"precision": precision} if entry.takes_precision else {}
+        runner = entry.load_class()(artefact, options, **extra)
         return Selection(name, runner, skipped)
     raise BackendUnavailable("no backend can run here: " + "; ".join(f"{n}: {r}" for n, r in skipped))
