@@ -44,3 +44,11 @@ class EngineMismatch(VggEdgeError):
 
 class CalibrationError(VggEdgeError):
     """A calibration set is empty, unreadable or unusable."""
+
+
+# Exit statuses of the command line (documented in the README, "Errors and exit codes").
+EXIT_OK = 0  #: everything succeeded
+EXIT_ERROR = 1  #: a VggEdgeError stopped the command; its message names the cause
+EXIT_USAGE = 2  #: the command line itself was invalid (argparse)
+EXIT_PARTIAL = 3  #: the job finished, but some inputs failed (each reported); results for the rest were kept
+EXIT_INTERRUPTED = 130  #: stopped by Ctrl-C / SIGINT after cleaning up
