@@ -16,7 +16,8 @@ from typing import Any
 import pytest
 
 from vggedge.engine import build
-from vggedge.engine.build import build_engine, collecting_logger, load_engine, tensorrt_version
+from vggedge.engine.build import build_engine, load_engine, tensorrt_version
+from vggedge.engine.trt_log import process_logger
 from vggedge.engine.identity import EngineIdentity, engine_filename, sidecar_path
 from vggedge.errors import BackendUnavailable, ConfigError, EngineMismatch, ModelError
 from vggedge.spec import ModelSpec, spec_path_for
@@ -51,7 +52,7 @@ def fake_trt(version: str, *, plan: Any = None, engine: Any = None, parse_errors
              shape: tuple[int, ...] = (-1, 3, 224, 224)) -> tuple[Any, SimpleNamespace]:
     """A stand-in ``tensorrt`` module and the record of what was called on it."""
     rec = SimpleNamespace(touched=[], network_bits=None, flags=[], pool=None, shapes=None, cache_in=None,
-                          set_cache=None, deserialized=0, parsed=None)
+                          set_cache=None, deserialized=0, parsed=None, loggers=[])
     net_members, builder_names = MEMBERS[int(version.split(".")[0])]
 
     class ILogger:
@@ -111,6 +112,7 @@ def fake_trt(version: str, *, plan: Any = None, engine: Any = None, parse_errors
     class Builder:
         def __init__(self, logger: Any) -> None:
             self.logger = logger
+            rec.loggers.append(logger)
 
         def create_network(self, flags: int) -> Any:
             rec.network_bits = flags
@@ -132,6 +134,7 @@ def fake_trt(version: str, *, plan: Any = None, engine: Any = None, parse_errors
     class Runtime:
         def __init__(self, logger: Any) -> None:
             self.logger = logger
+            rec.loggers.append(logger)
 
         def deserialize_cuda_engine(self, data: bytes) -> Any:
             rec.deserialized += 1
@@ -322,14 +325,38 @@ def test_missing_plan(use, tmp_path: Path) -> None:
         load_engine(tmp_path / "absent.plan", gpu=GPU)
 
 
-def test_collecting_logger_keeps_warnings_and_errors() -> None:
+def test_process_logger_keeps_warnings_and_errors_per_operation() -> None:
     trt, _ = fake_trt("10.3.0")
     seen: list[str] = []
-    logger = collecting_logger(trt, seen.append)
-    for severity in Severity:
-        logger.log(severity, severity.name.lower())
-    assert logger.messages == ["[INTERNAL_ERROR] internal_error", "[ERROR] error", "[WARNING] warning"]
-    assert len(seen) == 3
+    logger = process_logger(trt)
+    assert process_logger(trt) is logger  # one per process
+    logger.log(Severity.ERROR, "before the operation")
+    with logger.operation(seen.append) as op:
+        for severity in Severity:
+            logger.log(severity, severity.name.lower())
+    logger.log(Severity.WARNING, "after")
+    assert op.messages == ["[INTERNAL_ERROR] internal_error", "[ERROR] error", "[WARNING] warning", "[WARNING] after"]
+    assert seen == ["TensorRT " + m for m in op.messages[:3]]  # echo only while the operation runs
+
+
+def test_one_tensorrt_logger_for_every_build_and_load(use, onnx, tmp_path: Path) -> None:
+    rec = use("10.3.0", plan=b"PLAN", engine=object())
+    first = build_engine(onnx(), tmp_path / "a.plan", precision="fp32", gpu=GPU)
+    build_engine(onnx(), tmp_path / "b.plan", precision="fp32", gpu=GPU)
+    loaded = load_engine(first, gpu=GPU)
+    load_engine(first, gpu=GPU)
+    assert len(rec.loggers) == 4 and all(logger is rec.loggers[0] for logger in rec.loggers)
+    rec.loggers[0].log(Severity.WARNING, "said while running")
+    assert loaded.log.messages == ["[WARNING] said while running"]  # this load's slice, not the builds'
+
+
+def test_failed_load_reports_only_its_own_messages(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    trt, _ = fake_trt("10.3.0", engine=None)
+    monkeypatch.setattr(build, "_trt", lambda: trt)
+    process_logger(trt).log(Severity.ERROR, "earlier unrelated error")
+    with pytest.raises(EngineMismatch) as info:
+        load_engine(_built(tmp_path), gpu=GPU)
+    assert "expecting library version" in str(info.value) and "unrelated" not in str(info.value)
 
 
 def _tiny_onnx(path: Path) -> Path:

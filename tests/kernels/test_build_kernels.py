@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from vggedge.runtime.gpu_preprocess import fatbin_targets
+from vggedge.runtime.gpu.gpu_preprocess import fatbin_targets
 
 ROOT = Path(__file__).resolve().parents[2]
 WANTED_SASS = ("72", "75", "80", "86", "87", "89", "90")

@@ -26,7 +26,7 @@ def model_path(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return path
 
 
-def fake_trt(monkeypatch: pytest.MonkeyPatch, runner_path: str = "vggedge.runtime.trt:TrtRunner") -> None:
+def fake_trt(monkeypatch: pytest.MonkeyPatch, runner_path: str = "vggedge.runtime.gpu.trt:TrtRunner") -> None:
     """Register a 'trt' backend whose probe passes (as on a machine with TensorRT and a GPU)."""
     monkeypatch.setitem(select.BACKENDS, "trt", Backend("trt", runner_path, lambda: None, "engine"))
 

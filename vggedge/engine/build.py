@@ -18,11 +18,11 @@ from ..model.weights.base import file_sha256
 from ..spec import ModelSpec, load_spec_for
 from .flags import DEFAULT_BATCH, DEFAULT_WORKSPACE_BYTES, BuildPlan, check_batch, check_precision, make_plan
 from .identity import EngineIdentity, check_identity, engine_filename, gpu_identity, rebuild_command
+from .trt_log import OperationLog, process_logger
 
 _log = logging.getLogger(__name__)
 LogFn = Callable[[str], None]
 PathLike = Union[str, Path]
-_KEPT = ("INTERNAL_ERROR", "ERROR", "WARNING")
 
 
 def _trt() -> Any:
@@ -46,28 +46,8 @@ def tensorrt_version() -> Optional[str]:
         return None
 
 
-def collecting_logger(trt: Any, echo: Optional[LogFn] = None) -> Any:
-    """A ``trt.ILogger`` keeping warnings and errors in ``.messages`` (and passing them to ``echo``)."""
-
-    class CollectingLogger(trt.ILogger):  # type: ignore[misc,name-defined]
-        def __init__(self) -> None:
-            trt.ILogger.__init__(self)
-            self.messages: list[str] = []
-
-        def log(self, severity: Any, msg: str) -> None:
-            name = getattr(severity, "name", str(severity))
-            if name in _KEPT:
-                self.messages.append(f"[{name}] {msg}")
-                (echo or _log.warning)(f"TensorRT [{name}] {msg}")
-            elif name == "INFO":
-                _log.debug("TensorRT [INFO] %s", msg)
-
-    return CollectingLogger()
-
-
-def _said(logger: Any) -> str:
-    lines = getattr(logger, "messages", [])
-    return ("\nTensorRT said:\n" + "\n".join(f"  {m}" for m in lines)) if lines else "\n(TensorRT logged nothing)"
+def _said(op: OperationLog) -> str:
+    return op.said()
 
 
 def _member(enum: Any, name: str) -> Any:
@@ -93,13 +73,13 @@ def _parser_error(err: Any) -> str:
     return f"{where}: {desc or err}" if where else str(desc or err)
 
 
-def _parse(parser: Any, onnx_path: Path, logger: Any) -> None:
+def _parse(parser: Any, onnx_path: Path, op: OperationLog) -> None:
     if parser.parse(onnx_path.read_bytes(), str(onnx_path)):
         return
     errors = [_parser_error(parser.get_error(i)) for i in range(parser.num_errors)]
     listed = "\n".join(f"  {i + 1}. {e}" for i, e in enumerate(errors)) or "  (the parser reported no details)"
     raise ModelError(f"{onnx_path}: TensorRT's ONNX parser failed with {len(errors)} error(s):\n{listed}"
-                     + _said(logger))
+                     + _said(op))
 
 
 def _add_profile(builder: Any, network: Any, config: Any, input_name: str, batch: tuple[int, int, int]) -> None:
@@ -139,16 +119,17 @@ def _attach_timing_cache(config: Any, path: Path, echo: LogFn) -> None:
         config.set_timing_cache(cache, False)
 
 
-def _build(trt: Any, plan: BuildPlan, onnx_path: Path, logger: Any, input_name: str,
+def _build(trt: Any, plan: BuildPlan, onnx_path: Path, op: OperationLog, input_name: str,
            cache_path: Optional[Path], echo: LogFn) -> Any:
     """The TensorRT calls of one build; returns the serialized plan."""
+    logger = op.logger
     builder = trt.Builder(logger)
     bits = 0
     for name in plan.network_flags:
         bits |= 1 << int(_member(trt.NetworkDefinitionCreationFlag, name))
     network = builder.create_network(bits)
     parser = trt.OnnxParser(network, logger)
-    _parse(parser, onnx_path, logger)
+    _parse(parser, onnx_path, op)
     config = builder.create_builder_config()
     config.set_memory_pool_limit(trt.MemoryPoolType.WORKSPACE, plan.workspace_bytes)
     for name in plan.builder_flags:
@@ -160,7 +141,7 @@ def _build(trt: Any, plan: BuildPlan, onnx_path: Path, logger: Any, input_name: 
     serialized = builder.build_serialized_network(network, config)
     if serialized is None:
         raise ModelError(f"{onnx_path}: TensorRT {plan.version} could not build a {plan.precision} engine "
-                         f"({plan.describe()})" + _said(logger))
+                         f"({plan.describe()})" + _said(op))
     if cache_path is not None:
         _write_atomic(cache_path, config.get_timing_cache().serialize())
     return serialized
@@ -196,9 +177,9 @@ def build_engine(onnx_path: PathLike, plan_path: PathLike, *, precision: str,
         plan_path = plan_path / engine_filename(model_sha256, precision, batch, trt.__version__, gpu_name, cc,
                                                 name=spec.name)
     echo(plan.describe())
-    logger = collecting_logger(trt, echo)
     cache_path = Path(timing_cache_path) if timing_cache_path is not None else None
-    serialized = _build(trt, plan, onnx_path, logger, input_name or spec.input_name, cache_path, echo)
+    with process_logger(trt).operation(echo) as op:
+        serialized = _build(trt, plan, onnx_path, op, input_name or spec.input_name, cache_path, echo)
     _write_atomic(plan_path, serialized)
     if calibration is None and isinstance(spec.extra.get("calibration"), dict):
         calibration = spec.extra["calibration"]
@@ -211,12 +192,16 @@ def build_engine(onnx_path: PathLike, plan_path: PathLike, *, precision: str,
 
 @dataclass
 class LoadedEngine:
-    """A deserialized engine with what keeps it valid (runtime, logger) and its identity."""
+    """A deserialized engine with what keeps it valid (its runtime), its identity, and what TensorRT said.
+
+    ``log`` is the slice of the process's TensorRT logger from this load on
+    (``log.messages``); the logger itself lives as long as the process.
+    """
 
     engine: Any
     identity: EngineIdentity
     runtime: Any
-    logger: Any
+    log: OperationLog
 
 
 def load_engine(plan_path: PathLike, *, model_sha256: Optional[str] = None, precision: Optional[str] = None,
@@ -236,12 +221,15 @@ def load_engine(plan_path: PathLike, *, model_sha256: Optional[str] = None, prec
     check_identity(identity, model_sha256=model_sha256, trt_version=str(trt.__version__), gpu_name=gpu_name,
                    compute_capability=cc, precision=precision, batch=batch, plan_path=plan_path,
                    model_path=model_path)
-    logger = collecting_logger(trt, log)
-    runtime = trt.Runtime(logger)
-    engine = runtime.deserialize_cuda_engine(plan_path.read_bytes())
+    op = process_logger(trt).operation(log)
+    try:
+        runtime = trt.Runtime(op.logger)
+        engine = runtime.deserialize_cuda_engine(plan_path.read_bytes())
+    finally:
+        op.close()  # later messages (from execution) stay readable in op.messages
     if engine is None:
         command = rebuild_command(model_path or identity.model_path, identity.precision, identity.batch)
         raise EngineMismatch(f"{plan_path}: TensorRT {trt.__version__} could not deserialize this plan although "
-                             f"its sidecar matches this machine." + _said(logger)
+                             f"its sidecar matches this machine." + _said(op)
                              + f"\nRebuild it on this machine with:\n  {command}")
-    return LoadedEngine(engine, identity, runtime, logger)
+    return LoadedEngine(engine, identity, runtime, op)

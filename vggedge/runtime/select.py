@@ -81,8 +81,8 @@ class Backend:
 
 
 BACKENDS: dict[str, Backend] = {
-    "trt": Backend("trt", "vggedge.runtime.trt:TrtRunner", probe_trt, "engine"),
-    "ort-cuda": Backend("ort-cuda", "vggedge.runtime.ort_cuda:OrtCudaRunner", probe_ort_cuda, "onnx"),
+    "trt": Backend("trt", "vggedge.runtime.gpu.trt:TrtRunner", probe_trt, "engine"),
+    "ort-cuda": Backend("ort-cuda", "vggedge.runtime.gpu.ort_cuda:OrtCudaRunner", probe_ort_cuda, "onnx"),
     "ort-cpu": Backend("ort-cpu", "vggedge.runtime.cpu:cpu_runner", probe_ort_cpu, "onnx", True),
 }
 AUTO_ORDER = ("trt", "ort-cuda", "ort-cpu")

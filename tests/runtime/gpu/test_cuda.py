@@ -9,12 +9,14 @@ import textwrap
 import pytest
 
 from vggedge.errors import BackendUnavailable, ConfigError
-from vggedge.runtime import cuda as vcuda
+from vggedge.runtime.base import RunnerOptions
+from vggedge.runtime.gpu import cuda as vcuda
 from vggedge.runtime import select
 from vggedge.spec import TORCHVISION, ModelSpec, Preprocessing
 
-GPU_MODULES = ("vggedge.runtime.cuda", "vggedge.runtime.pipeline", "vggedge.runtime.trt",
-               "vggedge.runtime.ort_cuda", "vggedge.runtime.gpu_preprocess")
+GPU_MODULES = ("vggedge.runtime.gpu", "vggedge.runtime.gpu.cuda", "vggedge.runtime.gpu.pipeline",
+               "vggedge.runtime.gpu.runner", "vggedge.runtime.gpu.trt", "vggedge.runtime.gpu.ort_cuda",
+               "vggedge.runtime.gpu.gpu_preprocess")
 HEAVY = ("pycuda", "tensorrt")
 
 
@@ -22,10 +24,11 @@ def test_imports_load_no_gpu_package() -> None:
     code = textwrap.dedent(f"""
         import json, sys
         import vggedge
+        assert not [m for m in sys.modules if m.split(".")[0] in {HEAVY!r} or m.startswith("vggedge.runtime.gpu")]
         for name in {GPU_MODULES!r}:
             __import__(name)
-        from vggedge.runtime.trt import TrtRunner
-        from vggedge.runtime.ort_cuda import OrtCudaRunner
+        from vggedge.runtime.gpu.trt import TrtRunner
+        from vggedge.runtime.gpu.ort_cuda import OrtCudaRunner
         TrtRunner("missing.plan"); OrtCudaRunner("missing.onnx")
         print(json.dumps(sorted(m for m in sys.modules if m.split(".")[0] in {HEAVY!r})))
     """)
@@ -46,18 +49,18 @@ def no_gpu_packages(monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 def test_construction_touches_no_gpu(no_gpu_packages: None) -> None:
-    from vggedge.runtime.gpu_preprocess import GpuPreprocessor
-    from vggedge.runtime.ort_cuda import OrtCudaRunner
-    from vggedge.runtime.trt import TrtRunner
+    from vggedge.runtime.gpu.gpu_preprocess import GpuPreprocessor
+    from vggedge.runtime.gpu.ort_cuda import OrtCudaRunner
+    from vggedge.runtime.gpu.trt import TrtRunner
 
-    trt, ort = TrtRunner("engines/x.plan", num_slots=3), OrtCudaRunner("x.onnx", max_batch=4)
+    trt, ort = TrtRunner("engines/x.plan", RunnerOptions(slots=3)), OrtCudaRunner("x.onnx", RunnerOptions(max_batch=4))
     assert not trt.active and not ort.active
     assert "inactive" in trt.describe() and "inactive" in ort.describe()
     pre = GpuPreprocessor(ModelSpec())
     assert pre.swap_rb == 1 and pre.gain == (1.0, 1.0, 1.0)
 
 
-@pytest.mark.parametrize("runner_path", ["vggedge.runtime.trt:TrtRunner", "vggedge.runtime.ort_cuda:OrtCudaRunner"])
+@pytest.mark.parametrize("runner_path", ["vggedge.runtime.gpu.trt:TrtRunner", "vggedge.runtime.gpu.ort_cuda:OrtCudaRunner"])
 def test_activation_without_cuda_raises_backend_unavailable(monkeypatch: pytest.MonkeyPatch, runner_path: str) -> None:
     monkeypatch.setattr(vcuda, "cuda_available", lambda: "no NVIDIA driver (test)")
     module, _, cls = runner_path.partition(":")
@@ -68,7 +71,7 @@ def test_activation_without_cuda_raises_backend_unavailable(monkeypatch: pytest.
 
 
 @pytest.mark.skipif(vcuda.cuda_available() is None, reason="this machine has pycuda and a GPU")
-@pytest.mark.parametrize("runner_path", ["vggedge.runtime.trt:TrtRunner", "vggedge.runtime.ort_cuda:OrtCudaRunner"])
+@pytest.mark.parametrize("runner_path", ["vggedge.runtime.gpu.trt:TrtRunner", "vggedge.runtime.gpu.ort_cuda:OrtCudaRunner"])
 def test_activation_here_gives_the_real_reason(runner_path: str) -> None:
     module, _, cls = runner_path.partition(":")
     runner = getattr(__import__(module, fromlist=[cls]), cls)("model.file")
@@ -106,7 +109,7 @@ def test_check_wraps_only_driver_errors(monkeypatch: pytest.MonkeyPatch) -> None
 
 
 def test_gpu_preprocessor_rejects_what_it_cannot_do() -> None:
-    from vggedge.runtime.gpu_preprocess import GpuPreprocessor
+    from vggedge.runtime.gpu.gpu_preprocess import GpuPreprocessor
 
     with pytest.raises(ConfigError, match="resize='direct' only.*'shorter_crop'.*CPU path"):
         GpuPreprocessor(ModelSpec(preprocessing=TORCHVISION))
@@ -117,7 +120,7 @@ def test_gpu_preprocessor_rejects_what_it_cannot_do() -> None:
 
 
 def test_fatbin_targets_rejects_non_fatbin() -> None:
-    from vggedge.runtime.gpu_preprocess import fatbin_targets
+    from vggedge.runtime.gpu.gpu_preprocess import fatbin_targets
 
     with pytest.raises(vcuda.CudaError, match="not a CUDA fatbin"):
         fatbin_targets(b"\x7fELF" + bytes(40), "x.fatbin")

@@ -10,7 +10,13 @@ compute before its D2H copy.
 
 onnxruntime-gpu falls back to the CPU silently when CUDA or cuDNN do not load;
 this runner checks ``session.get_providers()[0]`` and raises BackendUnavailable
-instead. ``onnxruntime.preload_dlls()`` (1.21+) is called first so the nvidia pip
+instead. It also checks ``session.get_provider_options()`` that onnxruntime really
+took our stream (``has_user_compute_stream``): a build that ignores the option
+would run on a stream of its own, unordered with our copies.
+
+Teardown order: the session (which holds cuBLAS/cuDNN handles bound to our
+stream) goes first, then the context is synchronised, then the stream, the
+events and the slots' buffers are freed. ``onnxruntime.preload_dlls()`` (1.21+) is called first so the nvidia pip
 wheels' CUDA/cuDNN libraries are found.
 """
 from __future__ import annotations
@@ -22,11 +28,12 @@ from typing import Any
 
 import numpy as np
 
-from ..errors import BackendUnavailable, ModelError
-from .base import TensorMeta
+from ...errors import BackendUnavailable, ModelError
+from ..base import RunnerOptions, TensorMeta
+from ..ort import ORT_TYPES, OrtOptions
 from .cuda import CudaEvent, CudaStream
-from .ort import ORT_TYPES, OrtOptions
-from .pipeline import PipelineRunner, Slot, TensorSpec
+from .pipeline import Slot, TensorSpec
+from .runner import PipelineRunner
 
 log = logging.getLogger(__name__)
 CUDA_EP = "CUDAExecutionProvider"
@@ -65,24 +72,37 @@ def _dtype(node: Any, what: str) -> np.dtype:
     return np.dtype(dtype)
 
 
-class OrtCudaRunner(PipelineRunner):
-    """``with OrtCudaRunner("vgg16.onnx", max_batch=8) as r: r.infer({"images": x})``.
+def check_stream_in_use(session: Any, handle: int, version: str) -> None:
+    """BackendUnavailable unless the session's CUDA provider reports our stream (``has_user_compute_stream``)."""
+    options = session.get_provider_options().get(CUDA_EP, {})
+    if str(options.get("has_user_compute_stream")) != "1" or str(options.get("user_compute_stream")) != str(handle):
+        raise BackendUnavailable(
+            f"ort-cuda: onnxruntime {version} did not take our CUDA stream (its provider options report "
+            f"has_user_compute_stream={options.get('has_user_compute_stream')!r}, "
+            f"user_compute_stream={options.get('user_compute_stream')!r}, expected 1 and {handle}); "
+            "without it its work is unordered with our copies. Install onnxruntime-gpu >= 1.17 "
+            "(pip install 'vggedge[gpu]')")
 
-    ``max_batch`` sizes the buffers (allocated once); a larger batch raises
-    InputError. ``provider_options`` add CUDA provider options (strings), e.g.
+
+class OrtCudaRunner(PipelineRunner):
+    """``with OrtCudaRunner("vgg16.onnx", RunnerOptions(max_batch=8)) as r: r.infer({"images": x})``.
+
+    ``options.max_batch`` sizes the buffers (allocated once; a batch fixed in the
+    ONNX wins); a larger batch raises InputError. ``ort_options`` are the session
+    settings. ``provider_options`` add CUDA provider options (strings), e.g.
     ``{"cudnn_conv_algo_search": "HEURISTIC"}``. ``synchronize_run=True`` lets
     onnxruntime block the host after each run (slower, for debugging).
     """
 
     name = "ort-cuda"
-    range_source = "max_batch (pass a larger OrtCudaRunner(max_batch=...))"
+    range_source = "max_batch (raise RunnerOptions.max_batch, e.g. the app's --batch-size)"
 
-    def __init__(self, model: str | Path | bytes, *, max_batch: int = 8, device: int = 0, num_slots: int = 2,
-                 options: OrtOptions | None = None, provider_options: dict[str, str] | None = None,
+    def __init__(self, model: str | Path | bytes, options: RunnerOptions | None = None, *,
+                 ort_options: OrtOptions | None = None, provider_options: dict[str, str] | None = None,
                  synchronize_run: bool = False) -> None:
-        super().__init__(device=device, num_slots=num_slots)
-        self.model, self.max_batch = model, int(max_batch)
-        self.options = options or OrtOptions()
+        super().__init__(options)
+        self.model, self.max_batch = model, self.runner_options.max_batch
+        self.options = ort_options or OrtOptions()
         self.provider_options = dict(provider_options or {})
         self.synchronize_run = synchronize_run
         self.session: Any = None
@@ -109,6 +129,7 @@ class OrtCudaRunner(PipelineRunner):
             raise BackendUnavailable(f"{self.name}: onnxruntime {ort.__version__} fell back to {running} instead of "
                                      f"{CUDA_EP}; its CUDA/cuDNN libraries did not load (check the onnxruntime-gpu "
                                      "build's CUDA major version against the driver and the installed cuDNN)")
+        check_stream_in_use(self.session, self._compute.handle, ort.__version__)
         self._run_options = ort.RunOptions()
         if not self.synchronize_run:
             self._run_options.add_run_config_entry("disable_synchronize_execution_providers", "1")
@@ -131,12 +152,16 @@ class OrtCudaRunner(PipelineRunner):
             slot.state.update(binding=self.session.io_binding(), done=event, bound_batch=0)
 
     def _close_backend(self) -> None:
+        """Session first (its handles use our stream), then a context-wide synchronise, then stream and events."""
+        for slot in self.pipeline.slots if self.pipeline is not None else []:
+            slot.state.pop("binding", None)
+        self.session, self._run_options = None, None
+        self.ctx.synchronize()
         for event in self._events:
             event.free()
         if self._compute is not None:
-            self._compute.synchronize()
             self._compute.free()
-        self._events, self._compute, self.session, self._run_options = [], None, None, None
+        self._events, self._compute = [], None
 
     def _input_metadata(self) -> dict[str, TensorMeta]:
         meta = {}

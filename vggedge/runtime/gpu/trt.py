@@ -5,7 +5,9 @@ Everything goes through the tensor-name API present in TensorRT 8.5 to 11.x:
 ``get_tensor_profile_shape(name, 0)`` describe the I/O; per batch
 ``set_input_shape`` (only when the batch changes), ``set_tensor_address`` for
 every I/O tensor and ``execute_async_v3(stream)`` on our stream, its bool checked.
-Buffers are sized for profile 0's MAX batch and allocated once in ``activate``.
+Buffers are sized for profile 0's MAX batch and allocated once in ``activate``;
+``options.max_batch`` above it is refused (rebuild with a wider ``--batch``), and
+a batch below profile 0's MIN is padded up to it.
 I/O dtypes (FP32 or FP16) come from the engine.
 
 Execution contexts: TensorRT 10+ lets several contexts share profile 0, so each
@@ -21,10 +23,11 @@ from typing import Any, Optional
 
 import numpy as np
 
-from ..errors import BackendUnavailable, ModelError
-from .base import TensorMeta
+from ...errors import BackendUnavailable, ConfigError, ModelError
+from ..base import RunnerOptions, TensorMeta
 from .cuda import check_ok
-from .pipeline import PipelineRunner, Slot, TensorSpec
+from .pipeline import Slot, TensorSpec
+from .runner import PipelineRunner
 
 #: TensorRT DataType names -> numpy; None marks types vggedge does not feed or read.
 TRT_DTYPES: dict[str, Optional[type]] = {
@@ -100,18 +103,21 @@ def _tensorrt() -> Any:
 
 
 class TrtRunner(PipelineRunner):
-    """Runs a TensorRT plan: ``with TrtRunner("vgg16.fp16.plan") as r: r.infer({"images": x})``.
+    """Runs a TensorRT plan: ``with TrtRunner("vgg16.fp16.plan", options) as r: r.infer({"images": x})``.
 
-    ``model_sha256`` / ``precision`` / ``model_path`` are checked against the
-    sidecar (EngineMismatch with the rebuild command when they differ).
+    The max batch comes from the engine's profile; ``options.max_batch`` (when
+    options are given) must fit in it. ``model_sha256`` / ``precision`` /
+    ``model_path`` are checked against the sidecar (EngineMismatch with the
+    rebuild command when they differ).
     """
 
     name = "trt"
     range_source = "the engine's optimization profile (rebuild the engine with a wider --batch range)"
 
-    def __init__(self, plan: str | Path, *, device: int = 0, num_slots: int = 2, model_sha256: str | None = None,
+    def __init__(self, plan: str | Path, options: RunnerOptions | None = None, *, model_sha256: str | None = None,
                  precision: str | None = None, model_path: str | Path | None = None) -> None:
-        super().__init__(device=device, num_slots=num_slots)
+        super().__init__(options)
+        self.wanted_max_batch = options.max_batch if options is not None else None
         self.plan = Path(plan)
         self.model_sha256, self.precision, self.model_path = model_sha256, precision, model_path
         self.loaded: Any = None
@@ -124,14 +130,19 @@ class TrtRunner(PipelineRunner):
     # activation -----------------------------------------------------------------
     def _open_backend(self) -> tuple[list[TensorSpec], list[TensorSpec], int]:
         trt = _tensorrt()
-        from ..engine.build import load_engine
-        from ..engine.identity import gpu_identity
+        from ...engine.build import load_engine
+        from ...engine.identity import gpu_identity
 
         self.loaded = load_engine(self.plan, model_sha256=self.model_sha256, precision=self.precision,
                                   gpu=gpu_identity(self.device), model_path=self.model_path)
         engine = self.loaded.engine
         self.io = describe_io(trt, engine)
         low, high = batch_range(self.io)
+        if self.wanted_max_batch is not None and self.wanted_max_batch > high:
+            raise ConfigError(f"{self.plan}: batches of up to {self.wanted_max_batch} were asked for, but this "
+                              f"engine's profile takes {low}..{high}; lower the batch size or rebuild with "
+                              f"`vggedge build ... --batch {low},{min(max(low, 8), self.wanted_max_batch)},"
+                              f"{self.wanted_max_batch}`")
         major = int(str(trt.__version__).split(".")[0])
         self._shared = self.num_slots > 1 and major < 10
         self._contexts = [self._new_context(engine) for _ in range(1 if self._shared else self.num_slots)]
@@ -168,7 +179,7 @@ class TrtRunner(PipelineRunner):
 
     def _close_backend(self) -> None:
         self._contexts, self._context_batch, self._last_slot = [], [], None
-        self.loaded = None  # engine, runtime and logger go together
+        self.loaded = None  # engine and runtime go together (the TensorRT logger lives for the process)
 
     def _input_metadata(self) -> dict[str, TensorMeta]:
         return {t.name: TensorMeta(t.name, t.dtype, (None if t.shape[0] < 0 else t.shape[0], *t.shape[1:]))
@@ -204,7 +215,7 @@ class TrtRunner(PipelineRunner):
                      f"set_tensor_address({t.name!r})", self._said())
 
     def _said(self) -> str:
-        lines = getattr(getattr(self.loaded, "logger", None), "messages", [])[-5:]
+        lines = list(getattr(getattr(self.loaded, "log", None), "messages", []))[-5:]
         return ("; TensorRT said: " + " | ".join(lines)) if lines else ""
 
     def describe(self) -> str:

@@ -1,4 +1,4 @@
-"""Overlapped GPU pipeline: N slots so copies, compute and CPU preprocessing overlap.
+"""The slots of the overlapped GPU pipeline: N batches in flight so copies, compute and CPU preprocessing overlap.
 
 Each slot owns pinned host buffers, device buffers, one stream and four timing
 events (H2D start/end, compute end, D2H end), all allocated once in
@@ -10,24 +10,21 @@ Scheduling is pure Python (:class:`SlotScheduler`, :func:`drive`), tested withou
 a GPU: slots are filled round-robin and collected oldest first (results keep the
 input order), never more in flight than slots, drained at the end. While slots
 run on the GPU, the CPU preprocesses the next batch into a free slot's pinned input.
+:class:`vggedge.runtime.gpu.runner.PipelineRunner` puts the runner contract on top.
 """
 from __future__ import annotations
 
-import threading
 from collections import deque
 from dataclasses import dataclass, field
 from typing import Any, Callable, Iterable, Iterator, Mapping, TypeVar
 
 import numpy as np
 
-from ..errors import InputError, VggEdgeError
-from .base import Runner
-from .cuda import CudaContext, CudaEvent, CudaStream, DeviceBuffer, PinnedBuffer, require_cuda
+from ...errors import InputError, VggEdgeError
+from .cuda import CudaContext, CudaEvent, CudaStream, DeviceBuffer, PinnedBuffer
 
 T = TypeVar("T")
 R = TypeVar("R")
-#: preprocess_fn(item, {input name: pinned array at max batch}) -> batch size written
-PreprocessFn = Callable[[Any, "dict[str, np.ndarray]"], int]
 
 
 # --------------------------------------------------------------------------- pure scheduling
@@ -132,16 +129,10 @@ class StageTimes:
     def total_ms(self) -> float:
         return self.h2d_ms + self.compute_ms + self.d2h_ms
 
-
-@dataclass
-class SlotResult:
-    """Outputs of one batch (views of the slot's pinned buffers unless copied), timings, and the item."""
-
-    outputs: dict[str, np.ndarray]
-    batch: int
-    times: StageTimes
-    slot: int
-    tag: Any = None
+    def seconds(self) -> dict[str, float]:
+        """The contract's stage times in seconds: ``h2d``, ``compute``, ``d2h`` and their sum as ``infer``."""
+        return {"h2d": self.h2d_ms / 1e3, "compute": self.compute_ms / 1e3, "d2h": self.d2h_ms / 1e3,
+                "infer": self.total_ms / 1e3}
 
 
 @dataclass
@@ -154,7 +145,8 @@ class Slot:
     host_outputs: dict[str, np.ndarray]
     device: dict[str, DeviceBuffer]
     events: dict[str, CudaEvent]
-    batch: int = 0
+    batch: int = 0  # rows asked for
+    rows: int = 0  # rows submitted (batch padded up to the minimum)
     state: dict[str, Any] = field(default_factory=dict)  # backend's per-slot state
 
 
@@ -166,8 +158,10 @@ EVENTS = ("h2d_start", "h2d_end", "compute_end", "d2h_end")
 class Pipeline:
     """N slots of buffers, streams and events around a runner's ``execute`` callable.
 
-    Buffers are sized for the inputs' first dimension (the max batch); a batch
-    outside ``min_batch..max_batch`` raises InputError naming ``range_source``.
+    Buffers are sized for the inputs' first dimension (the max batch). A batch of
+    ``n`` rows below ``min_batch`` (a fixed-batch model, a profile minimum) is
+    padded on submission: ``max(n, min_batch)`` rows run, ``n`` come back. A batch
+    above the max raises InputError naming ``range_source``.
     """
 
     def __init__(self, ctx: CudaContext, inputs: list[TensorSpec], outputs: list[TensorSpec], execute: Execute,
@@ -177,7 +171,6 @@ class Pipeline:
         self.ctx, self.inputs, self.outputs, self.execute = ctx, inputs, outputs, execute
         self.num_slots, self.min_batch, self.range_source = num_slots, min_batch, range_source
         self.slots: list[Slot] = []
-        self.running = 0  # run() generators in progress
         self._owned: list[Any] = []
 
     @property
@@ -185,10 +178,9 @@ class Pipeline:
         return int(self.inputs[0].shape[0])
 
     def check_batch(self, n: int) -> None:
-        """InputError naming the allowed range when ``n`` is outside it."""
-        if not self.min_batch <= n <= self.max_batch:
-            raise InputError(f"batch of {n} is outside {self.min_batch}..{self.max_batch}, "
-                             f"the range {self.range_source} allow")
+        """InputError naming the allowed range when ``n`` rows cannot be submitted (padding covers the minimum)."""
+        if not 1 <= n <= self.max_batch:
+            raise InputError(f"batch of {n} is outside 1..{self.max_batch}, the range {self.range_source} allow")
 
     def allocate(self) -> "Pipeline":
         """Allocate every slot's buffers, stream and events once."""
@@ -220,11 +212,11 @@ class Pipeline:
                 slot.stream.synchronize()
 
     def free(self) -> None:
-        """Wait for in-flight work, then free every slot (safe twice)."""
+        """Wait for all work in the context (not only our streams), then free every slot (safe twice)."""
         if self._owned and self.ctx.is_open:
             with self.ctx:
                 try:
-                    self.wait_all()
+                    self.ctx.synchronize()
                 finally:
                     self._free_owned()
         self.slots, self._owned = [], []
@@ -235,59 +227,34 @@ class Pipeline:
         self.slots, self._owned = [], []
 
     def submit(self, slot: int, batch_n: int) -> None:
-        """Enqueue H2D copy, execution and D2H copy of the first ``batch_n`` rows; returns at once."""
+        """Enqueue H2D copy, execution and D2H copy of ``batch_n`` rows (padded to the minimum); returns at once."""
         self.check_batch(batch_n)
         s = self.slots[slot]
-        s.batch = batch_n
+        rows = max(batch_n, self.min_batch)
+        if rows > batch_n:  # repeat the last real row: padding rows are computed and dropped
+            for array in s.host_inputs.values():
+                array[batch_n:rows] = array[batch_n - 1]
+        s.batch, s.rows = batch_n, rows
         with self.ctx:
             s.events["h2d_start"].record(s.stream)
             for t in self.inputs:
-                s.device[t.name].upload_async(s.host_inputs[t.name][:batch_n], s.stream)
+                s.device[t.name].upload_async(s.host_inputs[t.name][:rows], s.stream)
             s.events["h2d_end"].record(s.stream)
-            self.execute(s, batch_n)
+            self.execute(s, rows)
             s.events["compute_end"].record(s.stream)
             for t in self.outputs:
-                s.device[t.name].download_async(s.host_outputs[t.name][:batch_n], s.stream)
+                s.device[t.name].download_async(s.host_outputs[t.name][:rows], s.stream)
             s.events["d2h_end"].record(s.stream)
 
-    def collect(self, slot: int) -> SlotResult:
-        """Wait for a submitted slot; outputs are views of its pinned buffers (copy to keep)."""
+    def collect(self, slot: int) -> tuple[dict[str, np.ndarray], StageTimes]:
+        """Wait for a submitted slot: its ``batch`` output rows (views of pinned buffers; copy to keep) and times."""
         s = self.slots[slot]
         with self.ctx:
             s.stream.synchronize()
             ev = s.events
             times = StageTimes(ev["h2d_end"].elapsed_ms(ev["h2d_start"]), ev["compute_end"].elapsed_ms(ev["h2d_end"]),
                                ev["d2h_end"].elapsed_ms(ev["compute_end"]))
-        return SlotResult({name: array[:s.batch] for name, array in s.host_outputs.items()}, s.batch, times, slot)
-
-    def run(self, batches: Iterable[Any], preprocess_fn: PreprocessFn | None = None, *, overlap: bool = True,
-            copy_outputs: bool = True) -> Iterator[SlotResult]:
-        """Run every batch and yield results in input order (``result.tag`` is the item).
-
-        ``preprocess_fn(item, inputs)`` writes a batch into the slot's pinned
-        inputs and returns its size; without it, items are ready feeds for
-        :meth:`copy_feed`. ``overlap=False`` is the synchronous reference: one
-        slot, each batch submitted then collected before the next is filled.
-        """
-        fill_fn = preprocess_fn or self.copy_feed
-
-        def fill(slot: int, item: Any) -> tuple[int, Any]:
-            return int(fill_fn(item, self.slots[slot].host_inputs)), item
-
-        def collect(slot: int, token: tuple[int, Any]) -> SlotResult:
-            result = self.collect(slot)
-            result.tag = token[1]
-            if copy_outputs:
-                result.outputs = {k: v.copy() for k, v in result.outputs.items()}
-            return result
-
-        scheduler = SlotScheduler(self.num_slots if overlap else 1)
-        self.running += 1
-        try:
-            yield from drive(batches, scheduler, fill, lambda slot, token: self.submit(slot, token[0]), collect)
-        finally:  # a consumer that stops early must not leave copies reading inputs we refill later
-            self.running -= 1
-            self.wait_all()
+        return {name: array[:s.batch] for name, array in s.host_outputs.items()}, times
 
     def copy_feed(self, feed: Mapping[str, np.ndarray] | np.ndarray, inputs: dict[str, np.ndarray]) -> int:
         """Copy a ``{name: array}`` feed (or a lone array for one input) into pinned inputs; returns the batch."""
@@ -309,79 +276,3 @@ class Pipeline:
         if len(sizes) != 1:
             raise InputError(f"inputs have different batch sizes {sorted(sizes)}")
         return sizes.pop()
-
-
-class PipelineRunner(Runner):
-    """Base of the GPU runners: a retained CUDA context and a :class:`Pipeline` of slots.
-
-    Subclasses load their model in :meth:`_open_backend`, enqueue one batch in
-    :meth:`_execute` and drop it in :meth:`_close_backend`. ``infer`` uses slot 0
-    under a lock and returns copies; :meth:`run` overlaps many batches. Use one
-    runner per worker thread: ``infer`` and ``run`` must not interleave.
-    """
-
-    range_source = "the runner's buffers"
-
-    def __init__(self, *, device: int = 0, num_slots: int = 2) -> None:
-        super().__init__()
-        self.device, self.num_slots = int(device), int(num_slots)
-        self.ctx: CudaContext | None = None
-        self.pipeline: Pipeline | None = None
-        self.last_times: StageTimes | None = None
-        self._lock = threading.Lock()
-
-    def _activate(self) -> None:
-        require_cuda(self.name)
-        self.ctx = CudaContext(self.device).open()
-        try:
-            with self.ctx:
-                inputs, outputs, min_batch = self._open_backend()
-            self.pipeline = Pipeline(self.ctx, inputs, outputs, self._execute, self.num_slots,
-                                     min_batch=min_batch, range_source=self.range_source).allocate()
-            with self.ctx:
-                self._bind_slots(self.pipeline.slots)
-        except BaseException:
-            self._deactivate()
-            raise
-
-    def _deactivate(self) -> None:
-        if self.pipeline is not None:
-            self.pipeline.free()
-            self.pipeline = None
-        if self.ctx is not None:
-            if self.ctx.is_open:
-                with self.ctx:
-                    self._close_backend()
-            self.ctx.release()
-            self.ctx = None
-
-    def _infer(self, feed: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
-        if self.pipeline.running:
-            raise VggEdgeError(f"{self.name}: infer() called while a run() is in progress; "
-                               "finish or close() that iterator first")
-        with self._lock:
-            n = self.pipeline.copy_feed(feed, self.pipeline.slots[0].host_inputs)
-            self.pipeline.submit(0, n)
-            result = self.pipeline.collect(0)
-        self.last_times = result.times
-        return {name: array.copy() for name, array in result.outputs.items()}
-
-    def run(self, batches: Iterable[Any], preprocess_fn: PreprocessFn | None = None, *, overlap: bool = True,
-            copy_outputs: bool = True) -> Iterator[SlotResult]:
-        """Overlapped inference over many batches; see :meth:`Pipeline.run`."""
-        self._require_active("run")
-        return self.pipeline.run(batches, preprocess_fn, overlap=overlap, copy_outputs=copy_outputs)
-
-    def _open_backend(self) -> tuple[list[TensorSpec], list[TensorSpec], int]:
-        """Load the model (context pushed); return input and output specs at max batch, and the min batch."""
-        raise NotImplementedError
-
-    def _bind_slots(self, slots: list[Slot]) -> None:
-        """Optional: set per-slot backend state once the buffers exist (context pushed)."""
-
-    def _execute(self, slot: Slot, batch_n: int) -> None:
-        """Enqueue the model on ``slot.stream`` for ``batch_n`` rows without waiting."""
-        raise NotImplementedError
-
-    def _close_backend(self) -> None:
-        """Drop backend objects (context pushed); must be safe after a failed open."""

@@ -16,11 +16,12 @@ import pytest
 
 from vggedge.model.vgg16 import VGG16Options, build_onnx, random_weights
 from vggedge.preprocess import prepare
-from vggedge.runtime import cuda as vcuda
+from vggedge.runtime.base import RunnerOptions
+from vggedge.runtime.gpu import cuda as vcuda
 from vggedge.spec import CAFFE_RGB, RAW_PIXELS, ModelSpec, Preprocessing
 
 pytestmark = pytest.mark.gpu
-ROOT = Path(__file__).resolve().parents[2]
+ROOT = Path(__file__).resolve().parents[3]
 OPTS = VGG16Options(include_rescaling=False, include_top=True, num_classes=10, input_shape=(32, 32, 3),
                     classifier_activation=None)
 FP32_REL = 1e-3
@@ -38,7 +39,7 @@ def cuda() -> vcuda.CudaContext:
 
 @pytest.fixture(scope="module")
 def fatbin(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    from vggedge.runtime.gpu_preprocess import default_fatbin
+    from vggedge.runtime.gpu.gpu_preprocess import default_fatbin
 
     path = default_fatbin()
     if path.is_file():
@@ -77,7 +78,7 @@ def frames() -> list[np.ndarray]:
 
 def gpu_preprocess(ctx: vcuda.CudaContext, spec: ModelSpec, fatbin: Path, frame: np.ndarray,
                    device_ptr_path: bool) -> np.ndarray:
-    from vggedge.runtime.gpu_preprocess import GpuPreprocessor
+    from vggedge.runtime.gpu.gpu_preprocess import GpuPreprocessor
 
     dtype = np.dtype(spec.dtype)
     with ctx, GpuPreprocessor(spec, fatbin=fatbin, ctx=ctx) as pre, vcuda.CudaStream() as stream, \
@@ -108,7 +109,7 @@ def pixels(tensor: np.ndarray, spec: ModelSpec) -> np.ndarray:
                                                         "float16", 1.25)])
 @pytest.mark.parametrize("device_ptr_path", [False, True])
 def test_kernel_matches_opencv(cuda, fatbin, preprocessing, dtype, tol, device_ptr_path) -> None:
-    from vggedge.runtime.gpu_preprocess import PIXEL_TOLERANCE
+    from vggedge.runtime.gpu.gpu_preprocess import PIXEL_TOLERANCE
 
     assert PIXEL_TOLERANCE == 1.0
     spec = ModelSpec(preprocessing=preprocessing, dtype=dtype)
@@ -123,31 +124,46 @@ def test_kernel_matches_opencv(cuda, fatbin, preprocessing, dtype, tol, device_p
 def test_ort_cuda_matches_ort_cpu(cuda, small_onnx) -> None:
     ort_cuda_or_skip()
     from vggedge.runtime.ort import OrtRunner
-    from vggedge.runtime.ort_cuda import OrtCudaRunner
+    from vggedge.runtime.gpu.ort_cuda import OrtCudaRunner
 
     x = np.random.default_rng(2).standard_normal((3, 3, 32, 32)).astype(np.float32) * 50
     with OrtRunner(small_onnx) as cpu:
         want = cpu.infer({"images": x})["predictions"]
-    with OrtCudaRunner(small_onnx, max_batch=4, provider_options={"use_tf32": "0"}) as gpu:
+    with OrtCudaRunner(small_onnx, RunnerOptions(max_batch=4), provider_options={"use_tf32": "0"}) as gpu:
         assert gpu.providers()[0] == "CUDAExecutionProvider"
+        cuda_options = gpu.session.get_provider_options()["CUDAExecutionProvider"]
+        assert cuda_options["has_user_compute_stream"] == "1"
+        assert cuda_options["user_compute_stream"] == str(gpu._compute.handle)  # onnxruntime runs on our stream
         got = gpu.infer({"images": x})["predictions"]
-        assert gpu.last_times is not None and gpu.last_times.compute_ms > 0
+        assert gpu.last_times["compute"] > 0
     rel = np.abs(got - want).max() / np.abs(want).max()
     assert rel <= FP32_REL, f"ort-cuda vs ort-cpu relative error {rel:.2e}"
 
 
-def test_overlapped_pipeline_equals_synchronous(cuda, small_onnx) -> None:
+def test_overlapped_run_equals_blocking_infer(cuda, small_onnx) -> None:
     ort_cuda_or_skip()
-    from vggedge.runtime.ort_cuda import OrtCudaRunner
+    from vggedge.runtime.gpu.ort_cuda import OrtCudaRunner
 
     rng = np.random.default_rng(3)
     batches = [rng.standard_normal((n, 3, 32, 32)).astype(np.float32) for n in (4, 1, 3, 4, 2, 4, 4, 1)]
-    with OrtCudaRunner(small_onnx, max_batch=4, num_slots=3, provider_options={"use_tf32": "0"}) as runner:
+    options = RunnerOptions(max_batch=4, slots=3)
+    with OrtCudaRunner(small_onnx, options, provider_options={"use_tf32": "0"}) as runner:
         overlapped = list(runner.run(batches))
-        synchronous = list(runner.run(batches, overlap=False))
         singles = [runner.infer({"images": b})["predictions"] for b in batches]
+    with OrtCudaRunner(small_onnx, RunnerOptions(max_batch=4, slots=1), provider_options={"use_tf32": "0"}) as one:
+        one_slot = list(one.run(batches))
     assert [r.tag is b for r, b in zip(overlapped, batches)] == [True] * len(batches)
-    assert {r.slot for r in overlapped} == {0, 1, 2}
-    for a, b, c in zip(overlapped, synchronous, singles):
+    for a, b, c in zip(overlapped, one_slot, singles):
         np.testing.assert_allclose(a.outputs["predictions"], b.outputs["predictions"], rtol=1e-5, atol=1e-5)
         np.testing.assert_allclose(a.outputs["predictions"], c, rtol=1e-5, atol=1e-5)
+
+
+def test_no_context_is_left_current_after_deactivate(cuda, small_onnx) -> None:
+    ort_cuda_or_skip()
+    from vggedge.runtime.gpu.ort_cuda import OrtCudaRunner
+
+    assert vcuda.current_context() is None
+    for _ in range(2):  # a second activation reuses the one retained primary context
+        with OrtCudaRunner(small_onnx, RunnerOptions(max_batch=2)) as runner:
+            runner.infer({"images": np.zeros((2, 3, 32, 32), np.float32)})
+        assert vcuda.current_context() is None

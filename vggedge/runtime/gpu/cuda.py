@@ -4,6 +4,15 @@ Nothing here touches the GPU at import: pycuda is imported inside functions, and
 never as ``pycuda.autoinit`` (which makes a context of its own). We retain the
 device's *primary* context, the one TensorRT and onnxruntime use too.
 
+Primary contexts are retained once per device per process (:func:`primary_context`) and
+never detached: a detach from a thread where the context is not pushed leaves it
+current there (or, from another thread, silently leaks the retain), and the
+driver releases everything at process exit anyway.
+
+Streams are created non-blocking (``CU_STREAM_NON_BLOCKING``): all ordering is
+by events, and a blocking stream would serialise with the legacy default stream
+that libraries (cuDNN, cuBLAS, onnxruntime) use inside.
+
 Threads: a CUDA context is current per thread. Every thread that touches CUDA
 enters ``with ctx:`` (a push) before any call and leaves it (a pop) after;
 contexts nest, so a runner method may push again inside a caller's push. Create
@@ -24,7 +33,7 @@ from typing import Any, Iterator
 
 import numpy as np
 
-from ..errors import BackendUnavailable, VggEdgeError
+from ...errors import BackendUnavailable, VggEdgeError
 
 
 class CudaError(VggEdgeError):
@@ -43,7 +52,7 @@ def cuda_available() -> str | None:
         found = False
     if not found:
         return "Python package 'pycuda' is not installed (pip install 'vggedge[gpu]')"
-    from .select import gpu_reason
+    from ..select import gpu_reason
 
     return gpu_reason()
 
@@ -95,8 +104,33 @@ def check_ok(ok: object, what: str, hint: str = "") -> None:
         raise CudaError(f"{what} returned failure" + (f"; {hint}" if hint else ""))
 
 
+_PRIMARY: dict[int, Any] = {}  # device ordinal -> its retained primary context (one retain per process)
+_PRIMARY_LOCK = threading.Lock()
+STREAM_NON_BLOCKING = 1  # CU_STREAM_NON_BLOCKING
+
+
+def primary_context(device: int) -> Any:
+    """The device's primary context, retained on first use and kept for the life of the process."""
+    with _PRIMARY_LOCK:
+        ctx = _PRIMARY.get(device)
+        if ctx is None:
+            driver = driver_module()
+            count = driver.Device.count()
+            if not 0 <= device < count:
+                raise BackendUnavailable(f"CUDA device {device} does not exist; this machine has {count}")
+            with check(f"retaining the primary context of device {device}"):
+                ctx = _PRIMARY[device] = driver.Device(device).retain_primary_context()
+        return ctx
+
+
+def current_context() -> Any:
+    """The context current on this thread, or None (for checks: nothing left pushed)."""
+    with check("querying the current CUDA context"):
+        return driver_module().Context.get_current()
+
+
 class CudaContext:
-    """The primary context of one device: ``open()`` retains it, ``with ctx:`` pushes and pops it."""
+    """The primary context of one device: ``open()`` takes it, ``with ctx:`` pushes and pops it."""
 
     def __init__(self, device: int = 0) -> None:
         self.device = int(device)
@@ -104,15 +138,10 @@ class CudaContext:
         self._lock = threading.Lock()
 
     def open(self) -> "CudaContext":
-        """Retain the device's primary context (idempotent)."""
+        """Take the device's primary context, retained once per process (idempotent)."""
         with self._lock:
             if self._ctx is None:
-                driver = driver_module()
-                count = driver.Device.count()
-                if not 0 <= self.device < count:
-                    raise BackendUnavailable(f"CUDA device {self.device} does not exist; this machine has {count}")
-                with check(f"retaining the primary context of device {self.device}"):
-                    self._ctx = driver.Device(self.device).retain_primary_context()
+                self._ctx = primary_context(self.device)
         return self
 
     @property
@@ -152,12 +181,9 @@ class CudaContext:
                 "total_memory": int(dev.total_memory())}
 
     def release(self) -> None:
-        """Release our reference to the primary context (safe twice); call from the opening thread."""
+        """Stop using the context (safe twice). The process keeps its one retain: nothing is detached."""
         with self._lock:
-            ctx, self._ctx = self._ctx, None
-        if ctx is not None:
-            with check("releasing the primary context"):
-                ctx.detach()
+            self._ctx = None
 
 
 class _Resource:
@@ -247,14 +273,14 @@ class DeviceBuffer(_Resource):
 
 
 class CudaStream(_Resource):
-    """A non-default CUDA stream; ``handle`` is the integer TensorRT and onnxruntime take."""
+    """A non-blocking CUDA stream; ``handle`` is the integer TensorRT and onnxruntime take."""
 
     kind = "stream"
 
     def __init__(self) -> None:
         driver = driver_module()
         with check("creating a CUDA stream"):
-            self._stream = driver.Stream()
+            self._stream = driver.Stream(flags=STREAM_NON_BLOCKING)
 
     @property
     def raw(self) -> Any:

@@ -20,8 +20,8 @@ from typing import Any
 
 import numpy as np
 
-from ..errors import ConfigError, ImageError
-from ..spec import ModelSpec
+from ...errors import ConfigError, ImageError
+from ...spec import ModelSpec
 from .cuda import CudaContext, CudaError, CudaStream, DeviceBuffer, check, driver_module
 
 PIXEL_TOLERANCE = 1.0
@@ -35,7 +35,7 @@ BUILD_HINT = "build it with: cmake -S . -B build && cmake --build build"
 def default_fatbin() -> Path:
     """``$VGGEDGE_KERNELS_FATBIN``, else ``build/kernels/preprocess.fatbin`` in the source checkout."""
     env = os.environ.get("VGGEDGE_KERNELS_FATBIN")
-    return Path(env) if env else Path(__file__).resolve().parents[2] / "build" / "kernels" / "preprocess.fatbin"
+    return Path(env) if env else Path(__file__).resolve().parents[3] / "build" / "kernels" / "preprocess.fatbin"
 
 
 def fatbin_targets(data: bytes, source: str = "<fatbin>") -> list[str]:
@@ -88,10 +88,11 @@ class GpuPreprocessor:
 
     ``frame`` is a device pointer (give ``frame_shape=(h, w)`` and optionally the
     row ``pitch`` in bytes) or a uint8 HxWx3 array (pinned for a truly
-    asynchronous copy), copied into a staging buffer that is allocated on first
-    use and grown only for a larger frame. With ``ctx`` given, calls push it;
-    otherwise push a context yourself. Nothing waits: read the output after
-    synchronising ``stream``.
+    asynchronous copy), copied into a staging buffer of that stream's own
+    (allocated on first use, grown only for a larger frame): work on one stream
+    is ordered, so a copy never overwrites a frame another stream still reads.
+    With ``ctx`` given, calls push it; otherwise push a context yourself.
+    Nothing waits: read the output after synchronising ``stream``.
     """
 
     def __init__(self, spec: ModelSpec, *, fatbin: str | Path | None = None, ctx: CudaContext | None = None) -> None:
@@ -105,7 +106,7 @@ class GpuPreprocessor:
         self.out_itemsize = np.dtype(spec.dtype).itemsize
         self._module: Any = None
         self._kernel: Any = None
-        self._staging: DeviceBuffer | None = None
+        self._staging: dict[int, DeviceBuffer] = {}  # stream handle -> that stream's staging buffer
 
     def load(self) -> "GpuPreprocessor":
         """Load the fatbin and look up the kernel (done by the first call otherwise)."""
@@ -139,13 +140,14 @@ class GpuPreprocessor:
             if frame.dtype != np.uint8 or frame.ndim != 3 or frame.shape[2] != 3:
                 raise ImageError(f"GPU preprocessing takes uint8 HxWx3 BGR frames, got {frame.dtype} {frame.shape}")
             frame = np.ascontiguousarray(frame)
-            if self._staging is None or self._staging.nbytes < frame.nbytes:
-                if self._staging is not None:
+            staging = self._staging.get(stream.handle)
+            if staging is None or staging.nbytes < frame.nbytes:
+                if staging is not None:
                     stream.synchronize()  # the old buffer may still be read by an earlier launch
-                    self._staging.free()
-                self._staging = DeviceBuffer(frame.nbytes)
-            self._staging.upload_async(frame, stream)
-            return self._staging.ptr, frame.shape[:2], frame.shape[1] * 3
+                    staging.free()
+                staging = self._staging[stream.handle] = DeviceBuffer(frame.nbytes)
+            staging.upload_async(frame, stream)
+            return staging.ptr, frame.shape[:2], frame.shape[1] * 3
         if shape is None:
             raise ImageError("a device-pointer frame needs frame_shape=(height, width)")
         h, w = int(shape[0]), int(shape[1])
@@ -159,11 +161,16 @@ class GpuPreprocessor:
         return self.ctx if self.ctx is not None else nullcontext()
 
     def free(self) -> None:
-        """Free the staging buffer and drop the module (safe twice)."""
-        if self._staging is not None:
+        """Wait for the context's work, then free the staging buffers and drop the module (safe twice).
+
+        Runs with ``ctx`` pushed when one was given (else push a context yourself)."""
+        if self._staging or self._module is not None:
             with self._pushed():
-                self._staging.free()
-        self._staging, self._kernel, self._module = None, None, None
+                with check("synchronising before freeing the preprocessing buffers"):
+                    driver_module().Context.synchronize()
+                for staging in self._staging.values():
+                    staging.free()
+        self._staging, self._kernel, self._module = {}, None, None
 
     def __enter__(self) -> "GpuPreprocessor":
         return self.load()
