@@ -147,9 +147,9 @@ class OrtCudaRunner(PipelineRunner):
 
     def _bind_slots(self, slots: list[Slot]) -> None:
         for slot in slots:
-            event = CudaEvent()
-            self._events.append(event)
-            slot.state.update(binding=self.session.io_binding(), done=event, bound_batch=0)
+            started, done = CudaEvent(), CudaEvent()
+            self._events += [started, done]
+            slot.state.update(binding=self.session.io_binding(), started=started, done=done, bound_batch=0)
 
     def _close_backend(self) -> None:
         """Session first (its handles use our stream), then a context-wide synchronise, then stream and events."""
@@ -173,6 +173,7 @@ class OrtCudaRunner(PipelineRunner):
     # one batch ------------------------------------------------------------------
     def _execute(self, slot: Slot, batch_n: int) -> None:
         self._compute.wait_for(slot.events["h2d_end"])
+        slot.state["started"].record(self._compute)  # compute start on the GPU clock (timelines)
         binding = slot.state["binding"]
         if slot.state["bound_batch"] != batch_n:
             self._bind(binding, slot, batch_n)

@@ -1,0 +1,503 @@
+"""The one GPU check: everything vggedge's GPU path should do, run once on a GPU machine.
+
+    python3 benchmarks/gpu_check.py --out $OUT [--batches 1,8,32] [--budget-s 300] [--quick]
+
+``benchmarks/gpu_check.sh`` installs pycuda (and onnxruntime-gpu) first, runs
+``pytest -m gpu``, then this. Each section is recorded as ok / failed / skipped
+with its reason and never stops the others:
+
+- ``environment``: GPU, driver, packages, whether TensorRT is there;
+- ``kernel``: the CUDA preprocessing kernel against OpenCV (``vggedge.preprocess.prepare``);
+- ``parity``: ort-cuda against ort-cpu, max error relative to the largest output <= 1e-3 (FP32);
+- ``item6``: no CUDA context current after ``deactivate()``, onnxruntime on our stream
+  (``has_user_compute_stream``), and slot event timestamps showing copies overlapping compute;
+- ``overlap``: overlapped ``run()`` against blocking ``infer()`` per batch size;
+- ``e2e``: vggedge end to end (JPEG decode + preprocessing + inference) against PyTorch eager
+  FP16 doing the same, plus inference-only rates, per batch size.
+
+Writes ``gpu_check.json`` and ``gpu_check.md`` under ``--out``. The pure parts
+(arguments, overlap from event timestamps, summary writing) are tested on CPUs
+in ``tests/benchmarks/test_gpu_check.py``.
+"""
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import json
+import os
+import platform
+import shutil
+import subprocess
+import sys
+import time
+import traceback
+from pathlib import Path
+from typing import Any, Callable, Sequence
+
+ROOT = Path(__file__).resolve().parents[1]
+SECTIONS = ("environment", "kernel", "parity", "item6", "overlap", "e2e")
+PARITY_REL = 1e-3
+Interval = tuple[float, float]
+
+
+# ------------------------------------------------------------------------------------------ pure parts
+def parse_batches(text: str) -> tuple[int, ...]:
+    """``"1,8,32"`` -> (1, 8, 32); ArgumentTypeError for anything else."""
+    try:
+        values = tuple(int(part) for part in text.split(","))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"batch sizes {text!r}: expected comma-separated integers like 1,8,32")
+    if not values or any(v < 1 for v in values):
+        raise argparse.ArgumentTypeError(f"batch sizes {text!r}: each must be >= 1")
+    return values
+
+
+def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
+    """Command-line arguments; ``--out`` defaults to ``$OUT``."""
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--out", type=Path, default=os.environ.get("OUT"),
+                        help="folder for gpu_check.json / gpu_check.md (default: $OUT)")
+    parser.add_argument("--batches", type=parse_batches, default=(1, 8, 32), help="batch sizes (default 1,8,32)")
+    parser.add_argument("--budget-s", type=float, default=300.0,
+                        help="wall-clock budget; sections that would start after it are skipped (default 300)")
+    parser.add_argument("--sections", type=lambda s: tuple(s.split(",")), default=SECTIONS,
+                        help=f"comma-separated subset of {','.join(SECTIONS)}")
+    parser.add_argument("--quick", action="store_true", help="fewer repetitions (a smoke run)")
+    args = parser.parse_args(argv)
+    if args.out is None:
+        parser.error("--out is required (or set $OUT)")
+    unknown = [s for s in args.sections if s not in SECTIONS]
+    if unknown:
+        parser.error(f"unknown sections {unknown}; choose from {', '.join(SECTIONS)}")
+    return args
+
+
+def _union(intervals: list[Interval]) -> list[Interval]:
+    merged: list[list[float]] = []
+    for start, end in sorted(i for i in intervals if i[1] > i[0]):
+        if merged and start <= merged[-1][1]:
+            merged[-1][1] = max(merged[-1][1], end)
+        else:
+            merged.append([start, end])
+    return [(a, b) for a, b in merged]
+
+
+def _intersection(a: Interval, spans: list[Interval]) -> float:
+    return sum(max(0.0, min(a[1], b[1]) - max(a[0], b[0])) for b in spans)
+
+
+def overlap_report(timeline: list[dict[str, Interval]]) -> dict[str, Any]:
+    """How much of the copy time ran while another batch computed, from event timestamps (ms).
+
+    ``timeline``: one ``{"h2d": (start, end), "compute": (start, end), "d2h": (start, end)}``
+    per batch, on one clock. A copy overlapping its *own* batch's compute is impossible
+    (same stream), so only other batches' compute counts.
+    """
+    copy_ms = overlap_ms = 0.0
+    for i, batch in enumerate(timeline):
+        others = _union([b["compute"] for j, b in enumerate(timeline) if j != i])
+        for stage in ("h2d", "d2h"):
+            copy_ms += batch[stage][1] - batch[stage][0]
+            overlap_ms += _intersection(batch[stage], others)
+    starts = [b["h2d"][0] for b in timeline]
+    ends = [b["d2h"][1] for b in timeline]
+    compute_ms = sum(b["compute"][1] - b["compute"][0] for b in timeline)
+    return {"batches": len(timeline), "span_ms": (max(ends) - min(starts)) if timeline else 0.0,
+            "copy_ms": copy_ms, "compute_ms": compute_ms, "copy_compute_overlap_ms": overlap_ms,
+            "overlap_fraction": overlap_ms / copy_ms if copy_ms > 0 else 0.0,
+            "copies_overlap_compute": overlap_ms > 0.0}
+
+
+def run_section(name: str, fn: Callable[[], dict], deadline: float, clock: Callable[[], float] = time.monotonic
+                ) -> dict[str, Any]:
+    """Run one section: {"status": ok|failed|skipped, "seconds", "result" | "error" | "reason"}."""
+    if clock() >= deadline:
+        return {"status": "skipped", "reason": "time budget spent", "seconds": 0.0}
+    t0 = clock()
+    try:
+        result = fn()
+    except SkipSection as skip:
+        return {"status": "skipped", "reason": str(skip), "seconds": clock() - t0}
+    except Exception as exc:  # recorded, never fatal: the other sections still run
+        return {"status": "failed", "error": f"{type(exc).__name__}: {exc}",
+                "traceback": traceback.format_exc(limit=8), "seconds": clock() - t0}
+    status = "failed" if result.get("passed") is False else "ok"
+    return {"status": status, "result": result, "seconds": clock() - t0}
+
+
+class SkipSection(Exception):
+    """A section that cannot run here (the reason is recorded)."""
+
+
+def _fmt(value: Any) -> str:
+    if isinstance(value, float):
+        return f"{value:.4g}"
+    if isinstance(value, dict):
+        return ", ".join(f"{k}={_fmt(v)}" for k, v in value.items())
+    return str(value)
+
+
+def render_markdown(summary: dict[str, Any]) -> str:
+    """The Markdown report: one status line per section, then its numbers."""
+    env = summary.get("sections", {}).get("environment", {}).get("result", {})
+    lines = [f"# vggedge GPU check ({summary.get('started', '?')})", "",
+             f"GPU: {env.get('gpu', '?')}; driver {env.get('driver', '?')}; commit {summary.get('commit', '?')}; "
+             f"total {summary.get('seconds', 0.0):.1f} s", "",
+             "| section | status | seconds | note |", "|---|---|---|---|"]
+    for name, section in summary.get("sections", {}).items():
+        note = section.get("error") or section.get("reason") or section.get("result", {}).get("note", "")
+        lines.append(f"| {name} | {section['status']} | {section.get('seconds', 0.0):.1f} | {note} |")
+    for name, section in summary.get("sections", {}).items():
+        result = section.get("result")
+        if not result:
+            continue
+        lines += ["", f"## {name}", ""]
+        rows = result.get("rows")
+        if rows:
+            keys = list(rows[0])
+            lines += ["| " + " | ".join(keys) + " |", "|" + "---|" * len(keys)]
+            lines += ["| " + " | ".join(_fmt(row.get(k)) for k in keys) + " |" for row in rows]
+        for key, value in result.items():
+            if key not in ("rows", "note"):
+                lines.append(f"- {key}: {_fmt(value)}")
+    return "\n".join(lines) + "\n"
+
+
+def write_summary(summary: dict[str, Any], out: Path) -> tuple[Path, Path]:
+    """Write ``gpu_check.json`` and ``gpu_check.md`` under ``out``; returns both paths."""
+    out.mkdir(parents=True, exist_ok=True)
+    json_path, md_path = out / "gpu_check.json", out / "gpu_check.md"
+    json_path.write_text(json.dumps(summary, indent=2, default=str) + "\n")
+    md_path.write_text(render_markdown(summary))
+    return json_path, md_path
+
+
+# ------------------------------------------------------------------------------------------ GPU parts
+def _commit() -> str:
+    try:
+        return subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True,
+                              timeout=10).stdout.strip() or "?"
+    except Exception:
+        return "?"
+
+
+def environment() -> dict:
+    """GPU, driver, package versions, TensorRT presence."""
+    from vggedge.apps.info import versions
+
+    out: dict[str, Any] = {"python": platform.python_version(), "packages": versions()}
+    if shutil.which("nvidia-smi"):
+        query = subprocess.run(["nvidia-smi", "--query-gpu=name,driver_version,memory.total", "--format=csv,noheader"],
+                               capture_output=True, text=True, timeout=30).stdout.strip().splitlines()
+        if query:
+            name, driver, memory = (p.strip() for p in query[0].split(","))
+            out.update(gpu=name, driver=driver, memory=memory)
+    try:
+        import tensorrt
+
+        out["tensorrt"] = str(tensorrt.__version__)
+    except Exception as exc:
+        out["tensorrt"] = f"absent ({type(exc).__name__}: {exc})"
+    ldconfig = subprocess.run(["sh", "-c", "ldconfig -p | grep -c nvinfer || true"], capture_output=True, text=True)
+    out["libnvinfer_entries"] = ldconfig.stdout.strip()
+    try:
+        import onnxruntime as ort
+
+        out["onnxruntime_providers"] = ort.get_available_providers()
+    except Exception as exc:
+        out["onnxruntime_providers"] = f"error: {exc}"
+    from vggedge.runtime.gpu.cuda import cuda_available
+
+    out["cuda_available"] = cuda_available() or "yes"
+    return out
+
+
+def _need_cuda() -> None:
+    from vggedge.runtime.gpu.cuda import cuda_available
+
+    reason = cuda_available()
+    if reason:
+        raise SkipSection(reason)
+
+
+def _need_ort_cuda() -> None:
+    _need_cuda()
+    import onnxruntime as ort
+
+    if "CUDAExecutionProvider" not in ort.get_available_providers():
+        raise SkipSection(f"onnxruntime {ort.__version__} has no CUDAExecutionProvider (onnxruntime-gpu not installed)")
+
+
+def _fatbin() -> Path:
+    from vggedge.runtime.gpu.gpu_preprocess import default_fatbin
+
+    path = default_fatbin()
+    if path.is_file():
+        return path
+    if not shutil.which("cmake") or not shutil.which("nvcc"):
+        raise SkipSection("kernels not built and cmake/nvcc missing")
+    build = Path(os.environ.get("TMPDIR", "/tmp")) / "vggedge-kernels"
+    subprocess.run(["cmake", "-S", str(ROOT), "-B", str(build)], check=True, capture_output=True, timeout=120)
+    subprocess.run(["cmake", "--build", str(build), "-j"], check=True, capture_output=True, timeout=300)
+    return build / "kernels" / "preprocess.fatbin"
+
+
+def kernel_check(quick: bool) -> dict:
+    """Max pixel difference of the CUDA kernel against OpenCV on calib/ photos and synthetic frames."""
+    _need_cuda()
+    import cv2
+    import numpy as np
+
+    from vggedge.preprocess import list_images, prepare
+    from vggedge.runtime.gpu import cuda as vcuda
+    from vggedge.runtime.gpu.gpu_preprocess import GpuPreprocessor
+    from vggedge.spec import CAFFE_RGB, RAW_PIXELS, ModelSpec
+
+    fatbin = _fatbin()
+    frames = [cv2.imread(str(p)) for p in list_images(ROOT / "calib")[: 3 if quick else 12]]
+    rng = np.random.default_rng(0)
+    frames += [rng.integers(0, 256, shape, dtype=np.uint8) for shape in ((1080, 1920, 3), (100, 150, 3))]
+    rows = []
+    ctx = vcuda.CudaContext(0).open()
+    for label, spec, tol in (("raw fp32", ModelSpec(preprocessing=RAW_PIXELS), 1.0),
+                             ("caffe fp32", ModelSpec(preprocessing=CAFFE_RGB), 1.0),
+                             ("caffe fp16", ModelSpec(preprocessing=CAFFE_RGB, dtype="float16"), 1.25)):
+        worst = mean = 0.0
+        pre = spec.preprocessing
+        std = np.asarray(pre.std, np.float32)[:, None, None]
+        gain, offset = pre.scale / std, np.asarray(pre.mean, np.float32)[:, None, None] / std
+        with ctx, GpuPreprocessor(spec, fatbin=fatbin, ctx=ctx) as gpu, vcuda.CudaStream() as stream, \
+                vcuda.DeviceBuffer(gpu.image_bytes) as out, \
+                vcuda.PinnedBuffer((3, spec.height, spec.width), np.dtype(spec.dtype)) as host:
+            for frame in frames:
+                gpu(frame, out.ptr, stream)
+                out.download_async(host.array, stream)
+                stream.synchronize()
+                want = prepare(frame, spec).astype(np.float32)
+                diff = np.abs((host.array.astype(np.float32) + offset) / gain - (want + offset) / gain)
+                worst, mean = max(worst, float(diff.max())), max(mean, float(diff.mean()))
+        rows.append({"preprocessing": label, "frames": len(frames), "max_pixel_diff": worst,
+                     "worst_mean_pixel_diff": mean, "tolerance": tol, "passed": worst <= tol})
+    return {"rows": rows, "passed": all(r["passed"] for r in rows)}
+
+
+class Models:
+    """FP32 (and FP16 where onnxconverter-common is installed) full-size VGG16 with random weights, made once."""
+
+    def __init__(self, folder: Path) -> None:
+        self.folder, self._fp32, self._fp16 = folder, None, None
+
+    def fp32(self) -> Path:
+        if self._fp32 is None:
+            from vggedge.model.export import export_vgg16
+
+            self._fp32 = export_vgg16("random:0", self.folder / "vgg16.onnx").onnx_path
+        return self._fp32
+
+    def fp16(self) -> Path | None:
+        if self._fp16 is None:
+            try:
+                from vggedge.precision.fp16 import write_fp16
+
+                self._fp16 = write_fp16(self.fp32())
+            except ImportError as exc:
+                print(f"gpu_check: no FP16 model ({exc}); vggedge timings use FP32", flush=True)
+                return None
+        return self._fp16
+
+
+CUDA_OPTIONS = {"use_tf32": "0", "cudnn_conv_algo_search": "HEURISTIC"}
+
+
+def parity_check(models: Models) -> dict:
+    """ort-cuda against ort-cpu on full-size VGG16 (FP32, TF32 off)."""
+    _need_ort_cuda()
+    import numpy as np
+
+    from vggedge.runtime.base import RunnerOptions
+    from vggedge.runtime.gpu.ort_cuda import OrtCudaRunner
+    from vggedge.runtime.ort import OrtRunner
+
+    x = np.random.default_rng(2).uniform(-120, 150, (4, 3, 224, 224)).astype(np.float32)
+    with OrtRunner(models.fp32()) as cpu:
+        want = cpu.infer({"images": x})["predictions"]
+    with OrtCudaRunner(models.fp32(), RunnerOptions(max_batch=4), provider_options=CUDA_OPTIONS) as gpu:
+        got = gpu.infer({"images": x})["predictions"]
+        providers = gpu.providers()
+    rel = float(np.abs(got - want).max() / np.abs(want).max())
+    top1 = float((got.argmax(1) == want.argmax(1)).mean())
+    return {"max_rel_error": rel, "tolerance": PARITY_REL, "top1_agreement": top1, "providers": providers,
+            "passed": rel <= PARITY_REL}
+
+
+def _timeline(runner: Any, batches: list) -> list[dict[str, Interval]]:
+    """Run ``batches`` through ``runner.run`` and read each slot's events against one reference event (ms)."""
+    from vggedge.runtime.gpu import cuda as vcuda
+
+    pipeline = runner.pipeline
+    with runner.ctx:
+        ref = vcuda.CudaEvent()
+        ref.record(pipeline.slots[0].stream)
+        ref.synchronize()
+    original, timeline = pipeline.collect, []
+
+    def collect(slot: int):
+        result = original(slot)
+        s = pipeline.slots[slot]
+        ev, st = s.events, s.state
+        with runner.ctx:
+            at = {name: e.elapsed_ms(ref) for name, e in ev.items()}
+            start = st["started"].elapsed_ms(ref) if "started" in st else at["h2d_end"]
+            end = st["done"].elapsed_ms(ref) if "done" in st else at["compute_end"]
+        timeline.append({"h2d": (at["h2d_start"], at["h2d_end"]), "compute": (start, end),
+                         "d2h": (at["compute_end"], at["d2h_end"])})
+        return result
+
+    pipeline.collect = collect
+    try:
+        for _ in runner.run(batches):
+            pass
+    finally:
+        pipeline.collect = original
+    return timeline
+
+
+def item6_check(models: Models) -> dict:
+    """Item 6 on hardware: no context left current, onnxruntime on our stream, copies overlapping compute."""
+    _need_ort_cuda()
+    import numpy as np
+
+    from vggedge.runtime.base import RunnerOptions
+    from vggedge.runtime.gpu import cuda as vcuda
+    from vggedge.runtime.gpu.ort_cuda import OrtCudaRunner
+
+    model = models.fp16() or models.fp32()
+    before = vcuda.current_context() is None
+    x = np.random.default_rng(3).standard_normal((8, 3, 224, 224)).astype(np.float32)
+    with OrtCudaRunner(model, RunnerOptions(max_batch=8, slots=3), provider_options=CUDA_OPTIONS) as runner:
+        options = runner.session.get_provider_options()["CUDAExecutionProvider"]
+        on_our_stream = (options.get("has_user_compute_stream") == "1"
+                         and options.get("user_compute_stream") == str(runner._compute.handle))
+        runner.infer({"images": x})  # warm-up
+        timeline = _timeline(runner, [x] * 12)
+    after = vcuda.current_context() is None
+    report = overlap_report(timeline[2:])  # the first batches fill the pipeline
+    passed = before and after and on_our_stream and report["copies_overlap_compute"]
+    return {"no_context_current_before": before, "no_context_current_after_deactivate": after,
+            "onnxruntime_on_our_stream": on_our_stream, "provider_stream_options":
+            {k: options.get(k) for k in ("has_user_compute_stream", "user_compute_stream")},
+            "overlap": report, "model": model.name, "passed": passed}
+
+
+def _rate(fn: Callable[[], int], min_seconds: float, warmup: int = 1) -> float:
+    """Images per second of ``fn`` (which returns the images it did), repeated for at least ``min_seconds``."""
+    for _ in range(warmup):
+        fn()
+    images, t0 = 0, time.perf_counter()
+    while True:
+        images += fn()
+        elapsed = time.perf_counter() - t0
+        if elapsed >= min_seconds:
+            return images / elapsed
+
+
+def overlap_check(models: Models, batches: Sequence[int], quick: bool) -> dict:
+    """Overlapped run() (3 slots) against blocking infer(), inference with copies, per batch size."""
+    _need_ort_cuda()
+    import numpy as np
+
+    from vggedge.runtime.base import RunnerOptions
+    from vggedge.runtime.gpu.ort_cuda import OrtCudaRunner
+
+    model = models.fp16() or models.fp32()
+    rows, seconds = [], 0.5 if quick else 2.0
+    with OrtCudaRunner(model, RunnerOptions(max_batch=max(batches), slots=3), provider_options=CUDA_OPTIONS) as r:
+        for n in batches:
+            x = np.random.default_rng(n).standard_normal((n, 3, 224, 224)).astype(np.float32)
+            count = max(4, 64 // n)
+            blocking = _rate(lambda: sum(len(r.infer({"images": x})["predictions"]) for _ in range(count)), seconds)
+            overlapped = _rate(lambda: sum(out.batch for out in r.run([x] * count)), seconds)
+            rows.append({"batch": n, "blocking_img_s": blocking, "overlapped_img_s": overlapped,
+                         "ratio": overlapped / blocking})
+    return {"rows": rows, "model": model.name, "note": "ort-cuda, H2D + compute + D2H, images/s"}
+
+
+def e2e_check(models: Models, batches: Sequence[int], quick: bool) -> dict:
+    """vggedge end to end (decode + preprocess + infer, overlapped) against PyTorch eager FP16, per batch."""
+    _need_ort_cuda()
+    import numpy as np
+    import torch
+
+    if not torch.cuda.is_available():
+        raise SkipSection("torch sees no CUDA device")
+    sys.path.insert(0, str(ROOT / "benchmarks"))
+    from peers import torch_vgg
+
+    from vggedge.preprocess import list_images, prepare
+    from vggedge.runtime.base import RunnerOptions
+    from vggedge.runtime.gpu.ort_cuda import OrtCudaRunner
+    from vggedge.spec import load_spec_for
+
+    model = models.fp16() or models.fp32()
+    spec = load_spec_for(model)
+    photos = list_images(ROOT / "calib")
+    net = torch_vgg(models.fp32(), "fp16", device="cuda")
+    rows, seconds = [], 0.5 if quick else 2.0
+    with OrtCudaRunner(model, RunnerOptions(max_batch=max(batches), slots=3), provider_options=CUDA_OPTIONS) as r:
+        for n in batches:
+            paths = [photos[i % len(photos)] for i in range(n)]
+            count = max(2, 32 // n)
+
+            def fill(item: int, inputs: dict) -> int:
+                for i, path in enumerate(paths):
+                    prepare(path, spec, out=inputs[spec.input_name][i])
+                return n
+
+            x = np.stack([prepare(p, spec) for p in paths])
+
+            def torch_e2e() -> int:
+                batch = np.stack([prepare(p, spec) for p in paths]).astype(np.float32)
+                net(batch)
+                return n
+
+            rows.append({"batch": n,
+                         "vggedge_e2e_img_s": _rate(lambda: sum(o.batch for o in r.run(range(count), fill)), seconds),
+                         "torch_fp16_e2e_img_s": _rate(torch_e2e, seconds),
+                         "vggedge_infer_img_s": _rate(lambda: sum(o.batch for o in r.run([x] * count)), seconds),
+                         "torch_fp16_infer_img_s": _rate(lambda: len(net(x.astype(np.float32))), seconds)})
+            row = rows[-1]
+            row["e2e_ratio"] = row["vggedge_e2e_img_s"] / row["torch_fp16_e2e_img_s"]
+            row["infer_ratio"] = row["vggedge_infer_img_s"] / row["torch_fp16_infer_img_s"]
+    return {"rows": rows, "model": model.name, "torch": torch.__version__,
+            "note": "e2e: JPEG decode + OpenCV preprocessing on one CPU thread + GPU; infer: prepared batch, "
+                    "with copies both ways"}
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = parse_args(argv)
+    sys.path.insert(0, str(ROOT))
+    start, deadline = time.monotonic(), time.monotonic() + args.budget_s
+    models = Models(Path(os.environ.get("TMPDIR", "/tmp")) / "vggedge-gpu-check")
+    models.folder.mkdir(parents=True, exist_ok=True)
+    plan: dict[str, Callable[[], dict]] = {
+        "environment": environment, "kernel": lambda: kernel_check(args.quick),
+        "parity": lambda: parity_check(models), "item6": lambda: item6_check(models),
+        "overlap": lambda: overlap_check(models, args.batches, args.quick),
+        "e2e": lambda: e2e_check(models, args.batches, args.quick)}
+    summary: dict[str, Any] = {"started": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
+                               "commit": _commit(), "args": vars(args), "sections": {}}
+    for name in SECTIONS:
+        if name not in args.sections:
+            continue
+        print(f"gpu_check: {name} ...", flush=True)
+        summary["sections"][name] = run_section(name, plan[name], deadline)
+        print(f"gpu_check: {name} {summary['sections'][name]['status']}", flush=True)
+        summary["seconds"] = time.monotonic() - start
+        write_summary(summary, args.out)  # after every section: a killed run still leaves its results
+    failed = [n for n, s in summary["sections"].items() if s["status"] == "failed"]
+    print(render_markdown(summary), flush=True)
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,94 @@
+#!/usr/bin/env bash
+# The one GPU check, for a lent GPU machine with no network (see README "Checking the GPU path").
+#
+#   bash benchmarks/gpu_check.sh            # from the repository root; results under $OUT
+#
+# Needs, carried beside the repository (both ignored by git):
+#   .whl/          the pycuda sdist and the pure-Python wheels it needs for this Python, e.g.
+#                    pip download --no-deps -d .whl pycuda==2026.1
+#                    pip download --no-deps --only-binary :all: --python-version 3.12 --implementation cp \
+#                      --abi cp312 --platform manylinux_2_28_x86_64 --platform manylinux2014_x86_64 \
+#                      -d .whl pytools platformdirs typing_extensions siphash24 mako markupsafe \
+#                      onnxconverter-common tqdm
+#                  (a prebuilt pycuda wheel from an earlier run, $OUT/wheels/pycuda-*.whl, may be put here
+#                  instead of building again)
+#   onnxruntime-gpu (optional): either the wheel itself in .whl/, or its pieces already copied to
+#                  $ORT_PIECES (default /tmp/ort-pieces) by earlier calls, with SHA256SUMS beside them.
+#
+# Environment: OUT (results; default ./gpu-check-out), CUDA_ROOT (default: from nvcc), GPU_SITE (install
+# target put on PYTHONPATH; default /tmp/vggedge-gpu-site), BUDGET_S (Python part's budget, default 300),
+# BATCHES (default 1,8,32), QUICK=1 (fewer repetitions).
+set -uo pipefail
+export PYTHONUNBUFFERED=1 PIP_DISABLE_PIP_VERSION_CHECK=1 PIP_NO_INPUT=1
+OUT=${OUT:-$PWD/gpu-check-out}
+mkdir -p "$OUT"
+exec > >(tee -a "$OUT/log") 2>&1
+REPO=$PWD
+WHL=${WHL:-$REPO/.whl}
+SITE=${GPU_SITE:-/tmp/vggedge-gpu-site}
+ORT_PIECES=${ORT_PIECES:-/tmp/ort-pieces}
+PY=${PYTHON:-python3}
+step() { echo "=== $(date -u +%H:%M:%S) $*"; }
+status=0
+
+[ -f "$REPO/pyproject.toml" ] && [ -d "$REPO/vggedge" ] || { echo "run from the repository root"; exit 2; }
+mkdir -p "$SITE"
+export PYTHONPATH="$SITE:$REPO${PYTHONPATH:+:$PYTHONPATH}"
+
+step "machine"
+nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv,noheader || true
+$PY --version
+NVCC=$(command -v nvcc || ls /usr/local/cuda/bin/nvcc 2>/dev/null || true)
+CUDA_ROOT=${CUDA_ROOT:-${NVCC:+$(dirname "$(dirname "$NVCC")")}}
+echo "CUDA_ROOT=${CUDA_ROOT:-?}"
+$PY -c "import tensorrt; print('tensorrt', tensorrt.__version__)" 2>&1 | tail -1
+ldconfig -p 2>/dev/null | grep nvinfer | head -3 || echo "no libnvinfer in ldconfig"
+
+step "pure-Python dependencies"
+wheels=$(ls "$WHL"/*.whl 2>/dev/null | grep -v -e '/pycuda-' -e '/onnxruntime_gpu-' || true)
+if [ -n "$wheels" ]; then
+  $PY -m pip install -q --no-index --no-deps --target "$SITE" $wheels || status=1
+fi
+
+step "pycuda"
+if $PY -c "import pycuda.driver" 2>/dev/null; then
+  echo "pycuda already importable"
+elif ls "$WHL"/pycuda-*.whl >/dev/null 2>&1; then
+  $PY -m pip install -q --no-index --no-deps --target "$SITE" "$WHL"/pycuda-*.whl || status=1
+else
+  src=$(mktemp -d)
+  tar xzf "$WHL"/pycuda-*.tar.gz -C "$src" && cd "$src"/pycuda-* \
+    && $PY configure.py --cuda-root="$CUDA_ROOT" \
+    && $PY -m pip wheel -q --no-build-isolation --no-index --no-deps -w "$OUT/wheels" . \
+    && $PY -m pip install -q --no-index --no-deps --target "$SITE" "$OUT"/wheels/pycuda-*.whl \
+    || { echo "pycuda build failed"; status=1; }
+  cd "$REPO"
+fi
+$PY -c "import pycuda, pycuda.driver as d; d.init(); print('pycuda', pycuda.VERSION_TEXT, d.Device(0).name())" \
+  || status=1
+
+step "onnxruntime-gpu"
+ort_wheel=$(ls "$WHL"/onnxruntime_gpu-*.whl 2>/dev/null | head -1)
+if [ -z "$ort_wheel" ] && [ -f "$ORT_PIECES/SHA256SUMS" ]; then
+  name=$(awk '{print $2}' "$ORT_PIECES/SHA256SUMS")
+  cat "$ORT_PIECES/$name".part-* > "/tmp/$name" && (cd /tmp && sha256sum -c "$ORT_PIECES/SHA256SUMS") \
+    && ort_wheel="/tmp/$name" || { echo "onnxruntime-gpu pieces incomplete or corrupt"; status=1; }
+fi
+if [ -n "$ort_wheel" ]; then
+  $PY -m pip install -q --no-index --no-deps --target "$SITE/ort" "$ort_wheel" || status=1
+  export PYTHONPATH="$SITE/ort:$PYTHONPATH"  # shadows the CPU onnxruntime
+else
+  echo "no onnxruntime-gpu carried: the ort-cuda checks will skip"
+fi
+$PY -c "import onnxruntime as o; o.preload_dlls() if hasattr(o, 'preload_dlls') else None; print('onnxruntime', o.__version__, o.get_available_providers())"
+
+step "pytest -m gpu"
+$PY -m pytest -q -ra -m gpu -p no:cacheprovider tests/runtime/gpu tests/kernels tests/engine \
+  --junitxml="$OUT/pytest-gpu.xml" || status=1
+
+step "benchmarks/gpu_check.py"
+$PY benchmarks/gpu_check.py --out "$OUT" --budget-s "${BUDGET_S:-300}" --batches "${BATCHES:-1,8,32}" \
+  ${QUICK:+--quick} || status=1
+
+step "done (status $status); results in $OUT"
+exit $status

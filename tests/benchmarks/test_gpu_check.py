@@ -1,0 +1,100 @@
+"""The pure parts of the GPU check (arguments, overlap from event timestamps, summaries), run without a GPU."""
+from __future__ import annotations
+
+import importlib.util
+import json
+import subprocess
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+spec = importlib.util.spec_from_file_location("gpu_check", ROOT / "benchmarks" / "gpu_check.py")
+gpu_check = importlib.util.module_from_spec(spec)
+spec.loader.exec_module(gpu_check)
+
+
+def test_arguments(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    monkeypatch.setenv("OUT", str(tmp_path))
+    args = gpu_check.parse_args([])
+    assert args.out == tmp_path and args.batches == (1, 8, 32) and args.sections == gpu_check.SECTIONS
+    args = gpu_check.parse_args(["--out", "x", "--batches", "4,16", "--sections", "kernel,e2e", "--quick"])
+    assert args.out == Path("x") and args.batches == (4, 16) and args.sections == ("kernel", "e2e") and args.quick
+    for bad in (["--batches", "8,x"], ["--batches", "0"], ["--sections", "kernel,nope"]):
+        with pytest.raises(SystemExit):
+            gpu_check.parse_args(bad)
+    monkeypatch.delenv("OUT")
+    with pytest.raises(SystemExit):
+        gpu_check.parse_args([])
+
+
+def batch(h2d: tuple, compute: tuple, d2h: tuple) -> dict:
+    return {"h2d": h2d, "compute": compute, "d2h": d2h}
+
+
+def test_overlap_report_serial_timeline_has_none() -> None:
+    serial = [batch((0, 1), (1, 5), (5, 6)), batch((6, 7), (7, 11), (11, 12))]
+    report = gpu_check.overlap_report(serial)
+    assert report["copy_compute_overlap_ms"] == 0 and not report["copies_overlap_compute"]
+    assert report["span_ms"] == 12 and report["copy_ms"] == 4 and report["compute_ms"] == 8
+
+
+def test_overlap_report_pipelined_timeline() -> None:
+    # batch 1's upload (2..3) runs during batch 0's compute (1..5); batch 0's download (5..6) during batch 1's (5..9)
+    pipelined = [batch((0, 1), (1, 5), (5, 6)), batch((2, 3), (5, 9), (9, 10)), batch((4, 6), (9, 13), (13, 14))]
+    report = gpu_check.overlap_report(pipelined)
+    # copies overlapping another batch's compute: b0 d2h 1, b1 h2d 1, b1 d2h 0 (b2 computes 9..13: 1), b2 h2d 2
+    assert report["copy_compute_overlap_ms"] == pytest.approx(1 + 1 + 1 + 2)
+    assert report["copies_overlap_compute"] and report["overlap_fraction"] == pytest.approx(5 / 7)
+    assert gpu_check.overlap_report([])["batches"] == 0
+
+
+def test_run_section_records_every_outcome() -> None:
+    ok = gpu_check.run_section("a", lambda: {"x": 1}, deadline=float("inf"))
+    assert ok["status"] == "ok" and ok["result"] == {"x": 1}
+
+    def boom() -> dict:
+        raise RuntimeError("no device")
+
+    failed = gpu_check.run_section("b", boom, deadline=float("inf"))
+    assert failed["status"] == "failed" and failed["error"] == "RuntimeError: no device" and "boom" in failed["traceback"]
+
+    def skip() -> dict:
+        raise gpu_check.SkipSection("onnxruntime-gpu not installed")
+
+    assert gpu_check.run_section("c", skip, float("inf"))["reason"] == "onnxruntime-gpu not installed"
+    assert gpu_check.run_section("d", lambda: {}, deadline=0.0, clock=lambda: 1.0)["reason"] == "time budget spent"
+    assert gpu_check.run_section("e", lambda: {"passed": False}, float("inf"))["status"] == "failed"
+
+
+def test_summary_json_and_markdown(tmp_path: Path) -> None:
+    summary = {"started": "2026-12-02T06:00:00+00:00", "commit": "abc123", "seconds": 12.5, "sections": {
+        "environment": {"status": "ok", "seconds": 0.2, "result": {"gpu": "NVIDIA H200", "driver": "580"}},
+        "overlap": {"status": "ok", "seconds": 9.0, "result": {
+            "rows": [{"batch": 8, "blocking_img_s": 1000.0, "overlapped_img_s": 1500.0, "ratio": 1.5}],
+            "model": "vgg16.fp16.onnx", "note": "ort-cuda"}},
+        "e2e": {"status": "skipped", "seconds": 0.0, "reason": "torch sees no CUDA device"}}}
+    json_path, md_path = gpu_check.write_summary(summary, tmp_path / "out")
+    assert json.loads(json_path.read_text()) == summary
+    text = md_path.read_text()
+    assert "GPU: NVIDIA H200; driver 580; commit abc123" in text
+    assert "| e2e | skipped | 0.0 | torch sees no CUDA device |" in text
+    assert "| batch | blocking_img_s | overlapped_img_s | ratio |" in text and "| 8 | 1000 | 1500 | 1.5 |" in text
+    assert "- model: vgg16.fp16.onnx" in text
+
+
+def test_main_without_a_gpu_skips_with_reasons(tmp_path: Path) -> None:
+    assert gpu_check.main(["--out", str(tmp_path), "--sections", "environment,kernel,parity"]) == 0
+    summary = json.loads((tmp_path / "gpu_check.json").read_text())
+    assert summary["sections"]["environment"]["status"] == "ok"
+    assert summary["sections"]["kernel"]["status"] == "skipped" and "pycuda" in summary["sections"]["kernel"]["reason"]
+    assert (tmp_path / "gpu_check.md").is_file()
+
+
+def test_shell_script_parses_and_refuses_outside_the_repository(tmp_path: Path) -> None:
+    script = ROOT / "benchmarks" / "gpu_check.sh"
+    subprocess.run(["bash", "-n", str(script)], check=True)
+    done = subprocess.run(["bash", str(script)], cwd=tmp_path, capture_output=True, text=True,
+                          env={"OUT": str(tmp_path / "out"), "PATH": "/usr/bin:/bin"})
+    assert done.returncode == 2 and "run from the repository root" in done.stdout
+    assert "run from the repository root" in (tmp_path / "out" / "log").read_text()
