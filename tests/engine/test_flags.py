@@ -139,3 +139,26 @@ def test_plan_refuses_wrong_engines(version: str, precision: str, onnx: str, mat
 def test_plan_refuses_bad_workspace() -> None:
     with pytest.raises(ConfigError, match="workspace"):
         make_plan("10.3.0", "fp32", workspace_bytes=0)
+
+
+def test_readme_jetson_table_is_generated_from_flags() -> None:
+    from pathlib import Path
+
+    from vggedge.engine.flags import JETPACK, jetpack_table
+
+    readme = (Path(__file__).resolve().parents[2] / "README.md").read_text()
+    assert jetpack_table() in readme  # regenerate the README's table from JETPACK when either changes
+    section = readme.split("\n## Jetson\n", 1)[1].split("\n## ", 1)[0]
+    for jp in JETPACK:
+        assert f"| {jp.release} | {jp.tensorrt} | {jp.cuda} | {jp.python} |" in section
+
+
+def test_jetpack_releases_that_run_the_trt_backend() -> None:
+    from vggedge.engine.flags import JETPACK
+
+    runs = {jp.release: jp.runs_trt_backend for jp in JETPACK}
+    assert runs == {"4.6.x": False,  # TensorRT 8.2 is below the supported 8.5
+                    "5.1.x": False,  # TensorRT 8.5.2 is fine, but its bindings are for Python 3.8
+                    "6.0": True, "6.1 / 6.2": True, "7.2.2+": True}
+    for jp in JETPACK:  # every TensorRT the table names parses
+        TrtVersion.parse(jp.tensorrt.rstrip("+"))

@@ -174,3 +174,42 @@ def make_plan(version: VersionLike, precision: str, *, onnx_precision: str = "fp
                           f"Give it the {precision} ONNX to get a {precision} engine")
     return BuildPlan(v, precision, onnx_precision, network_flags(v, precision, carries),
                      builder_flags(v, precision, carries), int(workspace_bytes), batch)
+
+
+@dataclass(frozen=True)
+class JetPack:
+    """What one JetPack release ships (NVIDIA's release notes); the README's Jetson table is made from these."""
+
+    release: str
+    tensorrt: str
+    cuda: str
+    python: str  # the system Python that JetPack's TensorRT bindings are built for
+    boards: str
+
+    @property
+    def runs_trt_backend(self) -> bool:
+        """vggedge's TensorRT backend works here: a supported TensorRT, bindings for Python >= 3.9."""
+        try:
+            parse_version(self.tensorrt.rstrip("+"))
+        except ConfigError:
+            return False
+        major, minor = (int(p) for p in self.python.split(".")[:2])
+        return (major, minor) >= (3, 9)
+
+
+JETPACK: tuple[JetPack, ...] = (
+    JetPack("4.6.x", "8.2.1", "10.2", "3.6", "Nano, TX2, Xavier"),
+    JetPack("5.1.x", "8.5.2", "11.4", "3.8", "Xavier, Orin"),
+    JetPack("6.0", "8.6.2", "12.2", "3.10", "Orin"),
+    JetPack("6.1 / 6.2", "10.3", "12.6", "3.10", "Orin"),
+    JetPack("7.2.2+", "11.4.1+", "13.x", "3.12", "Orin, Thor"),
+)
+
+
+def jetpack_table() -> str:
+    """The Markdown table of :data:`JETPACK` that the README cites (a test keeps the two equal)."""
+    rows = ["| JetPack | TensorRT | CUDA | Python | boards | vggedge `trt` backend |", "|---|---|---|---|---|---|"]
+    for jp in JETPACK:
+        rows.append(f"| {jp.release} | {jp.tensorrt} | {jp.cuda} | {jp.python} | {jp.boards} | "
+                    f"{'yes' if jp.runs_trt_backend else 'no'} |")
+    return "\n".join(rows)
