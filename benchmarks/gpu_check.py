@@ -16,160 +16,27 @@ with its reason and never stops the others:
   FP16 doing the same, plus inference-only rates, per batch size.
 
 Writes ``gpu_check.json`` and ``gpu_check.md`` under ``--out``. The pure parts
-(arguments, overlap from event timestamps, summary writing) are tested on CPUs
-in ``tests/benchmarks/test_gpu_check.py``.
+(arguments, overlap from event timestamps, summary writing) are in
+``gpu_check_report.py``, tested on CPUs in ``tests/benchmarks/test_gpu_check.py``.
 """
 from __future__ import annotations
 
-import argparse
 import datetime as dt
-import json
 import os
 import platform
 import shutil
 import subprocess
 import sys
 import time
-import traceback
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from gpu_check_report import (SECTIONS, Interval, SkipSection, overlap_report, parse_args,  # noqa: E402
+                              render_markdown, run_section, write_summary)
+
 ROOT = Path(__file__).resolve().parents[1]
-SECTIONS = ("environment", "kernel", "parity", "item6", "overlap", "e2e")
 PARITY_REL = 1e-3
-Interval = tuple[float, float]
-
-
-# ------------------------------------------------------------------------------------------ pure parts
-def parse_batches(text: str) -> tuple[int, ...]:
-    """``"1,8,32"`` -> (1, 8, 32); ArgumentTypeError for anything else."""
-    try:
-        values = tuple(int(part) for part in text.split(","))
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"batch sizes {text!r}: expected comma-separated integers like 1,8,32")
-    if not values or any(v < 1 for v in values):
-        raise argparse.ArgumentTypeError(f"batch sizes {text!r}: each must be >= 1")
-    return values
-
-
-def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
-    """Command-line arguments; ``--out`` defaults to ``$OUT``."""
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--out", type=Path, default=os.environ.get("OUT"),
-                        help="folder for gpu_check.json / gpu_check.md (default: $OUT)")
-    parser.add_argument("--batches", type=parse_batches, default=(1, 8, 32), help="batch sizes (default 1,8,32)")
-    parser.add_argument("--budget-s", type=float, default=300.0,
-                        help="wall-clock budget; sections that would start after it are skipped (default 300)")
-    parser.add_argument("--sections", type=lambda s: tuple(s.split(",")), default=SECTIONS,
-                        help=f"comma-separated subset of {','.join(SECTIONS)}")
-    parser.add_argument("--quick", action="store_true", help="fewer repetitions (a smoke run)")
-    args = parser.parse_args(argv)
-    if args.out is None:
-        parser.error("--out is required (or set $OUT)")
-    unknown = [s for s in args.sections if s not in SECTIONS]
-    if unknown:
-        parser.error(f"unknown sections {unknown}; choose from {', '.join(SECTIONS)}")
-    return args
-
-
-def _union(intervals: list[Interval]) -> list[Interval]:
-    merged: list[list[float]] = []
-    for start, end in sorted(i for i in intervals if i[1] > i[0]):
-        if merged and start <= merged[-1][1]:
-            merged[-1][1] = max(merged[-1][1], end)
-        else:
-            merged.append([start, end])
-    return [(a, b) for a, b in merged]
-
-
-def _intersection(a: Interval, spans: list[Interval]) -> float:
-    return sum(max(0.0, min(a[1], b[1]) - max(a[0], b[0])) for b in spans)
-
-
-def overlap_report(timeline: list[dict[str, Interval]]) -> dict[str, Any]:
-    """How much of the copy time ran while another batch computed, from event timestamps (ms).
-
-    ``timeline``: one ``{"h2d": (start, end), "compute": (start, end), "d2h": (start, end)}``
-    per batch, on one clock. A copy overlapping its *own* batch's compute is impossible
-    (same stream), so only other batches' compute counts.
-    """
-    copy_ms = overlap_ms = 0.0
-    for i, batch in enumerate(timeline):
-        others = _union([b["compute"] for j, b in enumerate(timeline) if j != i])
-        for stage in ("h2d", "d2h"):
-            copy_ms += batch[stage][1] - batch[stage][0]
-            overlap_ms += _intersection(batch[stage], others)
-    starts = [b["h2d"][0] for b in timeline]
-    ends = [b["d2h"][1] for b in timeline]
-    compute_ms = sum(b["compute"][1] - b["compute"][0] for b in timeline)
-    return {"batches": len(timeline), "span_ms": (max(ends) - min(starts)) if timeline else 0.0,
-            "copy_ms": copy_ms, "compute_ms": compute_ms, "copy_compute_overlap_ms": overlap_ms,
-            "overlap_fraction": overlap_ms / copy_ms if copy_ms > 0 else 0.0,
-            "copies_overlap_compute": overlap_ms > 0.0}
-
-
-def run_section(name: str, fn: Callable[[], dict], deadline: float, clock: Callable[[], float] = time.monotonic
-                ) -> dict[str, Any]:
-    """Run one section: {"status": ok|failed|skipped, "seconds", "result" | "error" | "reason"}."""
-    if clock() >= deadline:
-        return {"status": "skipped", "reason": "time budget spent", "seconds": 0.0}
-    t0 = clock()
-    try:
-        result = fn()
-    except SkipSection as skip:
-        return {"status": "skipped", "reason": str(skip), "seconds": clock() - t0}
-    except Exception as exc:  # recorded, never fatal: the other sections still run
-        return {"status": "failed", "error": f"{type(exc).__name__}: {exc}",
-                "traceback": traceback.format_exc(limit=8), "seconds": clock() - t0}
-    status = "failed" if result.get("passed") is False else "ok"
-    return {"status": status, "result": result, "seconds": clock() - t0}
-
-
-class SkipSection(Exception):
-    """A section that cannot run here (the reason is recorded)."""
-
-
-def _fmt(value: Any) -> str:
-    if isinstance(value, float):
-        return f"{value:.4g}"
-    if isinstance(value, dict):
-        return ", ".join(f"{k}={_fmt(v)}" for k, v in value.items())
-    return str(value)
-
-
-def render_markdown(summary: dict[str, Any]) -> str:
-    """The Markdown report: one status line per section, then its numbers."""
-    env = summary.get("sections", {}).get("environment", {}).get("result", {})
-    lines = [f"# vggedge GPU check ({summary.get('started', '?')})", "",
-             f"GPU: {env.get('gpu', '?')}; driver {env.get('driver', '?')}; commit {summary.get('commit', '?')}; "
-             f"total {summary.get('seconds', 0.0):.1f} s", "",
-             "| section | status | seconds | note |", "|---|---|---|---|"]
-    for name, section in summary.get("sections", {}).items():
-        note = section.get("error") or section.get("reason") or section.get("result", {}).get("note", "")
-        lines.append(f"| {name} | {section['status']} | {section.get('seconds', 0.0):.1f} | {note} |")
-    for name, section in summary.get("sections", {}).items():
-        result = section.get("result")
-        if not result:
-            continue
-        lines += ["", f"## {name}", ""]
-        rows = result.get("rows")
-        if rows:
-            keys = list(rows[0])
-            lines += ["| " + " | ".join(keys) + " |", "|" + "---|" * len(keys)]
-            lines += ["| " + " | ".join(_fmt(row.get(k)) for k in keys) + " |" for row in rows]
-        for key, value in result.items():
-            if key not in ("rows", "note"):
-                lines.append(f"- {key}: {_fmt(value)}")
-    return "\n".join(lines) + "\n"
-
-
-def write_summary(summary: dict[str, Any], out: Path) -> tuple[Path, Path]:
-    """Write ``gpu_check.json`` and ``gpu_check.md`` under ``out``; returns both paths."""
-    out.mkdir(parents=True, exist_ok=True)
-    json_path, md_path = out / "gpu_check.json", out / "gpu_check.md"
-    json_path.write_text(json.dumps(summary, indent=2, default=str) + "\n")
-    md_path.write_text(render_markdown(summary))
-    return json_path, md_path
 
 
 # ------------------------------------------------------------------------------------------ GPU parts
@@ -373,6 +240,7 @@ def item6_check(models: Models) -> dict:
 
     model = models.fp16() or models.fp32()
     before = vcuda.current_context() is None
+    driver_before = vcuda.driver_current_context()
     x = np.random.default_rng(3).standard_normal((8, 3, 224, 224)).astype(np.float32)
     with OrtCudaRunner(model, RunnerOptions(max_batch=8, slots=3), provider_options=CUDA_OPTIONS) as runner:
         options = runner.session.get_provider_options()["CUDAExecutionProvider"]
@@ -381,11 +249,13 @@ def item6_check(models: Models) -> dict:
         runner.infer({"images": x})  # warm-up
         timeline = _timeline(runner, [x] * 12)
     after = vcuda.current_context() is None
+    driver_after = vcuda.driver_current_context()
     report = overlap_report(timeline[2:])  # the first batches fill the pipeline
     passed = before and after and on_our_stream and report["copies_overlap_compute"]
     return {"no_context_current_before": before, "no_context_current_after_deactivate": after,
             "onnxruntime_on_our_stream": on_our_stream, "provider_stream_options":
             {k: options.get(k) for k in ("has_user_compute_stream", "user_compute_stream")},
+            "driver_current_context_before_after": [hex(driver_before), hex(driver_after)],
             "overlap": report, "model": model.name, "passed": passed}
 
 

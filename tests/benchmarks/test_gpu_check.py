@@ -9,23 +9,31 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
-spec = importlib.util.spec_from_file_location("gpu_check", ROOT / "benchmarks" / "gpu_check.py")
-gpu_check = importlib.util.module_from_spec(spec)
-spec.loader.exec_module(gpu_check)
+
+
+def _load(name: str):
+    spec = importlib.util.spec_from_file_location(name, ROOT / "benchmarks" / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+gpu_check = _load("gpu_check")  # puts benchmarks/ on sys.path for its report module
+pure = _load("gpu_check_report")
 
 
 def test_arguments(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     monkeypatch.setenv("OUT", str(tmp_path))
-    args = gpu_check.parse_args([])
-    assert args.out == tmp_path and args.batches == (1, 8, 32) and args.sections == gpu_check.SECTIONS
-    args = gpu_check.parse_args(["--out", "x", "--batches", "4,16", "--sections", "kernel,e2e", "--quick"])
+    args = pure.parse_args([])
+    assert args.out == tmp_path and args.batches == (1, 8, 32) and args.sections == pure.SECTIONS
+    args = pure.parse_args(["--out", "x", "--batches", "4,16", "--sections", "kernel,e2e", "--quick"])
     assert args.out == Path("x") and args.batches == (4, 16) and args.sections == ("kernel", "e2e") and args.quick
     for bad in (["--batches", "8,x"], ["--batches", "0"], ["--sections", "kernel,nope"]):
         with pytest.raises(SystemExit):
-            gpu_check.parse_args(bad)
+            pure.parse_args(bad)
     monkeypatch.delenv("OUT")
     with pytest.raises(SystemExit):
-        gpu_check.parse_args([])
+        pure.parse_args([])
 
 
 def batch(h2d: tuple, compute: tuple, d2h: tuple) -> dict:
@@ -34,7 +42,7 @@ def batch(h2d: tuple, compute: tuple, d2h: tuple) -> dict:
 
 def test_overlap_report_serial_timeline_has_none() -> None:
     serial = [batch((0, 1), (1, 5), (5, 6)), batch((6, 7), (7, 11), (11, 12))]
-    report = gpu_check.overlap_report(serial)
+    report = pure.overlap_report(serial)
     assert report["copy_compute_overlap_ms"] == 0 and not report["copies_overlap_compute"]
     assert report["span_ms"] == 12 and report["copy_ms"] == 4 and report["compute_ms"] == 8
 
@@ -42,29 +50,29 @@ def test_overlap_report_serial_timeline_has_none() -> None:
 def test_overlap_report_pipelined_timeline() -> None:
     # batch 1's upload (2..3) runs during batch 0's compute (1..5); batch 0's download (5..6) during batch 1's (5..9)
     pipelined = [batch((0, 1), (1, 5), (5, 6)), batch((2, 3), (5, 9), (9, 10)), batch((4, 6), (9, 13), (13, 14))]
-    report = gpu_check.overlap_report(pipelined)
+    report = pure.overlap_report(pipelined)
     # copies overlapping another batch's compute: b0 d2h 1, b1 h2d 1, b1 d2h 0 (b2 computes 9..13: 1), b2 h2d 2
     assert report["copy_compute_overlap_ms"] == pytest.approx(1 + 1 + 1 + 2)
     assert report["copies_overlap_compute"] and report["overlap_fraction"] == pytest.approx(5 / 7)
-    assert gpu_check.overlap_report([])["batches"] == 0
+    assert pure.overlap_report([])["batches"] == 0
 
 
 def test_run_section_records_every_outcome() -> None:
-    ok = gpu_check.run_section("a", lambda: {"x": 1}, deadline=float("inf"))
+    ok = pure.run_section("a", lambda: {"x": 1}, deadline=float("inf"))
     assert ok["status"] == "ok" and ok["result"] == {"x": 1}
 
     def boom() -> dict:
         raise RuntimeError("no device")
 
-    failed = gpu_check.run_section("b", boom, deadline=float("inf"))
+    failed = pure.run_section("b", boom, deadline=float("inf"))
     assert failed["status"] == "failed" and failed["error"] == "RuntimeError: no device" and "boom" in failed["traceback"]
 
     def skip() -> dict:
-        raise gpu_check.SkipSection("onnxruntime-gpu not installed")
+        raise pure.SkipSection("onnxruntime-gpu not installed")
 
-    assert gpu_check.run_section("c", skip, float("inf"))["reason"] == "onnxruntime-gpu not installed"
-    assert gpu_check.run_section("d", lambda: {}, deadline=0.0, clock=lambda: 1.0)["reason"] == "time budget spent"
-    assert gpu_check.run_section("e", lambda: {"passed": False}, float("inf"))["status"] == "failed"
+    assert pure.run_section("c", skip, float("inf"))["reason"] == "onnxruntime-gpu not installed"
+    assert pure.run_section("d", lambda: {}, deadline=0.0, clock=lambda: 1.0)["reason"] == "time budget spent"
+    assert pure.run_section("e", lambda: {"passed": False}, float("inf"))["status"] == "failed"
 
 
 def test_summary_json_and_markdown(tmp_path: Path) -> None:
@@ -74,7 +82,7 @@ def test_summary_json_and_markdown(tmp_path: Path) -> None:
             "rows": [{"batch": 8, "blocking_img_s": 1000.0, "overlapped_img_s": 1500.0, "ratio": 1.5}],
             "model": "vgg16.fp16.onnx", "note": "ort-cuda"}},
         "e2e": {"status": "skipped", "seconds": 0.0, "reason": "torch sees no CUDA device"}}}
-    json_path, md_path = gpu_check.write_summary(summary, tmp_path / "out")
+    json_path, md_path = pure.write_summary(summary, tmp_path / "out")
     assert json.loads(json_path.read_text()) == summary
     text = md_path.read_text()
     assert "GPU: NVIDIA H200; driver 580; commit abc123" in text

@@ -220,7 +220,7 @@ def fake_tensorrt(version: str, driver: FakeDriver, io_dtype: str = "FLOAT",
         def get_tensor_mode(self, name: str) -> str:
             return "INPUT" if name == "images" else "OUTPUT"
 
-        def get_tensor_dtype(self, name: str) -> _TrtType:
+        def get_tensor_dtype(self, name: str) -> TrtType:
             return TrtType(io_dtype)
 
         def get_tensor_shape(self, name: str):

@@ -124,9 +124,24 @@ def primary_context(device: int) -> Any:
 
 
 def current_context() -> Any:
-    """The context current on this thread, or None (for checks: nothing left pushed)."""
+    """The context pycuda has current on this thread (its context stack), or None: nothing left pushed."""
     with check("querying the current CUDA context"):
         return driver_module().Context.get_current()
+
+
+def driver_current_context() -> int:
+    """The driver's current context handle on this thread (``cuCtxGetCurrent``), 0 for none; for checks.
+
+    Libraries on the CUDA runtime (onnxruntime, cuDNN) bind the primary context to the
+    threads that call them, so this can be non-zero after our own pushes and pops balanced.
+    """
+    import ctypes
+
+    handle = ctypes.c_void_p(0)
+    status = ctypes.CDLL("libcuda.so.1").cuCtxGetCurrent(ctypes.byref(handle))
+    if status != 0:
+        raise CudaError(f"cuCtxGetCurrent failed with CUDA error {status}")
+    return int(handle.value or 0)
 
 
 class CudaContext:
