@@ -38,9 +38,14 @@ export PYTHONPATH="$SITE:$REPO${PYTHONPATH:+:$PYTHONPATH}"
 step "machine"
 nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv,noheader || true
 $PY --version
-NVCC=$(command -v nvcc || ls /usr/local/cuda/bin/nvcc 2>/dev/null || true)
-CUDA_ROOT=${CUDA_ROOT:-${NVCC:+$(dirname "$(dirname "$NVCC")")}}
-echo "CUDA_ROOT=${CUDA_ROOT:-?}"
+# The toolkit folder holding include/cuda.h (pycuda's build needs it): $CUDA_ROOT, $CUDA_HOME, nvcc's, /usr/local/cuda.
+NVCC=$(command -v nvcc || true)
+for candidate in "${CUDA_ROOT:-}" "${CUDA_HOME:-}" ${NVCC:+"$(dirname "$(dirname "$(readlink -f "$NVCC")")")"} \
+                 /usr/local/cuda /usr/local/cuda-13.0 /usr/local/cuda-12.6; do
+  if [ -n "$candidate" ] && [ -f "$candidate/include/cuda.h" ]; then CUDA_ROOT=$candidate; break; fi
+done
+echo "CUDA_ROOT=${CUDA_ROOT:-not found (no include/cuda.h)}"
+CUDA_ROOT=${CUDA_ROOT:-/usr/local/cuda}
 $PY -c "import tensorrt; print('tensorrt', tensorrt.__version__)" 2>&1 | tail -1
 ldconfig -p 2>/dev/null | grep nvinfer | head -3 || echo "no libnvinfer in ldconfig"
 
@@ -85,6 +90,9 @@ $PY -c "import onnxruntime as o; o.preload_dlls() if hasattr(o, 'preload_dlls') 
 step "pytest -m gpu"
 $PY -m pytest -q -ra -m gpu -p no:cacheprovider tests/runtime/gpu tests/kernels tests/engine \
   --junitxml="$OUT/pytest-gpu.xml" || status=1
+
+step "pytest tests/kernels (the CUDA kernel's fatbin, built here with cmake and nvcc)"
+$PY -m pytest -q -ra -p no:cacheprovider tests/kernels --junitxml="$OUT/pytest-kernels.xml" || status=1
 
 step "benchmarks/gpu_check.py"
 $PY benchmarks/gpu_check.py --out "$OUT" --budget-s "${BUDGET_S:-300}" --batches "${BATCHES:-1,8,32}" \

@@ -124,3 +124,18 @@ def test_fatbin_targets_rejects_non_fatbin() -> None:
 
     with pytest.raises(vcuda.CudaError, match="not a CUDA fatbin"):
         fatbin_targets(b"\x7fELF" + bytes(40), "x.fatbin")
+
+
+def test_registry_points_at_the_gpu_runners_and_passes_options(monkeypatch: pytest.MonkeyPatch) -> None:
+    import dataclasses
+
+    from vggedge.runtime.gpu.ort_cuda import OrtCudaRunner
+    from vggedge.runtime.gpu.trt import TrtRunner
+
+    assert select.BACKENDS["trt"].load_class() is TrtRunner
+    assert select.BACKENDS["ort-cuda"].load_class() is OrtCudaRunner
+    monkeypatch.setitem(select.BACKENDS, "ort-cuda", dataclasses.replace(select.BACKENDS["ort-cuda"], probe=lambda: None))
+    chosen = select.select_runner("x.onnx", "ort-cuda", options=RunnerOptions(max_batch=16, slots=3))
+    runner = chosen.runner
+    assert isinstance(runner, OrtCudaRunner) and not runner.active
+    assert (runner.max_batch, runner.num_slots, runner.device) == (16, 3, 0)
