@@ -240,10 +240,12 @@ def fake_tensorrt(version: str, driver: FakeDriver, io_dtype: str = "FLOAT",
 
 
 
-def fake_onnxruntime(driver: FakeDriver, *, takes_stream: bool = True, batch: object = "N") -> types.ModuleType:
+def fake_onnxruntime(driver: FakeDriver, *, takes_stream: bool = True, knows_stream: bool = True,
+                     batch: object = "N") -> types.ModuleType:
     """An onnxruntime-gpu whose session computes ``reference`` on the fake device memory bound to it.
 
-    ``takes_stream=False`` mimics a build that ignores ``user_compute_stream``;
+    ``takes_stream=False`` mimics a build that ignores ``user_compute_stream``, ``knows_stream=False``
+    one that rejects it (before 1.17/1.18);
     ``batch`` is the ONNX's batch dimension (a name for dynamic, an int for fixed).
     Dropping a session appends "session dropped" to ``driver.log``.
     """
@@ -275,6 +277,8 @@ def fake_onnxruntime(driver: FakeDriver, *, takes_stream: bool = True, batch: ob
     class InferenceSession:
         def __init__(self, source, sess_options=None, providers=()) -> None:
             self.cuda_options = dict(providers[0][1])
+            if not knows_stream and "user_compute_stream" in self.cuda_options:
+                raise RuntimeError('provider_options_utils.h:146 Parse Unknown provider option: "user_compute_stream".')
             ort.sessions.append(weakref.ref(self))
             weakref.finalize(self, driver.log.append, "session dropped")
 

@@ -32,6 +32,13 @@ def test_refuses_a_build_that_ignores_our_stream(ort_env, fake_cuda: FakeDriver)
     assert not runner.active and fake_cuda.contexts_pushed == 0
 
 
+def test_refuses_a_build_that_rejects_the_stream_option(ort_env, fake_cuda: FakeDriver) -> None:
+    ort_env(knows_stream=False)
+    with pytest.raises(BackendUnavailable, match=r"cannot run on a given CUDA stream.*onnxruntime-gpu >= 1\.18"):
+        OrtCudaRunner(b"onnx").activate()
+    assert fake_cuda.contexts_pushed == 0
+
+
 def test_teardown_drops_the_session_then_synchronises_then_frees(ort_env, fake_cuda: FakeDriver) -> None:
     ort_env()
     runner = OrtCudaRunner(b"onnx", RunnerOptions(max_batch=2, slots=2)).activate()

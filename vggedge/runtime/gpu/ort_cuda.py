@@ -37,6 +37,7 @@ from .runner import PipelineRunner
 
 log = logging.getLogger(__name__)
 CUDA_EP = "CUDAExecutionProvider"
+MIN_ORT_GPU = "1.18"  # the Python API takes user_compute_stream since 1.17/1.18 (onnxruntime PR 19229)
 
 
 def _onnxruntime_gpu() -> Any:
@@ -80,7 +81,7 @@ def check_stream_in_use(session: Any, handle: int, version: str) -> None:
             f"ort-cuda: onnxruntime {version} did not take our CUDA stream (its provider options report "
             f"has_user_compute_stream={options.get('has_user_compute_stream')!r}, "
             f"user_compute_stream={options.get('user_compute_stream')!r}, expected 1 and {handle}); "
-            "without it its work is unordered with our copies. Install onnxruntime-gpu >= 1.17 "
+            f"without it its work is unordered with our copies. Install onnxruntime-gpu >= {MIN_ORT_GPU} "
             "(pip install 'vggedge[gpu]')")
 
 
@@ -123,6 +124,9 @@ class OrtCudaRunner(PipelineRunner):
             self.session = ort.InferenceSession(source, self.options.session_options(),
                                                 providers=[(CUDA_EP, cuda_options)])
         except Exception as exc:  # onnxruntime raises its own Fail/InvalidGraph types
+            if "user_compute_stream" in str(exc):
+                raise BackendUnavailable(f"{self.name}: onnxruntime {ort.__version__} cannot run on a given CUDA "
+                                         f"stream ({exc}); install onnxruntime-gpu >= {MIN_ORT_GPU}") from None
             raise ModelError(f"{self._where()}: onnxruntime could not load the model ({exc})") from None
         running = self.session.get_providers()
         if not running or running[0] != CUDA_EP:
