@@ -1,6 +1,6 @@
 """The one GPU check: everything vggedge's GPU path should do, run once on a GPU machine.
 
-    python3 benchmarks/gpu_check.py --out $OUT [--batches 1,8,32] [--budget-s 300] [--quick]
+    python3 benchmarks/gpu_check.py --out $OUT [--batches 1,8,32] [--budget-s 240] [--quick]
 
 ``benchmarks/gpu_check.sh`` installs pycuda (and onnxruntime-gpu) first, runs
 ``pytest -m gpu``, then this. Each section is recorded as ok / failed / skipped

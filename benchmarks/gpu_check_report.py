@@ -34,8 +34,8 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--out", type=Path, default=os.environ.get("OUT"),
                         help="folder for gpu_check.json / gpu_check.md (default: $OUT)")
     parser.add_argument("--batches", type=parse_batches, default=(1, 8, 32), help="batch sizes (default 1,8,32)")
-    parser.add_argument("--budget-s", type=float, default=300.0,
-                        help="wall-clock budget; sections that would start after it are skipped (default 300)")
+    parser.add_argument("--budget-s", type=float, default=240.0,
+                        help="wall-clock budget; sections that would start after it are skipped (default 240)")
     parser.add_argument("--sections", type=lambda s: tuple(s.split(",")), default=SECTIONS,
                         help=f"comma-separated subset of {','.join(SECTIONS)}")
     parser.add_argument("--quick", action="store_true", help="fewer repetitions (a smoke run)")
