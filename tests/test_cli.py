@@ -10,6 +10,7 @@ from typing import Iterator
 import pytest
 
 from vggedge.cli import main
+from vggedge.errors import EXIT_PARTIAL
 from vggedge.model.export import export_vgg16
 from vggedge.model.labels import imagenet_labels
 from vggedge.model.vgg16 import VGG16Options
@@ -95,9 +96,11 @@ def test_user_error_is_one_line(tmp_path: Path, capsys: pytest.CaptureFixture[st
 
 
 def test_classify_unreadable_image(model_path: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    assert main(["classify", "--model", str(model_path), str(tmp_path / "nope.jpg")]) == 1
+    assert main(["classify", "--model", str(model_path), str(tmp_path / "nope.jpg")]) == EXIT_PARTIAL
     err = capsys.readouterr().err
     assert "vggedge: error:" in err and "nope.jpg: cannot read image file" in err and "Traceback" not in err
+    assert "1 of 1 images could not be read (each named above); no results" in err
+    assert main(["classify", "--strict", "--model", str(model_path), str(tmp_path / "nope.jpg")]) == 1
 
 
 def test_export_pooling_with_top(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:

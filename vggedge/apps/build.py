@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Sequence
 
 from ..engine.flags import PRECISIONS, check_batch
+from ..engine.registry import record_engine
 from ..errors import ConfigError, ModelError
 from ..paths import CALIB_DIR
 from ..precision.fp16 import write_fp16
@@ -80,6 +81,7 @@ def build(model: str | Path, precisions: Sequence[str] = ("fp32", "fp16", "int8"
             onnx_path, out, precision=precision, batch=batch, workspace_bytes=int(workspace_gb * (1 << 30)),
             timing_cache_path=out / "timing.cache", onnx_precision=precision, spec=load_spec_for(onnx_path),
             calibration=calibration if precision == "int8" else None, log=log.info)
+        record_engine(model, report.engines[precision])  # so classify/bench/compare find it again
     return report
 
 
