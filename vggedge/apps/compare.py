@@ -99,11 +99,17 @@ def unique_names(paths: Sequence[str | Path]) -> list[str]:
     ``a/vgg16.onnx`` and ``b/vgg16.onnx`` -> ``a/vgg16.onnx``, ``b/vgg16.onnx``; the same path twice gets ``#2``.
     """
     parts = [Path(p).parts or (str(p),) for p in paths]
-    names = [Path(p).name or str(p) for p in paths]
-    depth = 1
-    while len(set(names)) < len(names) and depth < max(len(p) for p in parts):
-        depth += 1
-        names = [str(Path(*p[-depth:])) if len(p) >= depth else str(Path(*p)) for p in parts]
+    depth = [1] * len(parts)
+    names = [str(Path(*p[-1:])) for p in parts]
+    while True:  # give colliding names one more parent folder until they differ (or run out of folders)
+        grown = False
+        for i, name in enumerate(names):
+            if names.count(name) > 1 and depth[i] < len(parts[i]):
+                depth[i] += 1
+                grown = True
+        names = [str(Path(*p[-d:])) for p, d in zip(parts, depth)]
+        if not grown:
+            break
     seen: dict[str, int] = {}
     out = []
     for name in names:
