@@ -7,11 +7,10 @@ from pathlib import Path
 from typing import Any
 
 from ..engine.identity import EngineIdentity
-from ..engine.registry import (base_model, engine_usability, engines_for, is_engine, onnx_variants,
-                               this_machine)
+from ..engine.registry import base_model, engine_usability, engines_for, is_engine, onnx_variants
 from ..errors import VggEdgeError
 from ..runtime.base import RunnerOptions
-from ..runtime.select import availability, plan_selection, probe_trt
+from ..runtime.select import availability, engine_machine, plan_selection
 
 PACKAGES = ("vggedge", "numpy", "onnx", "onnxruntime", "onnxruntime-gpu", "opencv-python-headless",
             "opencv-python", "h5py", "torch", "tensorrt", "pycuda")
@@ -91,12 +90,7 @@ def model_info(model: str | Path, backend: str = "auto", precision: str = "as-gi
         onnx_model = Path(identity.model_path) if identity.model_path else model
     data["onnx_variants"] = [{"path": str(v.path), "precision": v.precision, "tag": v.tag or "fp32"}
                              for v in onnx_variants(onnx_model)]
-    machine = None
-    if probe_trt() is None:
-        try:
-            machine = this_machine()
-        except VggEdgeError:
-            machine = None
+    machine = engine_machine()
     data["engines"] = [{**_engine_row(r.plan, r.identity), "status": engine_usability(r, machine)}
                        for r in (engines_for(onnx_model) if onnx_model.suffix == ".onnx" else [])]
     data["cpu_choice"] = _cpu_choice(base_model(onnx_model))

@@ -15,9 +15,9 @@ from pathlib import Path
 from typing import Any, Callable
 
 from ..engine.identity import EngineIdentity, check_identity
-from ..engine.registry import (base_model, check_precision_choice, find_engine, is_engine, onnx_for_precision,
-                               onnx_variants, this_machine)
-from ..errors import BackendUnavailable, ConfigError, ModelError
+from ..engine.registry import (Machine, base_model, check_precision_choice, find_engine, is_engine,
+                               onnx_for_precision, onnx_variants, this_machine)
+from ..errors import BackendUnavailable, ConfigError, ModelError, VggEdgeError
 from .base import Runner, RunnerOptions
 
 log = logging.getLogger(__name__)
@@ -224,6 +224,17 @@ def select_runner(model: str | Path, backend: str = "auto", *, options: RunnerOp
                           engine_reason=engine_reason)
     runner = BACKENDS[plan.backend].load_class()(plan.artefact, options, **plan.extra)
     return Selection(plan.backend, runner, plan.skipped, plan.artefact)
+
+
+def engine_machine(device: int = 0) -> Machine | None:
+    """This machine's TensorRT version and GPU when an engine backend can run here, else None."""
+    for entry in BACKENDS.values():
+        if entry.artefact == "engine" and entry.probe() is None:
+            try:
+                return this_machine(device)
+            except VggEdgeError:
+                return None
+    return None
 
 
 def prepare_artefacts(model: str | Path, backend: str = "auto", *, calib: str | Path,
