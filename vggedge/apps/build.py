@@ -13,7 +13,7 @@ from ..paths import CALIB_DIR
 from ..precision.fp16 import write_fp16
 from ..precision.int8 import METHODS, Int8Result, quantize_int8
 from ..precision.qdq_check import tensorrt_violations
-from ..runtime.select import probe_trt
+from ..runtime.select import engine_unavailable
 from ..spec import load_spec_for
 
 log = logging.getLogger(__name__)
@@ -63,7 +63,7 @@ def build(model: str | Path, precisions: Sequence[str] = ("fp32", "fp16", "int8"
     """Write every precision's ONNX; build TensorRT engines for them when TensorRT and a GPU are present."""
     batch = check_batch(batch)
     report = precision_artefacts(model, precisions, calib=calib, method=method, fp16_io=fp16_io)
-    reason = probe_trt()
+    reason = engine_unavailable()
     if reason is not None:
         report.no_engine_reason = reason
         log.warning("no TensorRT engine built: %s. The ONNX artefacts above run on onnxruntime "

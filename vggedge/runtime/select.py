@@ -226,6 +226,12 @@ def select_runner(model: str | Path, backend: str = "auto", *, options: RunnerOp
     return Selection(plan.backend, runner, plan.skipped, plan.artefact)
 
 
+def engine_unavailable() -> str | None:
+    """None when an engine backend (TensorRT) can run here, else why not (``vggedge build`` asks this)."""
+    reasons = [entry.probe() for entry in BACKENDS.values() if entry.artefact == "engine"]
+    return None if any(r is None for r in reasons) else "; ".join(r for r in reasons if r) or "no engine backend"
+
+
 def engine_machine(device: int = 0) -> Machine | None:
     """This machine's TensorRT version and GPU when an engine backend can run here, else None."""
     for entry in BACKENDS.values():
