@@ -224,9 +224,10 @@ def bench(model: str | Path, backend: str = "auto", batches: Sequence[int] = (1,
     settings = {"warmup_s": warmup_s, "duration_s": duration_s, "min_iters": min_iters, "batches": list(batches),
                 "runner_options": dataclasses.asdict(options), "frames": len(sources), "end_to_end": end_to_end,
                 "timed": f"inference only, then {fed} overlapped with inference through Runner.run()"}
+    ran = artefact_spec(selection.artefact) if selection.artefact else spec  # e.g. the int8 variant chosen
     with selection.runner as runner:
-        report = BenchReport(str(model), selection.backend, spec.precision,
-                             environment(selection, spec, settings), settings)
+        report = BenchReport(str(model), selection.backend, ran.precision,
+                             environment(selection, ran, settings), settings)
         for batch in batches:
             report.results.append(bench_batch(runner, spec, sources, batch, warmup_s=warmup_s,
                                               duration_s=duration_s, min_iters=min_iters, progress=progress))
