@@ -10,6 +10,7 @@ from typing import Iterator
 import pytest
 
 from vggedge.cli import main
+from vggedge.errors import EXIT_PARTIAL
 from vggedge.model.export import export_vgg16
 from vggedge.model.labels import imagenet_labels
 from vggedge.model.vgg16 import VGG16Options
@@ -95,9 +96,11 @@ def test_user_error_is_one_line(tmp_path: Path, capsys: pytest.CaptureFixture[st
 
 
 def test_classify_unreadable_image(model_path: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    assert main(["classify", "--model", str(model_path), str(tmp_path / "nope.jpg")]) == 1
+    assert main(["classify", "--model", str(model_path), str(tmp_path / "nope.jpg")]) == EXIT_PARTIAL
     err = capsys.readouterr().err
     assert "vggedge: error:" in err and "nope.jpg: cannot read image file" in err and "Traceback" not in err
+    assert "1 of 1 images could not be read (each named above); no results" in err
+    assert main(["classify", "--strict", "--model", str(model_path), str(tmp_path / "nope.jpg")]) == 1
 
 
 def test_export_pooling_with_top(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
@@ -149,3 +152,69 @@ def test_comma_integer_arguments(argv, message, capsys) -> None:
     with pytest.raises(SystemExit) as exit_info:
         main(argv)
     assert exit_info.value.code == 2 and message in capsys.readouterr().err
+
+
+# --- engines are found; precision; option checks (issue 10 item 1, issue 11 item 1) ----------------------
+@pytest.mark.parametrize("backend", ["auto", "trt"])
+def test_classify_uses_built_engine(model_copy: Path, fake_trt_machine, engine_writer, backend: str,
+                                    capsys: pytest.CaptureFixture[str]) -> None:
+    plan = engine_writer(model_copy)
+    assert main(["classify", "--model", str(model_copy), "--backend", backend, "--json", *PHOTOS]) == 0
+    rows = json.loads(capsys.readouterr().out)
+    assert [r["image"] for r in rows] == PHOTOS and all(len(r["top_k"]) == 5 for r in rows)
+    [runner] = fake_trt_machine.runner.made
+    assert runner.plan == plan
+
+
+def test_classify_engine_as_model(model_copy: Path, fake_trt_machine, engine_writer,
+                                  capsys: pytest.CaptureFixture[str]) -> None:
+    plan = engine_writer(model_copy)
+    assert main(["classify", "--model", str(plan), "--top-k", "2", PHOTOS[0]]) == 0
+    assert capsys.readouterr().out.startswith(f"{PHOTOS[0]}:\n")
+    assert fake_trt_machine.runner.made[0].plan == plan
+
+
+def test_trt_refuses_engine_for_other_gpu(model_copy: Path, fake_trt_machine, engine_writer,
+                                          capsys: pytest.CaptureFixture[str]) -> None:
+    engine_writer(model_copy, gpu=("Xavier", "7.2"))
+    assert main(["classify", "--model", str(model_copy), "--backend", "trt", PHOTOS[0]]) == 1
+    err = capsys.readouterr().err
+    assert "backend 'trt' cannot run here: 1 engine(s) found" in err
+    assert "GPU name: built for Xavier, this machine has Orin" in err
+    assert f"vggedge build --model {model_copy} --precision fp32 --batch 1,8,32" in err
+
+
+def test_info_model_lists_variants_and_engines(model_copy: Path, fake_trt_machine, engine_writer,
+                                               variant_writer, capsys: pytest.CaptureFixture[str]) -> None:
+    fp16 = variant_writer(model_copy, "fp16", "fp16")
+    plan = engine_writer(fp16)
+    other = engine_writer(model_copy, gpu=("Xavier", "7.2"))
+    assert main(["info", "--model", str(model_copy), "--precision", "fp16", "--json"]) == 0
+    data = json.loads(capsys.readouterr().out)
+    assert [(v["tag"], v["path"]) for v in data["onnx_variants"]] == [("fp32", str(model_copy)), ("fp16", str(fp16))]
+    engines = {e["path"]: e for e in data["engines"]}
+    assert engines[str(plan)]["status"] == "usable here" and engines[str(plan)]["precision"] == "fp16"
+    assert engines[str(other)]["status"].startswith("not usable here: GPU name: built for Xavier")
+    assert data["would_run"]["backend"] == "trt" and data["would_run"]["artefact"] == str(plan)
+    assert set(data["cpu_choice"]) >= {"variant", "file", "exists"}
+    assert main(["info", "--model", str(model_copy)]) == 0
+    text = capsys.readouterr().out
+    assert "ONNX variants:" in text and f"fp16         fp16  {fp16}" in text
+    assert "TensorRT engines:" in text and "usable here" in text
+    assert f"would run: ort-cpu on {model_copy} (precision as-given)" in text
+    assert "skipped trt: 1 engine(s) found" in text and fake_trt_machine.runner.made == []
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["classify", "--batch-size", "-1"], "batch_size=-1: expected an integer >= 1"),
+    (["classify", "--batch-size", "0"], "batch_size=0: expected an integer >= 1"),
+    (["classify", "--top-k", "0"], "k=0: expected an integer >= 1"),
+    (["bench", "--batch", "4", "--duration", "0"], "duration=0.0: expected a number of seconds > 0"),
+    (["bench", "--batch", "4", "--threads", "0"], "runner option threads=0: expected an integer >= 1 or None"),
+])
+def test_count_options_checked(model_path: Path, argv: list[str], message: str,
+                               capsys: pytest.CaptureFixture[str]) -> None:
+    extra = [PHOTOS[0]] if argv[0] == "classify" else []
+    assert main([argv[0], "--model", str(model_path), *argv[1:], *extra]) == 1
+    captured = capsys.readouterr()
+    assert captured.err == f"vggedge: error: {message}\n" and captured.out == ""

@@ -6,7 +6,8 @@ GPU packages are imported lazily: importing vggedge never touches a GPU.
 """
 from __future__ import annotations
 
-from .apps.classify import Classifier
+from .apps.classify import Classified, Classifier
+from .engine.registry import find_engine
 from .errors import (BackendUnavailable, CalibrationError, ConfigError, DownloadError, EngineMismatch,
                      ImageError, InputError, ModelError, VggEdgeError, WeightsError)
 from .model.export import Exported, export_vgg16
@@ -14,7 +15,7 @@ from .model.labels import Prediction, top_k
 from .model.vgg16 import VGG16Options, build_onnx
 from .model.weights import LoadedWeights, load_weights
 from .preprocess import preprocess, read_image
-from .runtime.base import Runner, TensorMeta
+from .runtime.base import BatchOutput, Runner, RunnerOptions, TensorMeta
 from .runtime.ort import OrtOptions, OrtRunner
 from .runtime.select import availability, select_runner
 from .spec import ModelSpec, Preprocessing
@@ -22,9 +23,9 @@ from .spec import ModelSpec, Preprocessing
 __version__ = "0.1.0"
 
 __all__ = [
-    "BackendUnavailable", "CalibrationError", "Classifier", "ConfigError", "DownloadError", "EngineMismatch",
+    "BackendUnavailable", "BatchOutput", "CalibrationError", "Classified", "Classifier", "ConfigError", "DownloadError", "EngineMismatch",
     "Exported", "ImageError", "InputError", "LoadedWeights", "ModelError", "ModelSpec", "OrtOptions",
-    "OrtRunner", "Prediction", "Preprocessing", "Runner", "TensorMeta", "VGG16Options", "VggEdgeError",
-    "WeightsError", "__version__", "availability", "build_onnx", "export_vgg16", "load_weights",
+    "OrtRunner", "Prediction", "Preprocessing", "Runner", "RunnerOptions", "TensorMeta", "VGG16Options", "VggEdgeError",
+    "WeightsError", "__version__", "availability", "build_onnx", "export_vgg16", "find_engine", "load_weights",
     "preprocess", "read_image", "select_runner", "top_k",
 ]

@@ -8,7 +8,7 @@ import sys
 from pathlib import Path
 from typing import Callable, Sequence
 
-from .errors import VggEdgeError
+from .errors import EXIT_OK, EXIT_PARTIAL, VggEdgeError
 
 log = logging.getLogger("vggedge")
 COMMANDS: dict[str, Callable[[argparse.Namespace], int]] = {}
@@ -39,6 +39,11 @@ def _ints(names: str, example: str) -> Callable[[str], tuple[int, ...]]:
 
 _shape = _ints("H,W,C", "224,224,3")
 _batch = _ints("MIN,OPT,MAX", "1,8,32")
+
+
+PRECISION_HELP = ("which artefact beside the model runs: as-given (this file, or an engine built from it), "
+                  "auto (the fastest built here), fp32, fp16 or int8")
+PRECISION_CHOICES = ["as-given", "auto", "fp32", "fp16", "int8"]
 
 
 def _precisions(text: str) -> tuple[str, ...]:
@@ -73,18 +78,23 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--backend", default="auto")
     p.add_argument("--top-k", type=int, default=5)
     p.add_argument("--batch-size", type=int, default=4)
+    p.add_argument("--strict", action="store_true", help="stop at the first unreadable image (default: report it, go on)")
 
     p = sub.add_parser("export", help="weights -> ONNX model + spec sidecar")
     _add_model_options(p)
     p.add_argument("--out", required=True, help="output .onnx path (the spec goes beside it)")
 
-    p = sub.add_parser("classify", help="classify image files")
-    p.add_argument("images", nargs="+")
-    p.add_argument("--model", default=None, help="exported .onnx (default: export --weights to the cache)")
+    p = sub.add_parser("classify", help="classify image files (and folders of them)")
+    p.add_argument("images", nargs="+", help="image files or folders")
+    p.add_argument("--model", default=None, help="exported .onnx or a TensorRT .plan/.engine "
+                                                 "(default: export --weights to the cache)")
     p.add_argument("--weights", default=None, help="weight file to export first when --model is not given")
     p.add_argument("--backend", default="auto")
+    p.add_argument("--precision", default="as-given", choices=PRECISION_CHOICES, help=PRECISION_HELP)
     p.add_argument("--top-k", type=int, default=5)
     p.add_argument("--batch-size", type=int, default=8)
+    p.add_argument("--strict", action="store_true",
+                   help="stop at the first unreadable image (default: report each, go on, exit 3)")
     p.add_argument("--json", action="store_true", help="print JSON")
 
     p = sub.add_parser("build", help="FP16 / INT8 ONNX artefacts, and TensorRT engines where TensorRT exists")
@@ -106,6 +116,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--batch-size", type=int, default=8)
     p.add_argument("--min-top1-agreement", type=float, default=None, metavar="PERCENT",
                    help="exit 1 when any variant's top-1 agreement is below this percentage")
+    p.add_argument("--strict", action="store_true",
+                   help="stop at the first unreadable image (default: report each, leave it out, exit 3)")
     p.add_argument("--json", action="store_true")
 
     p = sub.add_parser("import-onnx", help="write the spec for your own VGG16-family ONNX file")
@@ -115,9 +127,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", default=None, help="copy the model here (default: write the spec beside it)")
 
     p = sub.add_parser("bench", help="latency and throughput of a model on a backend")
-    p.add_argument("--model", default=None, help="ONNX with spec (default: the demo model, exported if needed)")
+    p.add_argument("--model", default=None, help="ONNX with spec, or an engine (default: the demo model)")
     p.add_argument("--weights", default=None, help="weights to export when --model is not given")
     p.add_argument("--backend", default="auto")
+    p.add_argument("--precision", default="as-given", choices=PRECISION_CHOICES, help=PRECISION_HELP)
+    p.add_argument("--end-to-end", action="store_true",
+                   help="feed image files (JPEG decode + preprocess + inference) instead of decoded frames")
     p.add_argument("--batch", default="1,8", help="batch sizes: a list (1,8,32) or a sweep of powers of two (1-32)")
     p.add_argument("--warmup", type=float, default=1.0, help="warm-up seconds per batch size")
     p.add_argument("--duration", type=float, default=3.0, help="timed seconds per batch size")
@@ -129,7 +144,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--preprocess-only", action="store_true",
                    help="only time OpenCV preprocessing of 1920x1080 frames (1 frame and a batch of 32)")
 
-    p = sub.add_parser("info", help="versions and usable backends")
+    p = sub.add_parser("info", help="versions and usable backends; with --model, what exists for it and what would run")
+    p.add_argument("--model", default=None, help="list the ONNX variants and engines of this model")
+    p.add_argument("--backend", default="auto")
+    p.add_argument("--precision", default="as-given", choices=PRECISION_CHOICES, help=PRECISION_HELP)
     p.add_argument("--json", action="store_true")
 
     p = sub.add_parser("weights", help="published weight files")
@@ -148,9 +166,19 @@ def _demo(args: argparse.Namespace) -> int:
     from .apps.demo import format_report, run_demo
 
     report = run_demo(args.weights, args.images, out_dir=args.out, backend=args.backend,
-                      top_k=args.top_k, batch_size=args.batch_size)
+                      top_k=args.top_k, batch_size=args.batch_size, strict=args.strict)
     print(format_report(report))
-    return 0
+    return _partial(len(report.failed), len(report.failed) + len(report.results))
+
+
+def _partial(failed: int, total: int) -> int:
+    """EXIT_PARTIAL (with a summary line) when some inputs failed, else EXIT_OK."""
+    if not failed:
+        return EXIT_OK
+    kept = "results for the others were kept" if failed < total else "no results"
+    print(f"vggedge: error: {failed} of {total} images could not be read (each named above); {kept}",
+          file=sys.stderr)
+    return EXIT_PARTIAL
 
 
 @command("export")
@@ -170,30 +198,36 @@ def _export(args: argparse.Namespace) -> int:
 
 @command("classify")
 def _classify(args: argparse.Namespace) -> int:
+    from .apps.batches import expand_images
     from .apps.classify import Classifier
-    from .apps.demo import DEFAULT_OUT, prepare_model
+    from .model.prepare import prepare_model
 
-    model = Path(args.model) if args.model else prepare_model(args.weights, DEFAULT_OUT)[0]
-    with Classifier(model, args.backend, batch_size=args.batch_size) as clf:
-        results = clf.classify(args.images, k=args.top_k)
+    model = Path(args.model) if args.model else prepare_model(args.weights)[0]
+    images = expand_images(args.images)
+    rows, failed = [], 0
+    with Classifier(model, args.backend, batch_size=args.batch_size, precision=args.precision) as clf:
+        for result in clf.classify_iter(images, k=args.top_k, strict=args.strict):
+            if not result.ok:
+                failed += 1
+                print(f"vggedge: error: {result.error}", file=sys.stderr, flush=True)
+                rows.append({"image": str(result.source), "error": str(result.error)})
+            elif args.json:
+                rows.append({"image": str(result.source), "top_k": [
+                    {"index": p.index, "label": p.label, "score": p.score} for p in result.predictions]})
+            else:
+                print(f"{result.source}:\n" + "\n".join(f"  {p.score:8.4f}  {p.label} ({p.index})"
+                                                        for p in result.predictions), flush=True)
     if args.json:
-        rows = [{"image": img, "top_k": [{"index": p.index, "label": p.label, "score": p.score} for p in preds]}
-                for img, preds in zip(args.images, results)]
         print(json.dumps(rows, indent=2))
-        return 0
-    for img, preds in zip(args.images, results):
-        print(f"{img}:")
-        for p in preds:
-            print(f"  {p.score:8.4f}  {p.label} ({p.index})")
-    return 0
+    return _partial(failed, len(images))
 
 
 @command("build")
 def _build(args: argparse.Namespace) -> int:
     from .apps.build import build, format_report
-    from .apps.demo import DEFAULT_OUT, prepare_model
+    from .model.prepare import prepare_model
 
-    model = Path(args.model) if args.model else prepare_model(args.weights, DEFAULT_OUT)[0]
+    model = Path(args.model) if args.model else prepare_model(args.weights)[0]
     report = build(model, args.precision, calib=args.calib, method=args.calib_method, batch=args.batch,
                    out_dir=args.out, fp16_io=args.fp16_io, workspace_gb=args.workspace_gb)
     print(format_report(report))
@@ -202,19 +236,17 @@ def _build(args: argparse.Namespace) -> int:
 
 @command("compare")
 def _compare(args: argparse.Namespace) -> int:
-    from .apps.compare import check_min_top1, compare_models, format_report
+    from .apps.compare import check_min_top1, compare_models, format_report, name_models
     from .paths import CALIB_DIR
 
-    models = {}
-    for item in args.models:
-        name, sep, path = item.partition("=")
-        models[name if sep else Path(item).name] = path if sep else item
-    report = compare_models(models, args.images or CALIB_DIR, backend=args.backend,
-                            batch_size=args.batch_size, augment=args.augment)
+    report = compare_models(name_models(args.models), args.images or CALIB_DIR, backend=args.backend,
+                            batch_size=args.batch_size, augment=args.augment, strict=args.strict)
+    for failure in report.failed:
+        print(f"vggedge: error: {failure['error']}", file=sys.stderr)
     print(report.to_json() if args.json else format_report(report))
     if args.min_top1_agreement is not None:
         check_min_top1(report, args.min_top1_agreement / 100.0)
-    return 0
+    return _partial(len(report.failed), report.sources)
 
 
 @command("import-onnx")
@@ -231,7 +263,7 @@ def _import_onnx(args: argparse.Namespace) -> int:
 @command("bench")
 def _bench(args: argparse.Namespace) -> int:
     from .apps import bench as b
-    from .apps.demo import DEFAULT_OUT, prepare_model
+    from .model.prepare import prepare_model
 
     if args.preprocess_only:
         from .apps.bench_preprocess import bench_preprocess
@@ -239,13 +271,14 @@ def _bench(args: argparse.Namespace) -> int:
         for r in bench_preprocess():
             print(f"{r.case:<20} threads {r.threads}: {r.median_ms:8.2f} ms ({r.frames_per_s:8.1f} frames/s)")
         return 0
-    model = Path(args.model) if args.model else prepare_model(args.weights, DEFAULT_OUT)[0]
+    model = Path(args.model) if args.model else prepare_model(args.weights)[0]
     from .runtime.base import RunnerOptions
 
-    options = RunnerOptions(threads=args.threads) if args.threads else None
+    options = RunnerOptions(threads=args.threads) if args.threads is not None else None
     report = b.bench(model, args.backend, b.parse_batches(args.batch), warmup_s=args.warmup,
                      duration_s=args.duration, min_iters=args.min_iters, images=args.images,
-                     progress=sys.stderr.isatty(), options=options)
+                     progress=sys.stderr.isatty(), options=options, precision=args.precision,
+                     end_to_end=args.end_to_end)
     print(b.format_report(report))
     if args.json:
         print(f"iterations written to {report.write_json(args.json)}")
@@ -259,8 +292,12 @@ def _bench(args: argparse.Namespace) -> int:
 
 @command("info")
 def _info(args: argparse.Namespace) -> int:
-    from .apps.info import format_info, info
+    from .apps.info import format_info, format_model_info, info, model_info
 
+    if args.model:
+        data = model_info(args.model, args.backend, args.precision)
+        print(json.dumps(data, indent=2) if args.json else format_model_info(data))
+        return 0
     data = info()
     print(json.dumps(data, indent=2) if args.json else format_info(data))
     return 0

@@ -29,14 +29,39 @@ def report(model):
 def test_every_iteration_recorded(report):
     assert [r.batch for r in report.results] == [1, 3]
     for r in report.results:
-        assert r.iterations >= 4
+        assert r.iterations >= 4  # inference-only batches
+        assert len(r.times["infer"]) == r.iterations
+        pipeline = len(r.times["preprocess"])  # pipeline batches (prepare worker), then the intervals between them
+        assert pipeline >= 4 and len(r.times["end_to_end"]) == pipeline - 1
         for stage in ("preprocess", "infer", "end_to_end"):
-            assert len(r.times[stage]) == r.iterations
             assert all(t > 0 for t in r.times[stage])
         assert r.times["h2d"] == []  # the CPU runner has no copies to report
-        for a, b, c in zip(r.times["preprocess"], r.times["infer"], r.times["end_to_end"]):
-            assert c == pytest.approx(a + b, rel=1e-6, abs=1e-9)
         assert r.model_throughput == pytest.approx(r.batch / r.summary["infer"]["median"])
+        assert r.end_to_end_throughput > 0
+        assert r.ratio == pytest.approx(r.end_to_end_throughput / r.model_throughput)
+
+
+def test_end_to_end_decodes_files_through_run(model, monkeypatch):
+    """--end-to-end: the pipeline phase reads image files in the prepare worker (Runner.run), not the main thread."""
+    import threading
+
+    from vggedge.apps import bench as bench_module
+
+    threads = set()
+    real = bench_module.preprocess
+
+    def spy(images, spec, **kw):
+        if "out" in kw:  # the pipeline's prepare step
+            threads.add((threading.current_thread().name, type(images[0]).__name__))
+        return real(images, spec, **kw)
+
+    monkeypatch.setattr(bench_module, "preprocess", spy)
+    report = bench(model, "ort-cpu", (2,), warmup_s=0.0, duration_s=0.02, min_iters=3, progress=False,
+                   end_to_end=True)
+    assert threads == {("ort-cpu-prepare", "PosixPath")}
+    assert report.settings["end_to_end"] is True and "image files" in report.settings["timed"]
+    assert report.results[0].ratio > 0
+    assert "JPEG decoding" in format_report(report)
 
 
 def test_json_is_complete(report, tmp_path):
@@ -67,9 +92,16 @@ def test_parse_batches_rejects(text):
         parse_batches(text)
 
 
-def test_bad_settings(model):
-    with pytest.raises(ConfigError, match="duration > 0"):
-        bench(model, "ort-cpu", (1,), duration_s=0)
+@pytest.mark.parametrize("kwargs, message", [
+    (dict(duration_s=0), r"duration=0: expected a number of seconds > 0"),
+    (dict(warmup_s=-1), r"warmup=-1: expected a number of seconds >= 0"),
+    (dict(min_iters=0), r"min_iters=0: expected an integer >= 1"),
+    (dict(batches=(0,)), r"batch size=0: expected an integer >= 1"),
+])
+def test_bad_settings(model, kwargs, message):
+    kwargs = {"batches": (1,), **kwargs}
+    with pytest.raises(ConfigError, match=message):
+        bench(model, "ort-cpu", **kwargs)
 
 
 def test_cli_json_and_plot(model, tmp_path, capsys):

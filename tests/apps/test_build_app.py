@@ -67,3 +67,21 @@ def test_cli_build_fp16(model: Path, capsys: pytest.CaptureFixture) -> None:
     out = capsys.readouterr().out
     assert "no TensorRT engine built" in out
     assert str(model.with_name("m.fp16.onnx")) in out
+
+
+def test_built_engine_is_recorded_and_found(model_copy: Path, fake_trt_machine, engine_writer,
+                                            monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    """`vggedge build` records each engine in the model's index, so selection finds it even in --out."""
+    from vggedge.apps import build as build_app
+    from vggedge.engine import build as engine_build
+    from vggedge.runtime.select import select_runner
+
+    monkeypatch.setattr(build_app, "engine_unavailable", lambda: None)
+    monkeypatch.setattr(engine_build, "build_engine",
+                        lambda onnx_path, out, **kw: engine_writer(Path(onnx_path), Path(out)))
+    out = tmp_path / "elsewhere"
+    out.mkdir()
+    report = build(model_copy, ("fp32",), out_dir=out)
+    assert report.engines["fp32"].parent == out
+    chosen = select_runner(model_copy, "trt")
+    assert chosen.artefact == report.engines["fp32"]

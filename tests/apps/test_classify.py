@@ -7,7 +7,7 @@ from typing import Iterator
 import numpy as np
 import pytest
 
-from vggedge.errors import ImageError, ModelError
+from vggedge.errors import ConfigError, ImageError, ModelError
 from vggedge.apps.classify import Classifier
 from vggedge.model.export import export_vgg16
 from vggedge.model.labels import imagenet_labels
@@ -96,3 +96,82 @@ def _try(fn):
     except Exception as exc:  # returned for the assertion in the main thread
         return exc
     return None
+
+
+def test_classify_iter_reports_every_bad_file_in_place(model_path: Path, tmp_path: Path) -> None:
+    empty, text = tmp_path / "empty.jpg", tmp_path / "text.png"
+    empty.write_bytes(b"")
+    text.write_text("not an image")
+    sources = [PHOTOS[0], PHOTOS[1], empty, text, tmp_path / "missing.jpg", PHOTOS[2]]
+    with Classifier(model_path, batch_size=2) as clf:
+        results = list(clf.classify_iter(sources, k=2))
+        strict = clf.classify([PHOTOS[0], PHOTOS[1], PHOTOS[2]], k=2)
+    assert [r.index for r in results] == list(range(6)) and [r.source for r in results] == sources
+    assert [r.ok for r in results] == [True, True, False, False, False, True]
+    assert "empty.jpg: image file is empty" in str(results[2].error)
+    assert "text.png: not a decodable image" in str(results[3].error)
+    assert "missing.jpg: cannot read image file" in str(results[4].error)
+    good = [r.predictions for r in results if r.ok]
+    assert [[p.index for p in row] for row in good] == [[p.index for p in row] for row in strict]
+    assert clf.timings.images[:3] == [2, 0, 1]  # the all-bad middle batch still flowed, in order
+
+
+def test_classify_iter_strict_stops_at_first_bad_file(model_path: Path, tmp_path: Path) -> None:
+    bad = tmp_path / "bad.jpg"
+    bad.write_bytes(b"xx")
+    seen = []
+    with Classifier(model_path, batch_size=1) as clf, pytest.raises(ImageError, match="bad.jpg"):
+        for result in clf.classify_iter([PHOTOS[0], bad, PHOTOS[1]], strict=True):
+            seen.append(result.source)
+    assert seen == [PHOTOS[0]]
+
+
+def test_classify_goes_through_run_with_own_prepare(model_path: Path) -> None:
+    """A caller's prepare function replaces decoding (as stream and batch do); results still come in order."""
+    from vggedge.apps.batches import ImageBatch
+
+    def prepare(batch: ImageBatch, inputs: dict) -> int:
+        for row, value in enumerate(batch.sources):
+            inputs["images"][row] = value
+            batch.rows.append(row)
+        return len(batch.sources)
+
+    with Classifier(model_path, batch_size=2) as clf:
+        got = list(clf.classify_iter([0.0, 1.0, -1.0], k=1, prepare_fn=prepare))
+        direct = clf.scores(np.stack([np.full((3, 32, 32), v, np.float32) for v in (0.0, 1.0, -1.0)]))
+    assert [r.predictions[0].index for r in got] == list(direct.argmax(axis=1))
+    assert clf.timings.images == [2, 1]
+
+
+@pytest.mark.parametrize("kwargs, message", [
+    (dict(batch_size=0), r"batch_size=0: expected an integer >= 1"),
+    (dict(batch_size=-1), r"batch_size=-1: expected an integer >= 1"),
+    (dict(batch_size=True), r"batch_size=True: expected an integer >= 1"),
+])
+def test_bad_batch_size(model_path: Path, kwargs, message) -> None:
+    with pytest.raises(ConfigError, match=message):
+        Classifier(model_path, **kwargs)
+
+
+def test_bad_top_k(model_path: Path) -> None:
+    with Classifier(model_path) as clf, pytest.raises(ConfigError, match=r"k=0: expected an integer >= 1"):
+        clf.classify([PHOTOS[0]], k=0)
+
+
+def test_classifier_picks_built_engine(ten_class_model: Path, fake_trt_machine, engine_writer, tmp_path) -> None:
+    plan = engine_writer(ten_class_model, tmp_path)
+    from vggedge.engine.registry import record_engine
+
+    record_engine(ten_class_model, plan)
+    try:
+        with Classifier(ten_class_model, batch_size=4) as clf:
+            assert clf.selection.backend == "trt" and clf.runner.plan == plan
+            assert clf.report()["artefact"] == str(plan) and "stand-in" in clf.report()["description"]
+            assert len(clf.classify(PHOTOS, k=2)) == 3
+        with Classifier(plan, batch_size=4) as clf:  # the engine itself, through its sidecar's spec
+            assert clf.selection.backend == "trt" and clf.spec.num_classes == 10
+            assert len(clf.classify(PHOTOS[:1], k=2)) == 1
+    finally:
+        from vggedge.engine.registry import index_path
+
+        index_path(ten_class_model).unlink()

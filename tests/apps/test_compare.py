@@ -10,9 +10,10 @@ from typing import Iterator
 import numpy as np
 import pytest
 
-from vggedge.apps.compare import CompareReport, VariantStats, check_min_top1, compare_models, views
+from vggedge.apps.compare import (CompareReport, VariantStats, check_min_top1, compare_models, name_models,
+                                  run_model, unique_names, views)
 from vggedge.cli import main
-from vggedge.errors import VggEdgeError
+from vggedge.errors import EXIT_PARTIAL, ConfigError, ImageError, VggEdgeError
 from vggedge.model.export import export_vgg16
 from vggedge.model.vgg16 import VGG16Options
 from vggedge.precision.fp16 import write_fp16
@@ -51,7 +52,8 @@ def test_compare_fp16_agrees(report: CompareReport, models: dict[str, Path]) -> 
 
 def test_compare_json_has_all_fields(report: CompareReport) -> None:
     data = json.loads(report.to_json())
-    assert set(data) == {"images", "reference", "output_kind", "variants"}
+    assert set(data) == {"images", "reference", "output_kind", "variants", "failed", "sources"}
+    assert data["failed"] == [] and data["sources"] == data["images"]
     fields = {f.name for f in dataclasses.fields(VariantStats)}
     assert [set(v) for v in data["variants"]] == [fields, fields]
     assert data["variants"][0]["top1_agreement"] == report.variants[0].top1_agreement
@@ -84,3 +86,75 @@ def test_views_shapes_and_content() -> None:
     np.testing.assert_array_equal(got[2], image[:80, :40])
     np.testing.assert_array_equal(got[5], image[20:, 10:])
     np.testing.assert_array_equal(got[6], image[10:90, 5:45])
+
+
+def test_same_file_name_in_two_folders_is_two_models(models: dict[str, Path], tmp_path: Path, capsys) -> None:
+    """Issue 11 item 10: a/vgg16.onnx and b/vgg16.onnx are two models, shown with unique names."""
+    paths = []
+    for folder, source in (("a", models["fp32"]), ("b", models["fp16"])):
+        (tmp_path / folder).mkdir()
+        target = tmp_path / folder / "vgg16.onnx"
+        target.hardlink_to(source)
+        shutil.copy(source.with_name(source.stem + ".spec.json"), tmp_path / folder / "vgg16.spec.json")
+        paths.append(str(target))
+    few = tmp_path / "few"
+    few.mkdir()
+    for photo in sorted(CALIB.glob("*.jpg"))[:2]:
+        shutil.copy(photo, few / photo.name)
+    assert main(["compare", *paths, "--backend", "ort-cpu", "--images", str(few)]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[0] == "2 images, reference a/vgg16.onnx (outputs: probabilities)"
+    assert lines[2].split()[:2] == ["b/vgg16.onnx", "ort-cpu"]
+
+
+def test_unique_names_and_name_models() -> None:
+    assert unique_names(["x/a/m.onnx", "y/a/m.onnx", "z/n.onnx"]) == ["x/a/m.onnx", "y/a/m.onnx", "n.onnx"]
+    assert unique_names(["m.onnx", "m.onnx"]) == ["m.onnx", "m.onnx#2"]
+    assert name_models(["ref=a/m.onnx", "b/m.onnx", "c/m.onnx"]) == {"ref": "a/m.onnx", "b/m.onnx": "b/m.onnx",
+                                                                      "c/m.onnx": "c/m.onnx"}
+    with pytest.raises(ConfigError, match=r"model name 'x' is given twice \(a\.onnx and b\.onnx\)"):
+        name_models(["x=a.onnx", "x=b.onnx"])
+
+
+@pytest.mark.parametrize("size", ["0", "-1"])
+def test_batch_size_checked(models: dict[str, Path], size: str, capsys) -> None:
+    assert main(["compare", str(models["fp32"]), str(models["fp16"]), "--batch-size", size]) == 1
+    err = capsys.readouterr().err
+    assert err == f"vggedge: error: batch_size={size}: expected an integer >= 1\n"
+
+
+def test_bad_images_reported_and_left_out(models: dict[str, Path], tmp_path: Path, capsys) -> None:
+    for photo in sorted(CALIB.glob("*.jpg"))[:3]:
+        shutil.copy(photo, tmp_path / photo.name)
+    (tmp_path / "zero.jpg").write_bytes(b"")
+    (tmp_path / "text.png").write_text("not an image")
+    report = compare_models({"a": models["fp32"], "b": models["fp16"]}, tmp_path, backend="ort-cpu")
+    assert report.images == 3 and report.sources == 5
+    assert [Path(f["image"]).name for f in report.failed] == ["text.png", "zero.jpg"]
+    assert "image file is empty" in report.failed[1]["error"]
+    with pytest.raises(ImageError, match=r"text\.png: not a decodable image"):
+        compare_models({"a": models["fp32"], "b": models["fp16"]}, tmp_path, backend="ort-cpu", strict=True)
+    argv = ["compare", f"a={models['fp32']}", f"b={models['fp16']}", "--backend", "ort-cpu", "--images", str(tmp_path)]
+    assert main(argv) == EXIT_PARTIAL
+    captured = capsys.readouterr()
+    assert captured.out.startswith("3 images, reference a")
+    assert "text.png: not a decodable image" in captured.err and "zero.jpg: image file is empty" in captured.err
+    assert "2 of 5 images could not be read" in captured.err
+
+
+def test_run_model_goes_through_run_and_copies_once(models: dict[str, Path], monkeypatch) -> None:
+    """compare's inference path is Runner.run() (copy=False views, copied once into the result)."""
+    from vggedge.runtime.base import Runner
+
+    calls = []
+    real = Runner.run
+
+    def spy(self, batches, prepare=None, *, copy=True):
+        calls.append((prepare is not None, copy))
+        return real(self, batches, prepare, copy=copy)
+
+    monkeypatch.setattr(Runner, "run", spy)
+    frames = [np.full((40, 50, 3), v, np.uint8) for v in (10, 90, 200)]
+    out, backend = run_model(models["fp32"], frames, "ort-cpu", 2)
+    assert calls == [(True, False)] and backend == "ort-cpu" and out.shape == (3, 10)
+    assert out.flags.owndata or out.base is not None and out.base.flags.owndata

@@ -3,6 +3,8 @@ from __future__ import annotations
 
 import ctypes
 import logging
+import sys
+import types
 from pathlib import Path
 
 import onnx
@@ -11,6 +13,7 @@ import pytest
 from vggedge.errors import BackendUnavailable, ConfigError
 from vggedge.model.vgg16 import VGG16Options, build_onnx, random_weights
 from vggedge.runtime import select
+from vggedge.runtime.base import RunnerOptions
 from vggedge.runtime.ort import OrtRunner
 from vggedge.runtime.select import Backend, availability, gpu_reason, select_runner
 
@@ -79,7 +82,8 @@ def test_unknown_backend_lists_choices(model_path: Path) -> None:
 def test_trt_probe_passes_but_no_engine(model_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     fake_trt(monkeypatch)
     chosen = select_runner(model_path, "auto", engine=None)
-    assert chosen.skipped[0] == ("trt", "no TensorRT engine built for this model (run `vggedge build`)")
+    assert chosen.skipped[0] == ("trt", f"no TensorRT engine built for {model_path} (build one with: vggedge build "
+                                        f"--model {model_path} --precision fp32 --batch 1,8,32)")
     assert chosen.backend in ("ort-cuda", "ort-cpu")
     chosen = select_runner(model_path, "auto", engine_reason="engine built for another GPU")
     assert chosen.skipped[0] == ("trt", "engine built for another GPU")
@@ -89,11 +93,17 @@ def test_trt_probe_passes_but_no_engine(model_path: Path, monkeypatch: pytest.Mo
 
 def test_engine_backend_gets_the_engine_path(model_path: Path, monkeypatch: pytest.MonkeyPatch,
                                              tmp_path: Path) -> None:
-    fake_trt(monkeypatch, runner_path="vggedge.runtime.ort:OrtRunner")  # stands in for TrtRunner
+    class StandIn(OrtRunner):  # stands in for TrtRunner
+        def __init__(self, plan, options, *, model_path=None) -> None:
+            super().__init__(plan, None, options)
+            self.source = model_path
+
+    monkeypatch.setitem(sys.modules, "standin_for_trt", types.SimpleNamespace(StandIn=StandIn))
+    fake_trt(monkeypatch, runner_path="standin_for_trt:StandIn")
     engine = tmp_path / "small.engine"
     chosen = select_runner(model_path, "auto", engine=engine)
     assert chosen.backend == "trt" and chosen.skipped == []
-    assert chosen.runner.model == engine
+    assert chosen.runner.model == engine and chosen.runner.source == str(model_path)
 
 
 def test_nothing_usable(model_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -149,3 +159,93 @@ def test_gpu_reason_with_fake_driver(monkeypatch: pytest.MonkeyPatch, driver: Fa
                                      expected: str | None) -> None:
     monkeypatch.setattr(ctypes, "CDLL", lambda name: driver)
     assert gpu_reason() == expected
+
+
+# --- built engines are found (fake TensorRT machine from tests/conftest.py) -----------------------------
+@cpu_only
+@pytest.mark.parametrize("backend", ["auto", "trt"])
+def test_built_engine_is_picked(model_copy: Path, fake_trt_machine, engine_writer, backend: str) -> None:
+    plan = engine_writer(model_copy)
+    chosen = select_runner(model_copy, backend, options=RunnerOptions(max_batch=4))
+    assert chosen.backend == "trt" and chosen.skipped == [] and chosen.artefact == plan
+    assert isinstance(chosen.runner, fake_trt_machine.runner) and chosen.runner.plan == plan
+    assert chosen.runner.source == str(model_copy) and chosen.runner.runner_options.max_batch == 4
+    assert chosen.report()["artefact"] == str(plan) and chosen.report()["backend"] == "trt"
+
+
+@cpu_only
+def test_engine_for_other_gpu_is_refused_with_rebuild_command(model_copy: Path, fake_trt_machine,
+                                                              engine_writer) -> None:
+    plan = engine_writer(model_copy, gpu=("Xavier", "7.2"), trt_version="8.6.1")
+    chosen = select_runner(model_copy, "auto")
+    assert chosen.backend == "ort-cpu"
+    reason = dict(chosen.skipped)["trt"]
+    assert f"{plan} cannot be used here" in reason
+    assert "GPU name: built for Xavier, this machine has Orin" in reason
+    assert "TensorRT version: built with 8.6.1, this machine has 10.3.0" in reason
+    assert f"vggedge build --model {model_copy} --precision fp32 --batch 1,8,32" in reason
+    with pytest.raises(BackendUnavailable, match=r"backend 'trt' cannot run here: 1 engine\(s\) found") as info:
+        select_runner(model_copy, "trt")
+    assert f"vggedge build --model {model_copy} --precision fp32" in str(info.value)
+
+
+def test_engine_given_as_model(model_copy: Path, fake_trt_machine, engine_writer) -> None:
+    plan = engine_writer(model_copy)
+    chosen = select_runner(plan, "auto")
+    assert chosen.backend == "trt" and chosen.runner.plan == plan and chosen.artefact == plan
+    with pytest.raises(ConfigError, match=r"is a TensorRT engine; backend 'ort-cpu' runs ONNX models: "
+                                          r"pass --model .*m\.onnx instead"):
+        select_runner(plan, "ort-cpu")
+    with pytest.raises(ConfigError, match=r"is a fp32 engine, but precision fp16 was requested"):
+        select_runner(plan, "auto", precision="fp16")
+
+
+def test_engine_model_for_other_gpu_raises_mismatch(model_copy: Path, fake_trt_machine, engine_writer) -> None:
+    from vggedge.errors import EngineMismatch
+
+    plan = engine_writer(model_copy, gpu=("Xavier", "7.2"))
+    with pytest.raises(EngineMismatch, match=r"GPU name: built for Xavier(.|\n)*Rebuild it on this machine with:"):
+        select_runner(plan)
+
+
+@cpu_only
+def test_engine_model_without_tensorrt_says_why(model_copy: Path, engine_writer) -> None:
+    plan = engine_writer(model_copy)
+    with pytest.raises(BackendUnavailable, match=r"backend 'trt' cannot run .*\.plan here: .*tensorrt.* "
+                                                 r"\(onnxruntime can run its source ONNX: --model .*m\.onnx\)"):
+        select_runner(plan)
+
+
+@cpu_only
+def test_precision_picks_engine_and_onnx_variants(model_copy: Path, fake_trt_machine, engine_writer,
+                                                  variant_writer) -> None:
+    fp16 = variant_writer(model_copy, "fp16", "fp16")
+    fp16_plan = engine_writer(fp16)
+    assert select_runner(model_copy, "auto").backend == "ort-cpu"  # as-given: no engine from m.onnx itself
+    assert select_runner(model_copy, "auto", precision="fp16").artefact == fp16_plan
+    assert select_runner(model_copy, "auto", precision="auto").artefact == fp16_plan
+    on_cpu = select_runner(model_copy, "ort-cpu", precision="fp16")
+    assert on_cpu.artefact == fp16 and on_cpu.runner.model == fp16
+    assert select_runner(model_copy, "ort-cpu", precision="auto").artefact == model_copy
+    with pytest.raises(BackendUnavailable, match=r"no int8 variant of .*m\.onnx"):
+        select_runner(model_copy, "ort-cpu", precision="int8")
+
+
+def test_plan_selection_constructs_nothing(model_copy: Path, fake_trt_machine, engine_writer) -> None:
+    plan = engine_writer(model_copy)
+    chosen = select.plan_selection(model_copy, "auto")
+    assert (chosen.backend, chosen.artefact) == ("trt", plan)
+    assert fake_trt_machine.runner.made == []
+
+
+def test_prepare_artefacts_runs_the_chosen_backends_preparer(model_path: Path, monkeypatch) -> None:
+    calls = []
+    monkeypatch.setitem(sys.modules, "fake_preparer", types.SimpleNamespace(run=lambda m, c: calls.append((m, c))))
+    for name, entry in list(select.BACKENDS.items()):
+        monkeypatch.setitem(select.BACKENDS, name, Backend(name, entry.runner_path, lambda: None, "onnx",
+                                                           preparer="fake_preparer:run" if name == "ort-cuda" else None))
+    monkeypatch.setitem(select.BACKENDS, "trt", Backend("trt", "x:y", lambda: "no GPU", "engine"))
+    assert select.prepare_artefacts(model_path, "auto", calib="calib") == "ort-cuda"
+    assert calls == [(model_path, "calib")]
+    assert select.prepare_artefacts(model_path, "ort-cpu", calib="calib") == "ort-cpu"  # nothing to prepare
+    assert calls == [(model_path, "calib")]

@@ -1,10 +1,17 @@
 """`vggedge bench`: latency and throughput of any backend and precision, trtexec-style.
 
-Each iteration preprocesses a batch of already decoded frames (decoding is not
-timed) and runs it. Reported per batch size: model throughput (batch / median
-inference time), end-to-end throughput (preprocessing included), latency
-percentiles, and the GPU's host-to-device / compute / device-to-host split where
-the runner records it. The environment is recorded beside the numbers.
+Everything runs through ``Runner.run()``, the overlapped path applications use.
+Per batch size, two phases are measured side by side in one run:
+
+- inference only: the same preprocessed batch, run after run (``infer`` times,
+  and the GPU's host-to-device / compute / device-to-host split where recorded);
+  model throughput = batch / median inference time;
+- the pipeline: decoded frames preprocessed in the prepare worker while the
+  previous batch infers or, with ``end_to_end=True``, image *files* decoded and
+  preprocessed there. Its throughput is images over the wall time between the
+  first and the last result, and ``ratio`` = pipeline / inference-only throughput.
+
+The environment is recorded beside the numbers.
 """
 from __future__ import annotations
 
@@ -15,16 +22,18 @@ import os
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Sequence
+from typing import Any, Callable, Iterator, Sequence
 
 import numpy as np
 
+from ..checks import count, seconds
+from ..engine.registry import artefact_spec
 from ..errors import ConfigError, ImageError
 from ..paths import CALIB_DIR
 from ..preprocess import list_images, preprocess, read_image
-from ..runtime.base import RunnerOptions
-from ..runtime.select import select_runner
-from ..spec import ModelSpec, load_spec_for
+from ..runtime.base import BatchOutput, PrepareFn, Runner, RunnerOptions
+from ..runtime.select import Selection, select_runner
+from ..spec import ModelSpec
 from .info import machine, versions
 from .stats import UNSTABLE_CV, summarize
 
@@ -34,7 +43,11 @@ STAGES = ("preprocess", "infer", "end_to_end", "h2d", "compute", "d2h")
 
 @dataclass
 class BatchResult:
-    """Every iteration's timings (seconds) for one batch size, and their summaries."""
+    """Every iteration's timings (seconds) for one batch size, and their summaries.
+
+    ``end_to_end`` holds the interval between consecutive pipeline results (the
+    steady-state time per batch); ``ratio`` is pipeline / inference-only throughput.
+    """
 
     batch: int
     iterations: int = 0
@@ -42,13 +55,15 @@ class BatchResult:
     summary: dict[str, dict[str, float]] = field(default_factory=dict)
     model_throughput: float = 0.0
     end_to_end_throughput: float = 0.0
+    ratio: float = 0.0
     unstable: bool = False
 
-    def finish(self) -> None:
+    def finish(self, pipeline_images: int, pipeline_wall_s: float) -> None:
         """Summaries and throughputs from the recorded times."""
         self.summary = {stage: summarize(values) for stage, values in self.times.items() if values}
         self.model_throughput = self.batch / self.summary["infer"]["median"]
-        self.end_to_end_throughput = self.batch / self.summary["end_to_end"]["median"]
+        self.end_to_end_throughput = pipeline_images / pipeline_wall_s if pipeline_wall_s > 0 else 0.0
+        self.ratio = self.end_to_end_throughput / self.model_throughput
         self.unstable = self.summary["infer"]["cv"] > UNSTABLE_CV
 
 
@@ -95,56 +110,87 @@ def parse_batches(text: str) -> tuple[int, ...]:
     return out
 
 
-def load_frames(images: str | Path | Sequence[str | Path] | None) -> list[np.ndarray]:
-    """Decoded BGR frames to feed the benchmark (default: the repository's calib/ photos)."""
-    paths = list_images(images or CALIB_DIR) if not isinstance(images, (list, tuple)) else list(images)
+def image_files(images: str | Path | Sequence[str | Path] | None) -> list[Path]:
+    """Image files to benchmark with (default: the repository's calib/ photos)."""
+    paths = list_images(images or CALIB_DIR) if not isinstance(images, (list, tuple)) else [Path(p) for p in images]
     if not paths:
         raise ImageError(f"{images or CALIB_DIR}: no images to benchmark with")
-    return [read_image(p) for p in paths]
+    return paths
 
 
-def environment(runner, spec: ModelSpec, settings: dict) -> dict:
-    """CPU, GPU, versions, threads and precision, recorded next to the numbers."""
-    env = {"machine": machine(), "packages": {k: v for k, v in versions().items() if v},
-           "runner": runner.describe(), "precision": spec.precision, "cpu_count": os.cpu_count()}
-    env["runner_options"] = settings["runner_options"]
-    return env
+def load_frames(images: str | Path | Sequence[str | Path] | None) -> list[np.ndarray]:
+    """Decoded BGR frames to feed the benchmark (default: the repository's calib/ photos)."""
+    return [read_image(p) for p in image_files(images)]
 
 
-def _iteration(runner, spec: ModelSpec, frames: list[np.ndarray], result: BatchResult | None) -> None:
-    t0 = time.perf_counter()
-    batch = preprocess(frames, spec)
-    t1 = time.perf_counter()
-    runner.infer({spec.input_name: batch})
-    t2 = time.perf_counter()
-    if result is None:
-        return
-    for stage, value in (("preprocess", t1 - t0), ("infer", t2 - t1), ("end_to_end", t2 - t0)):
-        result.times[stage].append(value)
-    for stage in ("h2d", "compute", "d2h"):  # GPU runners report their copy/compute split (seconds)
-        if stage in runner.last_times:
-            result.times[stage].append(runner.last_times[stage])
-    result.iterations += 1
+def environment(selection: Selection, spec: ModelSpec, settings: dict) -> dict:
+    """CPU, GPU, versions, the runner's report (backend, file, options) and precision, next to the numbers."""
+    report = selection.report()
+    report.pop("last_times", None)
+    report["options"] = dataclasses.asdict(report["options"])
+    return {"machine": machine(), "packages": {k: v for k, v in versions().items() if v},
+            "runner": report["description"], "report": report, "precision": spec.precision,
+            "cpu_count": os.cpu_count(), "runner_options": settings["runner_options"]}
 
 
-def bench_batch(runner, spec: ModelSpec, frames: list[np.ndarray], batch: int, *, warmup_s: float,
+def _items(item: Any, seconds: float, min_iters: int) -> Iterator[Any]:
+    """``item`` again and again until ``seconds`` have passed and ``min_iters`` were handed out."""
+    start, n = time.perf_counter(), 0
+    while n < min_iters or time.perf_counter() - start < seconds:
+        n += 1
+        yield item
+
+
+def _phase(runner: Runner, item: Any, prepare: PrepareFn | None, seconds: float, min_iters: int,
+           record: Callable[[BatchOutput, float], None] | None, bar: Any = None) -> tuple[int, float]:
+    """Run ``item`` through ``runner.run()`` for a while; returns (images after the first result, wall seconds)."""
+    images, first, last = 0, None, None
+    for out in runner.run(_items(item, seconds, min_iters), prepare, copy=False):
+        now = time.perf_counter()
+        if first is None:
+            first = now
+        else:
+            images += out.batch
+        if record is not None:
+            record(out, now - last if last is not None else None)
+        last = now
+        if bar is not None:
+            bar.update(1)
+    return images, (last - first) if first is not None else 0.0
+
+
+def bench_batch(runner: Runner, spec: ModelSpec, sources: list, batch: int, *, warmup_s: float,
                 duration_s: float, min_iters: int, progress: bool = False) -> BatchResult:
-    """Warm up for ``warmup_s``, then time for ``duration_s`` and at least ``min_iters`` iterations."""
+    """Inference only, then the overlapped pipeline over ``sources`` (frames or files), each warmed up first."""
     from tqdm import tqdm
 
-    chosen = [frames[i % len(frames)] for i in range(batch)]
+    chosen = [sources[i % len(sources)] for i in range(batch)]
+    feed = {spec.input_name: preprocess(load_frames(chosen) if isinstance(chosen[0], Path) else chosen, spec)}
+
+    def prepare(items: list, inputs: dict[str, np.ndarray]) -> int:  # decode (files) and preprocess
+        preprocess(items, spec, out=inputs[spec.input_name][:len(items)])
+        return len(items)
+
     result = BatchResult(batch)
-    start = time.perf_counter()
-    while True:
-        _iteration(runner, spec, chosen, None)
-        if time.perf_counter() - start >= warmup_s:
-            break
-    start = time.perf_counter()
-    with tqdm(total=min_iters, desc=f"batch {batch}", unit="it", disable=not progress, leave=False) as bar:
-        while result.iterations < min_iters or time.perf_counter() - start < duration_s:
-            _iteration(runner, spec, chosen, result)
-            bar.update(1)
-    result.finish()
+
+    def record_infer(out: BatchOutput, _: float | None) -> None:
+        result.times["infer"].append(out.times["infer"])
+        for stage in ("h2d", "compute", "d2h"):  # GPU runners report their copy/compute split (seconds)
+            if stage in out.times:
+                result.times[stage].append(out.times[stage])
+        result.iterations += 1
+
+    def record_pipeline(out: BatchOutput, interval: float | None) -> None:
+        result.times["preprocess"].append(out.times["prepare"])
+        if interval is not None:
+            result.times["end_to_end"].append(interval)
+
+    _phase(runner, feed, None, warmup_s, 1, None)
+    with tqdm(total=2 * min_iters, desc=f"batch {batch}", unit="it", disable=not progress, leave=False) as bar:
+        _phase(runner, feed, None, duration_s, min_iters, record_infer, bar)
+        _phase(runner, chosen, prepare, warmup_s, 1, None)
+        images, wall = _phase(runner, chosen, prepare, duration_s, max(min_iters, 2), record_pipeline, bar)
+    result.finish(images, wall)
     if result.unstable:
         log.warning("batch %d: unstable run, inference time varies by %.1f%% (coefficient of variation); "
                     "close other programs or raise --duration", batch, 100 * result.summary["infer"]["cv"])
@@ -153,24 +199,37 @@ def bench_batch(runner, spec: ModelSpec, frames: list[np.ndarray], batch: int, *
 
 def bench(model: str | Path, backend: str = "auto", batches: Sequence[int] = (1, 8), *, warmup_s: float = 1.0,
           duration_s: float = 3.0, min_iters: int = 10, images=None, progress: bool = True,
-          options: RunnerOptions | None = None) -> BenchReport:
-    """Benchmark a model (ONNX with spec, or engine) on one backend over several batch sizes."""
-    if warmup_s < 0 or duration_s <= 0 or min_iters < 1:
-        raise ConfigError(f"need warmup >= 0, duration > 0 and min_iters >= 1; got {warmup_s}, {duration_s}, {min_iters}")
-    spec = load_spec_for(model)
+          options: RunnerOptions | None = None, precision: str = "as-given",
+          end_to_end: bool = False) -> BenchReport:
+    """Benchmark a model (ONNX with spec, or engine) on one backend over several batch sizes.
+
+    ``end_to_end=True`` feeds image files (decoded in the prepare worker) instead
+    of decoded frames to the pipeline phase.
+    """
+    seconds("warmup", warmup_s, allow_zero=True)
+    seconds("duration", duration_s)
+    count("min_iters", min_iters)
+    if not batches:
+        raise ConfigError("batch sizes: expected at least one")
+    for b in batches:
+        count("batch size", b)
+    spec = artefact_spec(model)
     fixed = spec.fixed_batch
     if fixed and any(b != fixed for b in batches):
         raise ConfigError(f"{model} has a fixed batch of {fixed}; benchmark it with --batch {fixed}")
-    frames = load_frames(images)
+    sources: list = image_files(images) if end_to_end else load_frames(images)
     options = dataclasses.replace(options or RunnerOptions(), max_batch=max(batches))
-    selection = select_runner(model, backend, options=options)
+    selection = select_runner(model, backend, options=options, precision=precision)
+    fed = "image files (decode + preprocess)" if end_to_end else "decoded frames (preprocess)"
     settings = {"warmup_s": warmup_s, "duration_s": duration_s, "min_iters": min_iters, "batches": list(batches),
-                "runner_options": dataclasses.asdict(options), "frames": len(frames),
-                "timed": "preprocess (decoded frames -> tensor) and inference incl. host<->device copies"}
+                "runner_options": dataclasses.asdict(options), "frames": len(sources), "end_to_end": end_to_end,
+                "timed": f"inference only, then {fed} overlapped with inference through Runner.run()"}
+    ran = artefact_spec(selection.artefact) if selection.artefact else spec  # e.g. the int8 variant chosen
     with selection.runner as runner:
-        report = BenchReport(str(model), selection.backend, spec.precision, environment(runner, spec, settings), settings)
+        report = BenchReport(str(model), selection.backend, ran.precision,
+                             environment(selection, ran, settings), settings)
         for batch in batches:
-            report.results.append(bench_batch(runner, spec, frames, batch, warmup_s=warmup_s,
+            report.results.append(bench_batch(runner, spec, sources, batch, warmup_s=warmup_s,
                                               duration_s=duration_s, min_iters=min_iters, progress=progress))
     return report
 
@@ -180,15 +239,18 @@ def format_report(report: BenchReport) -> str:
     env = report.environment
     lines = [f"model {report.model} | backend {env['runner']} | precision {report.precision} | "
              f"cpu {env['machine']['cpu']} x{env['cpu_count']}",
-             f"{'batch':>5} {'img/s':>8} {'e2e img/s':>10} {'stage':>10} {'min':>8} {'mean':>8} {'median':>8}"
-             f" {'p90':>8} {'p95':>8} {'p99':>8} {'cv':>6}"]
+             f"{'batch':>5} {'img/s':>8} {'e2e img/s':>10} {'ratio':>6} {'stage':>10} {'min':>8} {'mean':>8}"
+             f" {'median':>8} {'p90':>8} {'p95':>8} {'p99':>8} {'cv':>6}"]
     for r in report.results:
         for i, (stage, s) in enumerate(r.summary.items()):
-            head = f"{r.batch:>5} {r.model_throughput:>8.2f} {r.end_to_end_throughput:>10.2f}" if i == 0 else " " * 25
+            head = (f"{r.batch:>5} {r.model_throughput:>8.2f} {r.end_to_end_throughput:>10.2f} {r.ratio:>6.2f}"
+                    if i == 0 else " " * 32)
             lines.append(f"{head} {stage:>10} " + " ".join(f"{1000 * s[k]:>8.2f}" for k in
                          ("min", "mean", "median", "p90", "p95", "p99")) + f" {100 * s['cv']:>5.1f}%")
         if r.unstable:
-            lines.append(f"{'':>25} WARNING: unstable (inference cv {100 * r.summary['infer']['cv']:.1f}% > "
+            lines.append(f"{'':>32} WARNING: unstable (inference cv {100 * r.summary['infer']['cv']:.1f}% > "
                          f"{100 * UNSTABLE_CV:.0f}%)")
-    lines.append("times in ms; img/s = batch / median inference; e2e adds OpenCV preprocessing of decoded frames")
+    fed = "JPEG decoding and preprocessing" if report.settings.get("end_to_end") else "preprocessing of decoded frames"
+    lines.append(f"times in ms; img/s = batch / median inference; e2e img/s overlaps {fed} with inference "
+                 "(Runner.run); ratio = e2e / img/s; end_to_end = time between results")
     return "\n".join(lines)

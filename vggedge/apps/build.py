@@ -7,12 +7,13 @@ from pathlib import Path
 from typing import Sequence
 
 from ..engine.flags import PRECISIONS, check_batch
+from ..engine.registry import record_engine
 from ..errors import ConfigError, ModelError
 from ..paths import CALIB_DIR
 from ..precision.fp16 import write_fp16
 from ..precision.int8 import METHODS, Int8Result, quantize_int8
 from ..precision.qdq_check import tensorrt_violations
-from ..runtime.select import probe_trt
+from ..runtime.select import engine_unavailable
 from ..spec import load_spec_for
 
 log = logging.getLogger(__name__)
@@ -62,7 +63,7 @@ def build(model: str | Path, precisions: Sequence[str] = ("fp32", "fp16", "int8"
     """Write every precision's ONNX; build TensorRT engines for them when TensorRT and a GPU are present."""
     batch = check_batch(batch)
     report = precision_artefacts(model, precisions, calib=calib, method=method, fp16_io=fp16_io)
-    reason = probe_trt()
+    reason = engine_unavailable()
     if reason is not None:
         report.no_engine_reason = reason
         log.warning("no TensorRT engine built: %s. The ONNX artefacts above run on onnxruntime "
@@ -80,6 +81,7 @@ def build(model: str | Path, precisions: Sequence[str] = ("fp32", "fp16", "int8"
             onnx_path, out, precision=precision, batch=batch, workspace_bytes=int(workspace_gb * (1 << 30)),
             timing_cache_path=out / "timing.cache", onnx_precision=precision, spec=load_spec_for(onnx_path),
             calibration=calibration if precision == "int8" else None, log=log.info)
+        record_engine(model, report.engines[precision])  # so classify/bench/compare find it again
     return report
 
 

@@ -1,79 +1,75 @@
-"""Classifier: preprocess -> infer -> top-k, on whichever backend selection gives."""
+"""Classifier: preprocess -> infer -> top-k, on whichever backend selection gives, through ``Runner.run()``."""
 from __future__ import annotations
 
 import dataclasses
 import logging
 import threading
-import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Iterator, Sequence
+from typing import Any, Iterable, Iterator, Optional, Sequence
 
 import numpy as np
 
-from ..errors import ModelError, VggEdgeError
+from ..checks import count
+from ..engine.registry import artefact_spec
+from ..errors import ImageError, ModelError, VggEdgeError
 from ..model.labels import Prediction, labels_for, top_k
-from ..preprocess import ImageLike, preprocess
+from ..preprocess import ImageLike
 from ..runtime.base import RunnerOptions
 from ..runtime.select import select_runner
-from ..spec import ModelSpec, load_spec_for
+from ..spec import ModelSpec
+from .batches import ImagePrepareFn, iter_batches, split
 
 log = logging.getLogger(__name__)
 
 
-def batch_plan(spec: ModelSpec, batch_size: int) -> tuple[int, bool]:
-    """(batch size, pad) for a model: a fixed-batch model takes exactly its batch, padded at the end."""
-    return (spec.fixed_batch, True) if spec.fixed_batch else (batch_size, False)
-
-
-def chunks(images: Sequence[ImageLike], size: int, pad: bool) -> Iterator[tuple[list[ImageLike], int]]:
-    """(batch, number of real images) pairs; with ``pad`` the last batch repeats its last image."""
-    for start in range(0, len(images), size):
-        chunk = list(images[start:start + size])
-        real = len(chunk)
-        if pad and real < size:
-            chunk += [chunk[-1]] * (size - real)
-        yield chunk, real
-
-
-def infer_images(runner, spec: ModelSpec, images: Sequence[ImageLike], batch_size: int) -> np.ndarray:
-    """Preprocess and run images in batches on an active runner; returns (N, ...) float32 outputs."""
-    outputs = []
-    for chunk, real in chunks(images, *batch_plan(spec, batch_size)):
-        out = runner.infer({spec.input_name: preprocess(chunk, spec)})[spec.output_name]
-        outputs.append(np.array(out[:real], dtype=np.float32, copy=True))
-    return np.concatenate(outputs)
-
-
 @dataclass
 class Timings:
-    """Wall-clock seconds per stage, one entry per batch."""
+    """Seconds per stage, one entry per batch (``preprocess`` runs in the prepare worker, overlapped)."""
 
     preprocess: list[float] = field(default_factory=list)
     infer: list[float] = field(default_factory=list)
     images: list[int] = field(default_factory=list)
 
 
+@dataclass(frozen=True)
+class Classified:
+    """One image's outcome, in input order: its top-k predictions, or the error that stopped it."""
+
+    index: int
+    source: ImageLike
+    predictions: Optional[list[Prediction]] = None
+    error: Optional[ImageError] = None
+
+    @property
+    def ok(self) -> bool:
+        return self.error is None
+
+
 class Classifier:
-    """Classify images with a VGG16-family model and its spec sidecar.
+    """Classify images with a VGG16-family model (ONNX with its spec, or a TensorRT engine).
 
     >>> with Classifier("engines/demo/vgg16.onnx") as clf:   # doctest: +SKIP
-    ...     clf.classify(["calib/cat_chelsea.jpg"], k=5)
+    ...     for result in clf.classify_iter(["calib/cat_chelsea.jpg", "broken.jpg"], k=5):
+    ...         print(result.source, result.predictions or result.error)
 
-    One Classifier owns one runner; use one per thread. ``precision="auto"`` lets
-    the CPU backend run the fastest INT8/FP32 variant beside the model (runtime/cpu.py).
+    One Classifier owns one runner; use one per thread. ``precision`` picks among
+    the engines and ONNX variants beside the model ("as-given", "auto", "fp32",
+    "fp16", "int8"; see :func:`vggedge.runtime.select.select_runner`).
     """
 
     def __init__(self, model: str | Path, backend: str = "auto", *, batch_size: int = 8,
                  spec: ModelSpec | None = None, options: RunnerOptions | None = None,
                  precision: str = "as-given") -> None:
         self.model = Path(model)
-        self.spec = spec or load_spec_for(self.model)
+        self.batch_size = count("batch_size", batch_size)
+        self.spec = spec or artefact_spec(self.model)
         if self.spec.output_kind == "features":
             raise ModelError(f"{model}: this model outputs features ({self.spec.output_name}), not class scores; "
                              "export it with include_top=True to classify")
         self.labels = labels_for(self.spec.labels, self.spec.num_classes)
-        self.batch_size, self._pad = batch_plan(self.spec, batch_size)
+        if self.spec.fixed_batch:
+            self.batch_size = self.spec.fixed_batch
         options = dataclasses.replace(options or RunnerOptions(), max_batch=self.batch_size)
         self.selection = select_runner(self.model, backend, options=options, precision=precision)
         self.runner = self.selection.runner
@@ -88,28 +84,50 @@ class Classifier:
     def __exit__(self, *exc: object) -> None:
         self.runner.deactivate()
 
-    def scores(self, batch: np.ndarray) -> np.ndarray:
-        """Raw model output for an already preprocessed batch."""
+    def report(self) -> dict[str, Any]:
+        """Backend, file run, skipped backends, options and last stage times (same keys on every backend)."""
+        return self.selection.report()
+
+    def _check_use(self) -> None:
         if not self.runner.active:
             raise VggEdgeError(f"{self.model}: Classifier used outside `with Classifier(...) as clf:`; "
                                "the with-block allocates the backend's session and buffers once")
         if threading.get_ident() != self._owner:
             raise VggEdgeError(f"{self.model}: this Classifier belongs to the thread that opened it; a GPU "
                                "execution context and stream are not shared: open one Classifier per thread")
+
+    def scores(self, batch: np.ndarray) -> np.ndarray:
+        """Raw model output for an already preprocessed batch (blocking; copied once)."""
+        self._check_use()
         out = self.runner.infer({self.spec.input_name: batch})
         return np.array(out[self.spec.output_name], dtype=np.float32, copy=True)
 
+    def classify_iter(self, images: Iterable[ImageLike], k: int = 5, *, strict: bool = False,
+                      prepare_fn: ImagePrepareFn | None = None) -> Iterator[Classified]:
+        """Top-k per image (paths or BGR arrays), yielded in order as each batch finishes.
+
+        Decoding and preprocessing of the next batch overlap inference (``Runner.run``).
+        An image that cannot be read comes back with its ``error`` and the job goes
+        on; ``strict=True`` raises the first such error instead. ``prepare_fn``
+        replaces the default decode-and-preprocess step (see apps/batches.py).
+        """
+        self._check_use()
+        count("k", k)
+        for batch, out in iter_batches(self.runner, self.spec, images, self.batch_size, prepare_fn=prepare_fn,
+                                       copy=False):  # top-k reads the views before the next batch
+            self.timings.preprocess.append(out.times.get("prepare", 0.0))
+            self.timings.infer.append(out.times.get("infer", 0.0))
+            self.timings.images.append(len(batch.rows))
+            for result in split(batch, out, strict=strict):
+                if result.ok:
+                    preds = top_k(result.outputs[self.spec.output_name], self.labels, k)[0]
+                    yield Classified(result.index, result.source, preds)
+                else:
+                    yield Classified(result.index, result.source, None, result.error)
+
     def classify(self, images: Sequence[ImageLike], k: int = 5) -> list[list[Prediction]]:
-        """Top-k predictions per image (paths or BGR arrays), processed in batches."""
-        results: list[list[Prediction]] = []
-        for chunk, real in chunks(images, self.batch_size, self._pad):
-            t0 = time.perf_counter()
-            batch = preprocess(chunk, self.spec)
-            t1 = time.perf_counter()
-            scores = self.scores(batch)[:real]
-            t2 = time.perf_counter()
-            self.timings.preprocess.append(t1 - t0)
-            self.timings.infer.append(t2 - t1)
-            self.timings.images.append(real)
-            results.extend(top_k(scores, self.labels, k))
-        return results
+        """Top-k predictions per image; the first unreadable image raises ImageError naming it.
+
+        Use :meth:`classify_iter` to keep going past bad images and get each error in its place.
+        """
+        return [r.predictions for r in self.classify_iter(images, k, strict=True)]

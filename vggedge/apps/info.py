@@ -3,8 +3,14 @@ from __future__ import annotations
 
 import importlib.metadata
 import platform
+from pathlib import Path
+from typing import Any
 
-from ..runtime.select import availability
+from ..engine.identity import EngineIdentity
+from ..engine.registry import base_model, engine_usability, engines_for, is_engine, onnx_variants
+from ..errors import VggEdgeError
+from ..runtime.base import RunnerOptions
+from ..runtime.select import availability, engine_machine, plan_selection
 
 PACKAGES = ("vggedge", "numpy", "onnx", "onnxruntime", "onnxruntime-gpu", "opencv-python-headless",
             "opencv-python", "h5py", "torch", "tensorrt", "pycuda")
@@ -66,4 +72,79 @@ def format_info(data: dict) -> str:
     lines.append(f"cpu path: {features['arch']}, {features['cores']} cores, {flags}; "
                  f"onnxruntime providers {', '.join(features['providers'])}")
     lines += [f"  {i + 1}. {v}" for i, v in enumerate(data["cpu"]["variants"])]
+    return "\n".join(lines)
+
+
+def model_info(model: str | Path, backend: str = "auto", precision: str = "as-given", *,
+               max_batch: int = 8) -> dict[str, Any]:
+    """What exists for a model (ONNX variants, engines with their identity, the tuned CPU choice) and what would run.
+
+    ``model`` may be an ONNX file or an engine; nothing is loaded or activated.
+    """
+    model = Path(model)
+    onnx_model = model
+    data: dict[str, Any] = {"model": str(model)}
+    if is_engine(model):
+        identity = EngineIdentity.load(model)
+        data["engine"] = _engine_row(model, identity)
+        onnx_model = Path(identity.model_path) if identity.model_path else model
+    data["onnx_variants"] = [{"path": str(v.path), "precision": v.precision, "tag": v.tag or "fp32"}
+                             for v in onnx_variants(onnx_model)]
+    machine = engine_machine()
+    data["engines"] = [{**_engine_row(r.plan, r.identity), "status": engine_usability(r, machine)}
+                       for r in (engines_for(onnx_model) if onnx_model.suffix == ".onnx" else [])]
+    data["cpu_choice"] = _cpu_choice(base_model(onnx_model))
+    try:
+        plan = plan_selection(model, backend, options=RunnerOptions(max_batch=max_batch), precision=precision)
+        data["would_run"] = {"backend": plan.backend, "artefact": str(plan.artefact),
+                             "precision": plan.extra.get("precision", precision), "skipped": dict(plan.skipped)}
+    except VggEdgeError as exc:
+        data["would_run"] = {"error": str(exc)}
+    return data
+
+
+def _engine_row(plan: Path, identity: EngineIdentity) -> dict[str, Any]:
+    return {"path": str(plan), "precision": identity.precision, "batch": list(identity.batch),
+            "tensorrt_version": identity.tensorrt_version, "gpu": identity.gpu_name,
+            "compute_capability": identity.compute_capability, "source": identity.model_path,
+            "model_sha256": identity.model_sha256}
+
+
+def _cpu_choice(fp32: Path) -> dict[str, Any]:
+    """The variant the tuned CPU path would take for ``precision="auto"``, and whether its file exists."""
+    from ..runtime.cpu import choose, cpu_features, variant_path
+
+    try:
+        variant = choose(cpu_features())
+    except VggEdgeError as exc:
+        return {"error": str(exc)}
+    path = variant_path(fp32, variant.model)
+    return {"variant": variant.key, "label": variant.label, "file": str(path), "exists": path.is_file()}
+
+
+def format_model_info(data: dict[str, Any]) -> str:
+    """Human-readable form of :func:`model_info`."""
+    lines = [f"model: {data['model']}"]
+    if "engine" in data:
+        e = data["engine"]
+        lines.append(f"  engine: {e['precision']}, batch {','.join(map(str, e['batch']))}, TensorRT "
+                     f"{e['tensorrt_version']}, {e['gpu']} (sm {e['compute_capability']}), from {e['source']}")
+    lines.append("ONNX variants:")
+    lines += [f"  {v['tag']:<12} {v['precision']:<5} {v['path']}" for v in data["onnx_variants"]] or ["  (none)"]
+    lines.append("TensorRT engines:")
+    lines += [f"  {e['precision']:<5} batch {','.join(map(str, e['batch']))}  TensorRT {e['tensorrt_version']}  "
+              f"{e['gpu']} (sm {e['compute_capability']})  {e['path']}\n      {e['status']}"
+              for e in data["engines"]] or ["  (none built; `vggedge build --model M` on a TensorRT machine)"]
+    cpu = data["cpu_choice"]
+    if "error" in cpu:
+        lines.append(f"tuned CPU choice: {cpu['error']}")
+    else:
+        state = "present" if cpu["exists"] else "missing; the demo or `vggedge build --precision int8` writes it"
+        lines.append(f"tuned CPU choice (precision auto): {cpu['variant']}: {cpu['label']} ({cpu['file']}, {state})")
+    run = data["would_run"]
+    if "error" in run:
+        lines.append(f"would run: nothing: {run['error']}")
+    else:
+        lines.append(f"would run: {run['backend']} on {run['artefact']} (precision {run['precision']})")
+        lines += [f"  skipped {name}: {reason}" for name, reason in run["skipped"].items()]
     return "\n".join(lines)

@@ -1,8 +1,9 @@
 """Backend registry and selection: TensorRT, then onnxruntime CUDA, then onnxruntime CPU.
 
 Backends are imported lazily; every probe returns None when the backend can run
-here, or the reason it cannot. Selection returns the runner and one reason per
-skipped backend, so ``auto`` never falls back silently.
+here, or the reason it cannot. Selection finds the engine built for an ONNX model
+(engine/registry.py), picks the precision variant asked for, and returns the
+runner and one reason per skipped backend, so ``auto`` never falls back silently.
 """
 from __future__ import annotations
 
@@ -11,9 +12,12 @@ import importlib.util
 import logging
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable
+from typing import Any, Callable
 
-from ..errors import BackendUnavailable, ConfigError
+from ..engine.identity import EngineIdentity, check_identity
+from ..engine.registry import (Machine, base_model, check_precision_choice, find_engine, is_engine,
+                               onnx_for_precision, onnx_variants, this_machine)
+from ..errors import BackendUnavailable, ConfigError, ModelError, VggEdgeError
 from .base import Runner, RunnerOptions
 
 log = logging.getLogger(__name__)
@@ -67,23 +71,29 @@ def gpu_reason() -> str | None:
 
 @dataclass(frozen=True)
 class Backend:
-    """One registered backend: its probe and where its runner class lives."""
+    """One registered backend: its probe, where its runner class lives, and what it runs."""
 
     name: str
     runner_path: str  # "module:Class", imported only when used
     probe: Callable[[], str | None]
     artefact: str  # "onnx" or "engine"
     takes_precision: bool = False  # the factory picks a precision variant itself (the CPU backend)
+    preparer: str | None = None  # "module:function(model, calib)" writing the files it runs best with
 
     def load_class(self) -> Callable[..., Runner]:
-        module, _, cls = self.runner_path.partition(":")
-        return getattr(importlib.import_module(module), cls)
+        return _load(self.runner_path)
+
+
+def _load(path: str) -> Callable[..., Any]:
+    module, _, name = path.partition(":")
+    return getattr(importlib.import_module(module), name)
 
 
 BACKENDS: dict[str, Backend] = {
     "trt": Backend("trt", "vggedge.runtime.gpu.trt:TrtRunner", probe_trt, "engine"),
     "ort-cuda": Backend("ort-cuda", "vggedge.runtime.gpu.ort_cuda:OrtCudaRunner", probe_ort_cuda, "onnx"),
-    "ort-cpu": Backend("ort-cpu", "vggedge.runtime.cpu:cpu_runner", probe_ort_cpu, "onnx", True),
+    "ort-cpu": Backend("ort-cpu", "vggedge.runtime.cpu:cpu_runner", probe_ort_cpu, "onnx", True,
+                       "vggedge.runtime.cpu:prepare_variants"),
 }
 AUTO_ORDER = ("trt", "ort-cuda", "ort-cpu")
 
@@ -95,42 +105,152 @@ def availability() -> dict[str, str | None]:
 
 @dataclass
 class Selection:
-    """The chosen backend, its runner (not yet activated) and why the others were skipped."""
+    """The chosen backend, its runner (not yet activated), the file it runs, and why the others were skipped."""
 
     backend: str
     runner: Runner
     skipped: list[tuple[str, str]] = field(default_factory=list)
+    artefact: Path | None = None
+
+    def report(self) -> dict[str, Any]:
+        """The runner's report plus what selection decided (the same keys for every backend)."""
+        return {**self.runner.report(), "artefact": str(self.artefact) if self.artefact else None,
+                "skipped": dict(self.skipped)}
 
 
-def select_runner(model: str | Path, backend: str = "auto", *, options: RunnerOptions | None = None,
-                  precision: str = "as-given", engine: str | Path | None = None,
-                  engine_reason: str | None = None) -> Selection:
-    """Pick a runner for an ONNX model (and optionally its engine).
+@dataclass
+class Plan:
+    """What selection would construct: backend name, the file it runs, extra factory arguments."""
 
-    ``backend`` is "auto" or a registry name. ``options`` (the one set every
-    runner takes) and ``precision`` ("as-given", "auto", "fp32", "fp16", "int8")
-    are passed to whichever backend is chosen. A forced backend that cannot run
-    raises BackendUnavailable with the reason. ``engine_reason`` explains why no
-    usable engine exists (e.g. built for another GPU) when ``engine`` is None.
+    backend: str
+    artefact: Path
+    extra: dict[str, Any]
+    skipped: list[tuple[str, str]]
+
+
+def plan_selection(model: str | Path, backend: str = "auto", *, options: RunnerOptions | None = None,
+                   precision: str = "as-given", engine: str | Path | None = None,
+                   engine_reason: str | None = None) -> Plan:
+    """Decide which backend runs which file, constructing nothing (``vggedge info --model`` shows this).
+
+    Raises like :func:`select_runner`.
     """
     options = options or RunnerOptions()
+    check_precision_choice(precision)
     if backend != "auto" and backend not in BACKENDS:
         raise ConfigError(f"backend {backend!r} is unknown; choose auto or one of {sorted(BACKENDS)}")
+    if is_engine(model):
+        return _engine_plan(Path(model), backend, options, precision)
     order = AUTO_ORDER if backend == "auto" else (backend,)
     skipped: list[tuple[str, str]] = []
     for name in order:
         entry = BACKENDS[name]
         reason = entry.probe()
-        if reason is None and entry.artefact == "engine" and engine is None:
-            reason = engine_reason or "no TensorRT engine built for this model (run `vggedge build`)"
+        if reason is None:
+            try:
+                artefact, extra, reason = _artefact(entry, Path(model), options, precision, engine, engine_reason)
+            except ModelError as exc:
+                reason = str(exc)
         if reason is not None:
             if backend != "auto":
                 raise BackendUnavailable(f"backend {name!r} cannot run here: {reason}")
             log.info("backend %s skipped: %s", name, reason)
             skipped.append((name, reason))
             continue
-        artefact = engine if entry.artefact == "engine" else model
-        extra = {"precision": precision} if entry.takes_precision else {}
-        runner = entry.load_class()(artefact, options, **extra)
-        return Selection(name, runner, skipped)
+        return Plan(name, artefact, extra, skipped)
     raise BackendUnavailable("no backend can run here: " + "; ".join(f"{n}: {r}" for n, r in skipped))
+
+
+def _artefact(entry: Backend, model: Path, options: RunnerOptions, precision: str, engine: str | Path | None,
+              engine_reason: str | None) -> tuple[Path, dict[str, Any], str | None]:
+    """(file to run, factory keywords, None) for one backend, or (model, {}, why it has no file)."""
+    if entry.artefact == "engine":
+        if engine is not None:
+            return Path(engine), {"model_path": str(model)}, None
+        if engine_reason is not None:
+            return model, {}, engine_reason
+        choice = find_engine(model, precision=precision, max_batch=options.max_batch, device=options.device)
+        if choice.plan is None:
+            return model, {}, choice.reason
+        return choice.plan, {"model_path": choice.identity.model_path or str(model)}, None
+    if entry.takes_precision:  # the CPU factory picks among its own variants for "auto"
+        if precision == "auto":
+            return base_model(model), {"precision": "auto"}, None
+        return onnx_for_precision(model, precision), {"precision": "as-given"}, None
+    if precision == "auto":  # GPU onnxruntime: FP16 when it was built, else the model given
+        fp16 = [v.path for v in onnx_variants(model) if v.tag == "fp16"]
+        return (fp16[0] if fp16 else model), {}, None
+    return onnx_for_precision(model, precision), {}, None
+
+
+def _engine_plan(plan: Path, backend: str, options: RunnerOptions, precision: str) -> Plan:
+    """``--model x.plan``: only an engine backend runs it, after its sidecar is checked against this machine."""
+    identity = EngineIdentity.load(plan)
+    source = identity.model_path or "the ONNX it was built from"
+    names = [n for n in (AUTO_ORDER if backend == "auto" else (backend,)) if BACKENDS[n].artefact == "engine"]
+    if not names:
+        raise ConfigError(f"{plan} is a TensorRT engine; backend {backend!r} runs ONNX models: "
+                          f"pass --model {source} instead")
+    if precision in ("fp32", "fp16", "int8") and precision != identity.precision:
+        raise ConfigError(f"{plan} is a {identity.precision} engine, but precision {precision} was requested")
+    name = names[0]
+    reason = BACKENDS[name].probe()
+    if reason is not None:
+        raise BackendUnavailable(f"backend {name!r} cannot run {plan} here: {reason} "
+                                 f"(onnxruntime can run its source ONNX: --model {source})")
+    here = this_machine(options.device)
+    check_identity(identity, model_sha256=None, trt_version=here.tensorrt_version, gpu_name=here.gpu_name,
+                   compute_capability=here.compute_capability, batch=options.max_batch, plan_path=plan,
+                   model_path=identity.model_path)
+    return Plan(name, plan, {"model_path": identity.model_path}, [])
+
+
+def select_runner(model: str | Path, backend: str = "auto", *, options: RunnerOptions | None = None,
+                  precision: str = "as-given", engine: str | Path | None = None,
+                  engine_reason: str | None = None) -> Selection:
+    """Pick a runner for a model: an ONNX file (engines built for it are found) or an engine.
+
+    ``backend`` is "auto" or a registry name. ``options`` (the one set every
+    runner takes) go to whichever backend is chosen. ``precision`` picks among
+    the artefacts beside the model: "as-given" (this file, or an engine built
+    from it), "auto" (the fastest that exists here), or "fp32"/"fp16"/"int8".
+    For the engine backend, a matching engine is looked up (engine/registry.py)
+    unless ``engine`` is given; when none fits this GPU or TensorRT, the skip
+    reason carries the rebuild command (``engine_reason`` overrides it). A
+    forced backend that cannot run raises BackendUnavailable with the reason.
+    """
+    options = options or RunnerOptions()
+    plan = plan_selection(model, backend, options=options, precision=precision, engine=engine,
+                          engine_reason=engine_reason)
+    runner = BACKENDS[plan.backend].load_class()(plan.artefact, options, **plan.extra)
+    return Selection(plan.backend, runner, plan.skipped, plan.artefact)
+
+
+def engine_unavailable() -> str | None:
+    """None when an engine backend (TensorRT) can run here, else why not (``vggedge build`` asks this)."""
+    reasons = [entry.probe() for entry in BACKENDS.values() if entry.artefact == "engine"]
+    return None if any(r is None for r in reasons) else "; ".join(r for r in reasons if r) or "no engine backend"
+
+
+def engine_machine(device: int = 0) -> Machine | None:
+    """This machine's TensorRT version and GPU when an engine backend can run here, else None."""
+    for entry in BACKENDS.values():
+        if entry.artefact == "engine" and entry.probe() is None:
+            try:
+                return this_machine(device)
+            except VggEdgeError:
+                return None
+    return None
+
+
+def prepare_artefacts(model: str | Path, backend: str = "auto", *, calib: str | Path,
+                      options: RunnerOptions | None = None) -> str:
+    """Write the files the backend that will run ``model`` works best with (the CPU's INT8 variants).
+
+    Returns that backend's name; backends with nothing to prepare are left alone.
+    """
+    plan = plan_selection(model, backend, options=options, precision="as-given")
+    preparer = BACKENDS[plan.backend].preparer
+    if preparer is not None:
+        _load(preparer)(base_model(model), calib)
+    return plan.backend
