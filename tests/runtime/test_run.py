@@ -10,7 +10,7 @@ import pytest
 
 from vggedge.errors import ConfigError, InputError, VggEdgeError
 from vggedge.model.vgg16 import VGG16Options, build_onnx, random_weights
-from vggedge.runtime.base import BatchOutput, RunnerOptions
+from vggedge.runtime.base import BatchOutput, Runner, RunnerOptions, TensorMeta
 from vggedge.runtime.ort import OrtOptions, OrtRunner
 
 OPTS = VGG16Options(include_rescaling=False, include_top=False, pooling="avg", input_shape=(32, 32, 3))
@@ -56,29 +56,44 @@ def test_ready_feeds_without_prepare(model_path: Path) -> None:
     assert got == [(2, 512), (1, 512)]
 
 
-def test_prepare_overlaps_inference(model_path: Path) -> None:
-    """A prepare that sleeps as long as inference: overlapped total is well under the serial sum."""
-    batches, n = 8, 4
-    data = feed(n, 0)
-    with runner(model_path, max_batch=n) as r:
-        for _ in range(3):
-            r.infer({"images": data})
-        t0 = time.perf_counter()
-        for _ in range(batches):
-            r.infer({"images": data})
-        infer_s = (time.perf_counter() - t0) / batches
-        pause = max(infer_s, 0.02)
+class SleepyRunner(Runner):
+    """A runner whose inference sleeps (releasing the GIL, as onnxruntime does) for a known time."""
 
-        def prepare(_: int, inputs: dict) -> int:
-            time.sleep(pause)
-            inputs["images"][:n] = data
-            return n
+    name = "sleepy"
 
+    def __init__(self, pause: float, options: RunnerOptions) -> None:
+        super().__init__(options)
+        self.pause = pause
+
+    def _activate(self) -> None: ...
+
+    def _deactivate(self) -> None: ...
+
+    def _input_metadata(self) -> dict[str, TensorMeta]:
+        return {"images": TensorMeta("images", np.dtype(np.float32), (None, 3, 4, 4))}
+
+    def _infer(self, feed):
+        time.sleep(self.pause)
+        return {"scores": feed["images"].sum(axis=(1, 2, 3))}
+
+
+def test_prepare_overlaps_inference() -> None:
+    """Prepare and inference each take a known time: overlapped total is well under the serial sum."""
+    batches, n, pause = 10, 4, 0.05
+
+    def prepare(i: int, inputs: dict) -> int:
+        time.sleep(pause)
+        inputs["images"][:n] = i
+        return n
+
+    with SleepyRunner(pause, RunnerOptions(max_batch=n)) as r:
         t0 = time.perf_counter()
-        assert len(list(r.run(range(batches), prepare))) == batches
+        got = list(r.run(range(batches), prepare))
         overlapped = time.perf_counter() - t0
-    serial = batches * (pause + infer_s)
-    assert overlapped < 0.8 * serial, (overlapped, serial)
+    assert [o.tag for o in got] == list(range(batches))
+    assert [float(o.outputs["scores"][0]) for o in got] == [48.0 * i for i in range(batches)]
+    serial = batches * 2 * pause
+    assert overlapped < 0.75 * serial, (overlapped, serial)  # ideal: (batches + 1) / (2 * batches) = 0.55
 
 
 def test_one_run_at_a_time_counted_from_the_call(model_path: Path) -> None:
