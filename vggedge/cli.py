@@ -95,7 +95,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--calib", default=None, help="calibration image folder (default: the repository's calib/)")
     p.add_argument("--calib-method", choices=["minmax", "entropy", "percentile"], default="minmax")
     p.add_argument("--fp16-io", action="store_true", help="FP16 model takes and returns float16 (default float32)")
-    p.add_argument("--out", default=None, help="engine folder (default: beside the model)")
+    p.add_argument("--out", default=None, help="folder for the FP16/INT8 ONNX files and engines (default: beside the model)")
     p.add_argument("--workspace-gb", type=float, default=2.0)
 
     p = sub.add_parser("compare", help="agreement of FP16/INT8 variants with FP32 on an image set")
