@@ -8,7 +8,7 @@ import sys
 from pathlib import Path
 from typing import Callable, Sequence
 
-from .errors import VggEdgeError
+from .errors import EXIT_ERROR, EXIT_INTERRUPTED, VggEdgeError
 
 log = logging.getLogger("vggedge")
 COMMANDS: dict[str, Callable[[argparse.Namespace], int]] = {}
@@ -277,7 +277,7 @@ def _weights(args: argparse.Namespace) -> int:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """Parse, dispatch, and turn VggEdgeError into a one-line message and exit status 1."""
+    """Parse, dispatch, and turn VggEdgeError into a one-line message and exit status 1 (Ctrl-C: 130)."""
     parser = build_parser()
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,
@@ -286,10 +286,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         return COMMANDS[args.command](args)
     except VggEdgeError as exc:
         print(f"vggedge: error: {exc}", file=sys.stderr)
-        return 1
-    except KeyboardInterrupt:
-        print("vggedge: interrupted", file=sys.stderr)
-        return 130
+        return EXIT_ERROR
+    except KeyboardInterrupt:  # raised after every `finally` below has removed its temporaries
+        print("vggedge: interrupted; partial files were removed and finished ones kept", file=sys.stderr)
+        return EXIT_INTERRUPTED
 
 
 def run() -> None:

@@ -88,8 +88,13 @@ def format_report(report: BuildReport) -> str:
     lines = [f"{p:>5} ONNX: {path}" for p, path in report.onnx.items()]
     if report.int8 is not None:
         r = report.int8
-        lines.append(f"       INT8 calibration: {r.method} on {r.images} images "
-                     f"({'from cache' if r.cache_hit else 'computed'}; cache {r.cache_path})")
+        if r.reused:
+            lines.append(f"       INT8: up to date ({r.method} on {r.images} images, same model and images); reused")
+        else:
+            lines.append(f"       INT8 calibration: {r.method} on {r.images} images "
+                         f"({'from cache' if r.cache_hit else 'computed'}; cache {r.cache_path})")
+        if r.skipped:
+            lines.append(f"       skipped {len(r.skipped)} unreadable calibration image(s): " + "; ".join(r.skipped))
     lines += [f"{p:>5} engine: {path}" for p, path in report.engines.items()]
     if report.no_engine_reason:
         lines.append(f"no TensorRT engine built: {report.no_engine_reason}")

@@ -72,6 +72,7 @@ def write(tensors_data: Any, path: Path, used: int, skipped: list[str]) -> None:
         save_tensors_data(tensors_data, tmp)
         payload = json.loads(tmp.read_text())
         payload["vggedge"] = {"images": used, "skipped": skipped}
+        tmp.unlink()  # rewritten fresh, so the usual permissions apply (onnxruntime's temp file is 0600)
         tmp.write_text(json.dumps(payload))
 
 

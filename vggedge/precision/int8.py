@@ -186,6 +186,7 @@ def quantize_int8(src: str | Path, calib: str | Path, dst: str | Path | None = N
     check_target(dst, "INT8 model")
     key = {"method": method, "style": style.name, "calib_sha256": calib_set.sha256, "source_sha256": file_sha256(src),
            "percentile": percentile if method == "percentile" else None}
+    log.info("INT8: building %s from %s (%d calibration images in %s)", dst, src, len(calib_set.paths), calib_set.folder)
     with artefact_lock(dst):
         done = _reusable(dst, key, calib_set)
         if done is not None:
