@@ -63,6 +63,7 @@ def export_vgg16(weights: str | Path | LoadedWeights, out: str | Path, options: 
     """
     options = options or VGG16Options(include_rescaling=False, include_top=True, num_classes=1000)
     check_target(out, "ONNX model")  # before minutes of work, not after
+    log.info("exporting %s to %s", options.name, out)
     loaded = weights if isinstance(weights, LoadedWeights) else load_weights(weights, options)
     if channel_order:
         loaded = loaded.with_channel_order(channel_order)
