@@ -105,7 +105,7 @@ def test_jpeg_header_reads_stored_size() -> None:
     ((3000, 4000), 1, (224, 224, 256), 8),    # 375x500 at 1/8
     ((4000, 3000), 6, (224, 224, 256), 8),
     ((448, 448), 1, (224, 224, 0), 2),        # exactly half: still covered
-    ((447, 900), 1, (224, 224, 0), 1),        # less than half on one side: full decode
+    ((446, 900), 1, (224, 224, 0), 1),        # less than half on one side: full decode
     ((1920, 300), 6, (224, 600, 0), 1),       # upright 300x1920: 150 rows at 1/2 < 224
     ((1920, 500), 6, (224, 224, 0), 2),       # upright 500x1920
 ])
