@@ -76,9 +76,10 @@ def write(tensors_data: Any, path: Path, used: int, skipped: list[str]) -> None:
         tmp.write_text(json.dumps(payload))
 
 
-def recorded_images(path: Path, default: int) -> int:
-    """How many images an entry was computed from (``default`` for entries written without the record)."""
+def recorded(path: Path, default: int) -> tuple[int, list[str]]:
+    """(images used, images skipped) recorded in an entry (``default`` images for entries without the record)."""
     try:
-        return int(json.loads(path.read_text()).get("vggedge", {}).get("images", default))
+        record = json.loads(path.read_text()).get("vggedge", {})
+        return int(record.get("images", default)), [str(s) for s in record.get("skipped", [])]
     except (OSError, ValueError, TypeError, AttributeError):
-        return default
+        return default, []

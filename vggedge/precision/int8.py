@@ -217,12 +217,11 @@ def _quantize(src: Path, spec: ModelSpec, calib_set: CalibrationSet, dst: Path, 
         folder.mkdir(parents=True, exist_ok=True)
         with artefact_lock(cache_path):
             hit = calib_cache.usable(cache_path, method)
-            skipped = []
             if not hit:
                 paths, skipped = readable_images(calib_set, min_images)
                 calibrate(model_in, image_reader(paths, spec, batch), method, percentile,
                           style.activation_symmetric, cache_path, work=work, skipped=skipped)
-            used = calib_cache.recorded_images(cache_path, len(calib_set.paths))
+            used, skipped = calib_cache.recorded(cache_path, len(calib_set.paths))
         kwargs = {"calibration_data_reader": None, "calibration_cache_path": cache_path}
     log.info("INT8 (%s style, %s): %s on %d images from %s%s", style.name, method, src.name, used,
              calib_set.folder, " (cached calibration)" if hit else "")
