@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import hashlib
+import os
 import json
 import shutil
 from pathlib import Path
@@ -149,3 +150,15 @@ def test_fixed_batch_model_calibrates_with_a_padded_last_batch(model_copy: Path,
     dims = onnx.load(str(fixed.with_name("m.int8.onnx"))).graph.input[0].type.tensor_type.shape.dim
     assert dims[0].dim_value == 4
     shutil.rmtree(fixed.parent)
+
+
+@pytest.mark.skipif(os.geteuid() == 0, reason="root writes into read-only folders")
+def test_build_beside_a_read_only_model_without_out_says_how(model_copy: Path) -> None:
+    model_copy.parent.chmod(0o555)
+    try:
+        result = vggedge(*INT8, "--model", model_copy)
+    finally:
+        model_copy.parent.chmod(0o755)
+    assert result.returncode == 1
+    assert f"folder {model_copy.parent} is not writable" in result.stderr
+    assert "`vggedge build --out DIR`" in result.stderr

@@ -1,12 +1,14 @@
 """`vggedge build`: FP32 ONNX -> FP16 / INT8 ONNX artefacts -> TensorRT engines where TensorRT exists."""
 from __future__ import annotations
 
+import contextlib
 import logging
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Sequence
 
 from ..engine.flags import PRECISIONS, check_batch
+from ..atomic import TargetError
 from ..errors import ConfigError, ModelError
 from ..paths import CALIB_DIR
 from ..precision.fp16 import write_fp16
@@ -40,6 +42,12 @@ def precision_artefacts(model: str | Path, precisions: Sequence[str], *, calib: 
         raise ConfigError(f"precision {unknown or precisions} is unknown; choose from {PRECISIONS}")
     if method not in METHODS:
         raise ConfigError(f"calibration method {method!r} is unknown; choose one of {METHODS}")
+    with _hint_out_dir(out_dir):
+        return _write_variants(model, precisions, calib, method, fp16_io, out_dir)
+
+
+def _write_variants(model: Path, precisions: Sequence[str], calib, method: str, fp16_io: bool,
+                    out_dir: str | Path | None) -> BuildReport:
     report = BuildReport()
     if "fp32" in precisions:
         report.onnx["fp32"] = model
@@ -49,6 +57,18 @@ def precision_artefacts(model: str | Path, precisions: Sequence[str], *, calib: 
         report.int8 = quantize_int8(model, calib or CALIB_DIR, _beside(model, "int8", out_dir), method=method)
         report.onnx["int8"] = report.int8.path
     return report
+
+
+@contextlib.contextmanager
+def _hint_out_dir(out_dir: str | Path | None):
+    """A model folder that cannot be written: say how to write the variants elsewhere."""
+    try:
+        yield
+    except TargetError as exc:
+        if out_dir is not None:
+            raise
+        raise TargetError(f"{exc}; to build beside a read-only model, pass out_dir (`vggedge build --out DIR`)") \
+            from None
 
 
 def _beside(model: Path, precision: str, out_dir: str | Path | None) -> Path | None:
