@@ -104,3 +104,35 @@ def test_load_spec_for(tmp_path: Path) -> None:
 
 def test_describe() -> None:
     assert TORCHVISION.describe() == "RGB x0.00392157 - [0.485, 0.456, 0.406] / [0.229, 0.224, 0.225], shorter_crop"
+
+
+def test_zero_std_refused_in_python_too() -> None:
+    with pytest.raises(ModelError, match=r"'preprocessing.std' is \[1.0, 0.0, 1.0\]; std\[1\] = 0.0 would divide"):
+        ModelSpec(preprocessing=Preprocessing(std=(1.0, 0.0, 1.0)))
+
+
+def test_missing_mean_is_not_the_caffe_default(tmp_path: Path) -> None:
+    data = ModelSpec(preprocessing=TORCHVISION).to_dict()
+    del data["preprocessing"]["mean"]
+    path = tmp_path / "m.spec.json"
+    path.write_text(json.dumps(data))
+    with pytest.raises(ModelError, match=re.escape(str(path)) + r": required spec fields missing: "
+                                        r"\['preprocessing.mean'\]"):
+        ModelSpec.load(path)
+
+
+def test_sidecar_checked_against_the_onnx_input(tmp_path: Path) -> None:
+    import onnx
+    from onnx import TensorProto, helper
+
+    graph = helper.make_graph([helper.make_node("Identity", ["images"], ["predictions"])], "g",
+                              [helper.make_tensor_value_info("images", TensorProto.FLOAT, ["N", 3, 8, 8])],
+                              [helper.make_tensor_value_info("predictions", TensorProto.FLOAT, ["N", 3, 8, 8])])
+    model = tmp_path / "m.onnx"
+    onnx.save(helper.make_model(graph), str(model))
+    ModelSpec(height=8, width=8).save(tmp_path / "m.spec.json")
+    assert load_spec_for(model).height == 8
+    ModelSpec(height=8, width=16).save(tmp_path / "m.spec.json")
+    with pytest.raises(ModelError, match=re.escape(str(tmp_path / "m.spec.json")) + r": field 'width' is 16, but "
+                                        r"the model .*m\.onnx takes input 'images' of shape \[N, 3, 8, 8\]"):
+        load_spec_for(model)

@@ -8,7 +8,7 @@ import sys
 from pathlib import Path
 from typing import Callable, Sequence
 
-from .errors import EXIT_OK, EXIT_PARTIAL, VggEdgeError
+from .errors import EXIT_ERROR, EXIT_INTERRUPTED, EXIT_OK, EXIT_PARTIAL, VggEdgeError
 
 log = logging.getLogger("vggedge")
 COMMANDS: dict[str, Callable[[argparse.Namespace], int]] = {}
@@ -105,7 +105,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--calib", default=None, help="calibration image folder (default: the repository's calib/)")
     p.add_argument("--calib-method", choices=["minmax", "entropy", "percentile"], default="minmax")
     p.add_argument("--fp16-io", action="store_true", help="FP16 model takes and returns float16 (default float32)")
-    p.add_argument("--out", default=None, help="engine folder (default: beside the model)")
+    p.add_argument("--out", default=None, help="folder for the FP16/INT8 ONNX files and engines (default: beside the model)")
     p.add_argument("--workspace-gb", type=float, default=2.0)
 
     p = sub.add_parser("compare", help="agreement of FP16/INT8 variants with FP32 on an image set")
@@ -314,7 +314,7 @@ def _weights(args: argparse.Namespace) -> int:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """Parse, dispatch, and turn VggEdgeError into a one-line message and exit status 1."""
+    """Parse, dispatch, and turn VggEdgeError into a one-line message and exit status 1 (Ctrl-C: 130)."""
     parser = build_parser()
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,
@@ -323,10 +323,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         return COMMANDS[args.command](args)
     except VggEdgeError as exc:
         print(f"vggedge: error: {exc}", file=sys.stderr)
-        return 1
-    except KeyboardInterrupt:
-        print("vggedge: interrupted", file=sys.stderr)
-        return 130
+        return EXIT_ERROR
+    except KeyboardInterrupt:  # raised after every `finally` below has removed its temporaries
+        print("vggedge: interrupted; partial files were removed and finished ones kept", file=sys.stderr)
+        return EXIT_INTERRUPTED
 
 
 def run() -> None:

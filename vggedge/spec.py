@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from .atomic import write_text_atomic
 from .errors import ModelError
 
 SPEC_VERSION = 1
@@ -95,6 +96,7 @@ class ModelSpec:
         for key in ("dtype", "output_dtype"):
             if getattr(self, key) not in ("float32", "float16"):
                 raise ModelError(f"spec {key} must be float32 or float16, got {getattr(self, key)!r}")
+        check_values(self)
 
     @property
     def input_shape(self) -> tuple[int, int, int, int] | tuple[int, ...]:
@@ -116,21 +118,25 @@ class ModelSpec:
     @classmethod
     def from_dict(cls, data: dict[str, Any], source: str = "<dict>") -> "ModelSpec":
         """Inverse of :meth:`to_dict`; unknown keys are an error, not silently dropped."""
+        if not isinstance(data, dict):
+            raise ModelError(f"{source}: a spec must be a JSON object, got {type(data).__name__}")
         data = checked_fields(cls, data, source, "spec", ("spec_version", SPEC_VERSION))
-        extra = dict(data.get("extra") or {})
-        if "fixed_batch" in extra and data.get("fixed_batch") is None:  # written by vggedge 0.1's import-onnx
-            data["fixed_batch"] = extra.pop("fixed_batch")
+        extra = dict(data.get("extra") or {}) if isinstance(data.get("extra"), dict) else data.get("extra")
+        if isinstance(extra, dict) and "fixed_batch" in extra and data.get("fixed_batch") is None:
+            data["fixed_batch"] = extra.pop("fixed_batch")  # written by vggedge 0.1's import-onnx
             data["extra"] = extra
-        pre = data.get("preprocessing")
-        if isinstance(pre, dict):
-            data["preprocessing"] = Preprocessing(**checked_fields(Preprocessing, pre, source, "preprocessing"))
-        return cls(**data)
+        if isinstance(data.get("preprocessing"), dict):
+            data["preprocessing"] = checked_fields(Preprocessing, data["preprocessing"], source, "preprocessing")
+        check_types(data, source)
+        try:
+            data["preprocessing"] = Preprocessing(**data["preprocessing"])
+            return cls(**data)
+        except ModelError as exc:
+            raise ModelError(f"{source}: {exc}") from None
 
     def save(self, path: str | Path) -> Path:
         """Write the spec as JSON to ``path`` and return it."""
-        path = Path(path)
-        path.write_text(json.dumps(self.to_dict(), indent=2, sort_keys=True) + "\n")
-        return path
+        return write_text_atomic(path, json.dumps(self.to_dict(), indent=2, sort_keys=True) + "\n")
 
     @classmethod
     def load(cls, path: str | Path) -> "ModelSpec":
@@ -143,6 +149,9 @@ class ModelSpec:
         except json.JSONDecodeError as exc:
             raise ModelError(f"{path}: spec is not valid JSON ({exc})") from None
         return cls.from_dict(data, source=str(path))
+
+
+from .spec_check import check_types, check_values  # noqa: E402  (the checks need the classes above)
 
 
 def checked_fields(cls: type, data: dict[str, Any], source: str, what: str,
@@ -175,4 +184,9 @@ def load_spec_for(artefact: str | Path) -> ModelSpec:
             f"{artefact}: no spec sidecar at {path}. Export with `vggedge export` (which writes it) "
             "or import a foreign ONNX with `vggedge import-onnx`."
         )
-    return ModelSpec.load(path)
+    spec = ModelSpec.load(path)
+    if Path(artefact).suffix == ".onnx" and Path(artefact).is_file():
+        from .spec_check import check_against_model
+
+        check_against_model(spec, path, Path(artefact))
+    return spec

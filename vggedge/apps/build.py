@@ -1,6 +1,7 @@
 """`vggedge build`: FP32 ONNX -> FP16 / INT8 ONNX artefacts -> TensorRT engines where TensorRT exists."""
 from __future__ import annotations
 
+import contextlib
 import logging
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -8,6 +9,7 @@ from typing import Sequence
 
 from ..engine.flags import PRECISIONS, check_batch
 from ..engine.registry import record_engine
+from ..atomic import TargetError
 from ..errors import ConfigError, ModelError
 from ..paths import CALIB_DIR
 from ..precision.fp16 import write_fp16
@@ -30,8 +32,9 @@ class BuildReport:
 
 
 def precision_artefacts(model: str | Path, precisions: Sequence[str], *, calib: str | Path | None = None,
-                        method: str = "minmax", fp16_io: bool = False) -> BuildReport:
-    """Write the FP16 and INT8 (TensorRT-style Q/DQ) ONNX files beside the FP32 model."""
+                        method: str = "minmax", fp16_io: bool = False,
+                        out_dir: str | Path | None = None) -> BuildReport:
+    """Write the FP16 and INT8 (TensorRT-style Q/DQ) ONNX files beside the FP32 model (or in ``out_dir``)."""
     model = Path(model)
     spec = load_spec_for(model)
     if spec.precision != "fp32":
@@ -41,20 +44,38 @@ def precision_artefacts(model: str | Path, precisions: Sequence[str], *, calib: 
         raise ConfigError(f"precision {unknown or precisions} is unknown; choose from {PRECISIONS}")
     if method not in METHODS:
         raise ConfigError(f"calibration method {method!r} is unknown; choose one of {METHODS}")
+    with _hint_out_dir(out_dir):
+        return _write_variants(model, precisions, calib, method, fp16_io, out_dir)
+
+
+def _write_variants(model: Path, precisions: Sequence[str], calib, method: str, fp16_io: bool,
+                    out_dir: str | Path | None) -> BuildReport:
     report = BuildReport()
     if "fp32" in precisions:
         report.onnx["fp32"] = model
     if "fp16" in precisions:
-        report.onnx["fp16"] = write_fp16(model, fp16_io=fp16_io)
-    if "int8" in precisions:
-        report.int8 = quantize_int8(model, calib or CALIB_DIR, method=method)
-        import onnx
-
-        problems = tensorrt_violations(onnx.load(report.int8.path, load_external_data=False))
-        if problems:
-            raise ModelError(f"{report.int8.path}: the Q/DQ model breaks TensorRT's rules: " + "; ".join(problems))
+        report.onnx["fp16"] = write_fp16(model, _beside(model, "fp16", out_dir), fp16_io=fp16_io)
+    if "int8" in precisions:  # checked against TensorRT's Q/DQ rules before it is renamed into place
+        report.int8 = quantize_int8(model, calib or CALIB_DIR, _beside(model, "int8", out_dir), method=method)
         report.onnx["int8"] = report.int8.path
     return report
+
+
+@contextlib.contextmanager
+def _hint_out_dir(out_dir: str | Path | None):
+    """A model folder that cannot be written: say how to write the variants elsewhere."""
+    try:
+        yield
+    except TargetError as exc:
+        if out_dir is not None:
+            raise
+        raise TargetError(f"{exc}; to build beside a read-only model, pass out_dir (`vggedge build --out DIR`)") \
+            from None
+
+
+def _beside(model: Path, precision: str, out_dir: str | Path | None) -> Path | None:
+    """Where a variant goes: beside the model, or in ``out_dir`` (for a read-only model folder)."""
+    return Path(out_dir) / f"{model.stem}.{precision}.onnx" if out_dir else None
 
 
 def build(model: str | Path, precisions: Sequence[str] = ("fp32", "fp16", "int8"), *,
@@ -62,7 +83,7 @@ def build(model: str | Path, precisions: Sequence[str] = ("fp32", "fp16", "int8"
           out_dir: str | Path | None = None, fp16_io: bool = False, workspace_gb: float = 2.0) -> BuildReport:
     """Write every precision's ONNX; build TensorRT engines for them when TensorRT and a GPU are present."""
     batch = check_batch(batch)
-    report = precision_artefacts(model, precisions, calib=calib, method=method, fp16_io=fp16_io)
+    report = precision_artefacts(model, precisions, calib=calib, method=method, fp16_io=fp16_io, out_dir=out_dir)
     reason = engine_unavailable()
     if reason is not None:
         report.no_engine_reason = reason
@@ -90,8 +111,13 @@ def format_report(report: BuildReport) -> str:
     lines = [f"{p:>5} ONNX: {path}" for p, path in report.onnx.items()]
     if report.int8 is not None:
         r = report.int8
-        lines.append(f"       INT8 calibration: {r.method} on {r.images} images "
-                     f"({'from cache' if r.cache_hit else 'computed'}; cache {r.cache_path})")
+        if r.reused:
+            lines.append(f"       INT8: up to date ({r.method} on {r.images} images, same model and images); reused")
+        else:
+            lines.append(f"       INT8 calibration: {r.method} on {r.images} images "
+                         f"({'from cache' if r.cache_hit else 'computed'}; cache {r.cache_path})")
+        if r.skipped:
+            lines.append(f"       skipped {len(r.skipped)} unreadable calibration image(s): " + "; ".join(r.skipped))
     lines += [f"{p:>5} engine: {path}" for p, path in report.engines.items()]
     if report.no_engine_reason:
         lines.append(f"no TensorRT engine built: {report.no_engine_reason}")

@@ -2,12 +2,12 @@
 from __future__ import annotations
 
 import logging
-import os
 from dataclasses import dataclass
 from pathlib import Path
 
 import onnx
 
+from ..atomic import atomic_target, check_target
 from ..spec import ModelSpec, Preprocessing, spec_path_for
 from .vgg16 import VGG16Options, build_onnx
 from .weights import LoadedWeights, is_synthetic, load_weights
@@ -62,16 +62,16 @@ def export_vgg16(weights: str | Path | LoadedWeights, out: str | Path, options: 
     whatever the weights were trained on.
     """
     options = options or VGG16Options(include_rescaling=False, include_top=True, num_classes=1000)
+    check_target(out, "ONNX model")  # before minutes of work, not after
+    log.info("exporting %s to %s", options.name, out)
     loaded = weights if isinstance(weights, LoadedWeights) else load_weights(weights, options)
     if channel_order:
         loaded = loaded.with_channel_order(channel_order)
     model = build_onnx(loaded.arrays, options, source=loaded.path or loaded.source)
     spec = spec_for(loaded, options)
-    out = Path(out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.with_name(out.name + ".tmp")
-    onnx.save(model, tmp)
-    os.replace(tmp, out)
+    out = check_target(out, "ONNX model")
+    with atomic_target(out) as tmp:
+        onnx.save(model, tmp)
     spec.save(spec_path_for(out))
     log.info("exported %s (%s weights) to %s", options.name, loaded.source, out)
     return Exported(out, spec)

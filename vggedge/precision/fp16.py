@@ -6,13 +6,13 @@ The conversion is onnxconverter-common's well-kept ``convert_float_to_float16``.
 from __future__ import annotations
 
 import logging
-import os
 import warnings
 from pathlib import Path
 
 import numpy as np
 import onnx
 
+from ..atomic import atomic_target, check_target
 from ..errors import ModelError
 from ..spec import ModelSpec, load_spec_for, spec_path_for
 
@@ -57,9 +57,8 @@ def write_fp16(src: str | Path, dst: str | Path | None = None, *, fp16_io: bool 
     except Exception as exc:  # onnx raises DecodeError and others for a broken file
         raise ModelError(f"{src}: not a loadable ONNX model ({exc})") from None
     converted = to_fp16(model, fp16_io=fp16_io)
-    tmp = dst.with_name(dst.name + ".tmp")
-    onnx.save(converted, tmp)
-    os.replace(tmp, dst)
+    with atomic_target(check_target(dst, "FP16 model")) as tmp:  # removed on any exit, Ctrl-C included
+        onnx.save(converted, tmp)
     io = "float16" if fp16_io else "float32"
     fp16_spec: ModelSpec = spec.replace(precision="fp16", dtype=io, output_dtype=io)
     fp16_spec.save(spec_path_for(dst))

@@ -9,16 +9,19 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
-import inspect
+import math
 import logging
 import os
+import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Sequence
 
-from ..errors import CalibrationError, ConfigError, ModelError
+from ..atomic import artefact_lock, check_target, private_workdir
+from ..errors import CalibrationError, ConfigError, ImageError, ModelError
 from ..model.weights.base import file_sha256
-from ..preprocess import list_images, preprocess
+from ..preprocess import list_images, preprocess, read_image
+from . import calib_cache
 from ..spec import ModelSpec, load_spec_for, spec_path_for
 
 log = logging.getLogger(__name__)
@@ -88,7 +91,11 @@ def _reader_class():
     from onnxruntime.quantization import CalibrationDataReader
 
     class ImageCalibrationReader(CalibrationDataReader):
-        """Feeds preprocessed batches: ``get_next()`` returns ``{input: batch}`` or None at the end."""
+        """Feeds preprocessed batches: ``get_next()`` returns ``{input: batch}`` or None at the end.
+
+        A fixed-batch model gets its last batch padded by repeating the last image
+        (as ``classify`` does); repeats leave min/max ranges unchanged.
+        """
 
         def __init__(self, paths: Sequence[Path], spec: ModelSpec, batch_size: int) -> None:
             self.paths, self.spec, self.batch_size = list(paths), spec, batch_size
@@ -99,6 +106,8 @@ def _reader_class():
                 return None
             chunk = self.paths[self.position:self.position + self.batch_size]
             self.position += self.batch_size
+            if self.spec.fixed_batch and len(chunk) < self.spec.fixed_batch:  # the model takes no other batch
+                chunk = chunk + [chunk[-1]] * (self.spec.fixed_batch - len(chunk))
             return {self.spec.input_name: preprocess(chunk, self.spec)}
 
         def __len__(self) -> int:
@@ -117,7 +126,7 @@ def image_reader(paths: Sequence[Path], spec: ModelSpec, batch_size: int = 1):
 
 @dataclass(frozen=True)
 class Int8Result:
-    """What quantization wrote and whether the calibration came from the cache."""
+    """What quantization wrote and whether the calibration came from the cache (or the artefact was reused)."""
 
     path: Path
     method: str
@@ -126,18 +135,46 @@ class Int8Result:
     calib_sha256: str
     cache_path: Path | None
     cache_hit: bool
+    reused: bool = False
+    skipped: tuple[str, ...] = ()
+
+
+def readable_images(calib_set: CalibrationSet, min_images: int | None = None) -> tuple[list[Path], list[str]]:
+    """The calibration images that decode, and ``"path: reason"`` for those that do not.
+
+    Unreadable images are skipped with one warning listing them; fewer than
+    ``min_images`` readable ones (default: half the set, at least 1) is refused.
+    """
+    good, bad = [], []
+    for path in calib_set.paths:
+        try:
+            read_image(path)
+            good.append(path)
+        except ImageError as exc:
+            bad.append(str(exc))
+    needed = min_images if min_images is not None else max(1, math.ceil(len(calib_set.paths) / 2))
+    if bad:
+        log.warning("skipping %d unreadable calibration image(s) of %d:\n  %s", len(bad), len(calib_set.paths),
+                    "\n  ".join(bad))
+    if len(good) < needed:
+        raise CalibrationError(f"{calib_set.folder}: only {len(good)} of {len(calib_set.paths)} calibration images "
+                               f"are readable; at least {needed} are needed. Unreadable: " + "; ".join(bad))
+    return good, bad
 
 
 def quantize_int8(src: str | Path, calib: str | Path, dst: str | Path | None = None, *, method: str = "minmax",
                   style: QdqStyle = TENSORRT, cache_dir: str | Path | None = None, batch_size: int = 1,
-                  percentile: float = 99.999, limit: int | None = None) -> Int8Result:
+                  percentile: float = 99.999, limit: int | None = None,
+                  min_images: int | None = None) -> Int8Result:
     """Calibrate an FP32 model on an image folder and write ``<stem>.int8.onnx`` + spec.
 
     The calibration ranges are cached under ``cache_dir`` keyed by model hash,
-    calibration-set hash and method, so a rebuild does not recalibrate.
+    calibration-set hash and method, so a rebuild does not recalibrate. Safe to run
+    twice at once (a file lock serialises builds of one artefact; the second reuses
+    the first's result), to interrupt, and beside a read-only model: onnxruntime's
+    intermediates go to a private folder removed on every exit, and the artefact,
+    checked first, is renamed into place complete.
     """
-    from onnxruntime.quantization import QuantFormat, QuantType, quantize_static
-
     if method not in METHODS:
         raise ConfigError(f"calibration method {method!r} is unknown; choose one of {METHODS}")
     src = Path(src)
@@ -146,30 +183,98 @@ def quantize_int8(src: str | Path, calib: str | Path, dst: str | Path | None = N
         raise ModelError(f"{src}: INT8 calibration needs the FP32 model, got a {spec.precision} one")
     calib_set = calibration_set(calib, spec, limit=limit)
     dst = Path(dst) if dst else src.with_name(f"{src.stem}.int8{'' if style is TENSORRT else '-' + style.name}.onnx")
-    cache_path = _cache_path(src, calib_set, method, percentile, style, cache_dir)
-    hit = cache_path is not None and cache_path.is_file()
-    reader = image_reader(calib_set.paths, spec, _batch_for(spec, batch_size))
-    log.info("INT8 (%s style, %s): %s on %d images from %s%s", style.name, method, src.name, len(calib_set.paths),
-             calib_set.folder, " (cached calibration)" if hit else "")
-    kwargs: dict = {"calibration_data_reader": reader}
-    if cache_path is not None:
-        if not hit:
-            calibrate(src, reader, method, percentile, style.activation_symmetric, cache_path)
+    check_target(dst, "INT8 model")
+    key = {"method": method, "style": style.name, "calib_sha256": calib_set.sha256, "source_sha256": file_sha256(src),
+           "percentile": percentile if method == "percentile" else None}
+    log.info("INT8: building %s from %s (%d calibration images in %s)", dst, src, len(calib_set.paths), calib_set.folder)
+    with artefact_lock(dst):
+        done = _reusable(dst, key, calib_set)
+        if done is not None:
+            log.info("INT8: %s is up to date (same model, images and method); reusing it", dst)
+            return done
+        with private_workdir(dst.parent, "int8-") as work:
+            return _quantize(src, spec, calib_set, dst, work, key, style=style, cache_dir=cache_dir,
+                             batch_size=batch_size, percentile=percentile, min_images=min_images)
+
+
+def _quantize(src: Path, spec: ModelSpec, calib_set: CalibrationSet, dst: Path, work: Path, key: dict, *,
+              style: QdqStyle, cache_dir, batch_size: int, percentile: float, min_images: int | None) -> Int8Result:
+    """Calibrate (or read the cache) and quantize inside ``work``; check, then rename into place."""
+    from onnxruntime.quantization import QuantFormat, QuantType, quantize_static
+
+    method = key["method"]
+    model_in = _private_link(src, work)  # onnxruntime writes <model>-inferred.onnx beside the path it is given
+    folder = Path(cache_dir) if cache_dir else dst.parent / "calibration-cache"
+    cache_path = calib_cache.entry_path(folder, key["source_sha256"], calib_set.sha256,
+                                        _tag(method, percentile, style)) if calib_cache.supported() else None
+    batch = _batch_for(spec, batch_size)
+    if cache_path is None:
+        log.warning("this onnxruntime cannot cache calibration ranges (needs 1.31+): every build recalibrates")
+        paths, skipped = readable_images(calib_set, min_images)
+        kwargs: dict = {"calibration_data_reader": image_reader(paths, spec, batch)}
+        hit, used = False, len(paths)
+    else:
+        folder.mkdir(parents=True, exist_ok=True)
+        with artefact_lock(cache_path):
+            hit = calib_cache.usable(cache_path, method)
+            if not hit:
+                paths, skipped = readable_images(calib_set, min_images)
+                calibrate(model_in, image_reader(paths, spec, batch), method, percentile,
+                          style.activation_symmetric, cache_path, work=work, skipped=skipped)
+            used, skipped = calib_cache.recorded(cache_path, len(calib_set.paths))
         kwargs = {"calibration_data_reader": None, "calibration_cache_path": cache_path}
-    tmp = dst.with_name(dst.name + ".tmp")
+    log.info("INT8 (%s style, %s): %s on %d images from %s%s", style.name, method, src.name, used,
+             calib_set.folder, " (cached calibration)" if hit else "")
+    out = work / dst.name
     with _without_preprocessing_advice():
         quantize_static(
-            model_input=str(src), model_output=str(tmp), quant_format=QuantFormat.QDQ,
+            model_input=str(model_in), model_output=str(out), quant_format=QuantFormat.QDQ,
             op_types_to_quantize=QUANTIZED_OPS, per_channel=style.per_channel, reduce_range=style.reduce_range,
             activation_type=getattr(QuantType, style.activation_type),
             weight_type=getattr(QuantType, style.weight_type), nodes_to_quantize=None, nodes_to_exclude=None,
             use_external_data_format=False, calibrate_method=method_enums()[method],
             extra_options=style.extra_options(method, percentile), **kwargs)
-    os.replace(tmp, dst)
-    details = {"method": method, "style": style.name, "images": len(calib_set.paths),
-               "calib_sha256": calib_set.sha256, "calib_folder": str(calib_set.folder)}
+    if style is TENSORRT:
+        _check_tensorrt_rules(out, dst)
+    details = {**key, "images": used, "calib_folder": str(calib_set.folder), "skipped": list(skipped)}
+    os.replace(out, dst)  # the model first: a sidecar never describes a file that is not there yet
     spec.replace(precision="int8", extra={**spec.extra, "calibration": details}).save(spec_path_for(dst))
-    return Int8Result(dst, method, style.name, len(calib_set.paths), calib_set.sha256, cache_path, hit)
+    return Int8Result(dst, method, style.name, used, calib_set.sha256, cache_path, hit, skipped=tuple(skipped))
+
+
+def _check_tensorrt_rules(model: Path, dst: Path) -> None:
+    """Refuse a Q/DQ model TensorRT would reject, before it reaches its final name."""
+    import onnx
+
+    from .qdq_check import tensorrt_violations
+
+    problems = tensorrt_violations(onnx.load(str(model), load_external_data=False))
+    if problems:
+        raise ModelError(f"{dst}: the Q/DQ model breaks TensorRT's rules (not written): " + "; ".join(problems))
+
+
+def _reusable(dst: Path, key: dict, calib_set: CalibrationSet) -> Int8Result | None:
+    """The existing artefact when its sidecar says it was built from the same model, images and method."""
+    if not dst.is_file() or not spec_path_for(dst).is_file():
+        return None
+    try:
+        done = load_spec_for(dst).extra.get("calibration", {})
+    except ModelError:
+        return None
+    if any(done.get(k) != v for k, v in key.items()):
+        return None
+    return Int8Result(dst, key["method"], key["style"], int(done.get("images", len(calib_set.paths))),
+                      calib_set.sha256, None, True, reused=True, skipped=tuple(done.get("skipped", ())))
+
+
+def _private_link(src: Path, work: Path) -> Path:
+    """``src`` as seen from the private folder (a symlink, else a copy), so intermediates land there."""
+    link = work / src.name
+    try:
+        link.symlink_to(src.resolve())
+    except OSError:
+        shutil.copyfile(src, link)
+    return link
 
 
 @contextlib.contextmanager
@@ -201,43 +306,38 @@ def method_enums() -> dict:
             "percentile": CalibrationMethod.Percentile}
 
 
-def calibrate(src: Path, reader, method: str, percentile: float, symmetric: bool, cache_path: Path) -> None:
+def calibrate(src: Path, reader, method: str, percentile: float, symmetric: bool, cache_path: Path, *,
+              work: Path | None = None, skipped: Sequence[str] = ()) -> None:
     """Run onnxruntime's calibrator and write its ranges to ``cache_path`` in onnxruntime's cache format.
 
     Done here rather than inside ``quantize_static`` so entropy and percentile get
     2048 histogram bins (``quantize_static`` leaves entropy at 128, which makes it
-    pick the same thresholds as minmax).
+    pick the same thresholds as minmax). The augmented model goes to ``work`` (a
+    private folder; a fresh temporary one when not given).
     """
     import tempfile
 
-    from onnxruntime.quantization.calibrate import create_calibrator, save_tensors_data
+    from onnxruntime.quantization.calibrate import create_calibrator
 
     options = {"symmetric": symmetric, "moving_average": False}
     if method == "entropy":
         options.update(num_bins=2048, num_quantized_bins=128)
     elif method == "percentile":
         options.update(num_bins=2048, percentile=percentile)
-    with tempfile.TemporaryDirectory(prefix="vggedge-calib-") as tmp:
-        calibrator = create_calibrator(src, QUANTIZED_OPS, augmented_model_path=str(Path(tmp) / "augmented.onnx"),
+    with contextlib.ExitStack() as stack:
+        folder = Path(work) if work else Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="vggedge-calib-")))
+        model = src if work else _private_link(src, folder)
+        calibrator = create_calibrator(model, QUANTIZED_OPS, augmented_model_path=str(folder / "augmented.onnx"),
                                        calibrate_method=method_enums()[method], use_external_data_format=False,
                                        extra_options=options)
         calibrator.collect_data(reader)
-        save_tensors_data(calibrator.compute_data(), cache_path)
+        calib_cache.write(calibrator.compute_data(), cache_path, len(reader), list(skipped))
 
 
 def _batch_for(spec: ModelSpec, batch_size: int) -> int:
     return spec.fixed_batch or batch_size
 
 
-def _cache_path(src: Path, calib_set: CalibrationSet, method: str, percentile: float, style: QdqStyle,
-                cache_dir: str | Path | None) -> Path | None:
-    from onnxruntime.quantization import quantize_static
-
-    if "calibration_cache_path" not in inspect.signature(quantize_static).parameters:
-        log.warning("this onnxruntime cannot cache calibration ranges (needs 1.31+): every build recalibrates")
-        return None
-    folder = Path(cache_dir) if cache_dir else src.parent / "calibration-cache"
-    folder.mkdir(parents=True, exist_ok=True)
+def _tag(method: str, percentile: float, style: QdqStyle) -> str:
     tag = f"{method}-p{percentile:g}" if method == "percentile" else method
-    tag += "-sym" if style.activation_symmetric else "-asym"
-    return folder / f"{file_sha256(src)[:16]}-{calib_set.sha256[:16]}-{tag}.json"
+    return tag + ("-sym" if style.activation_symmetric else "-asym")

@@ -12,7 +12,7 @@ import numpy as np
 
 from ...errors import WeightsError
 from ...spec import CAFFE_RGB
-from ..vgg16 import VGG16Options, conv_layers
+from ..vgg16 import VGG16Options, conv_layers, expected_shapes
 from .base import LoadedWeights
 from .convert import dense_in_out_to_out_in, hwio_to_oihw, nhwc_rows_to_nchw_cols
 
@@ -31,9 +31,15 @@ def load_npz(path: str | Path, options: VGG16Options) -> LoadedWeights:
     """Read the npz with pickles disabled and convert it to canonical layout."""
     path = Path(path)
     try:
+        if not zipfile.is_zipfile(path):
+            raise WeightsError(f"{path}: not a valid npz archive (an .npz is a zip file of .npy arrays; this file "
+                               f"is {path.stat().st_size} bytes of something else). Download it again with "
+                               "`vggedge weights download npz`")
         archive = np.load(path, allow_pickle=False)
     except (OSError, ValueError, zipfile.BadZipFile) as exc:
-        raise WeightsError(f"{path}: not a readable .npz weight file ({exc})") from None
+        raise WeightsError(f"{path}: not a valid npz archive ({type(exc).__name__}: "
+                           f"{getattr(exc, 'strerror', None) or 'unreadable zip of .npy arrays'})") from None
+    expected = expected_shapes(options)
     with archive:
         def get(key: str) -> np.ndarray:
             if key not in archive.files:
@@ -45,25 +51,34 @@ def load_npz(path: str | Path, options: VGG16Options) -> LoadedWeights:
 
         arrays: dict[str, np.ndarray] = {}
         for layer, _ in conv_layers():
-            arrays[f"{layer}/kernel"] = _conv(get(f"{npz_key(layer)}_W"), path, layer)
+            arrays[f"{layer}/kernel"] = _conv(get(f"{npz_key(layer)}_W"), path, layer, expected[f"{layer}/kernel"])
             arrays[f"{layer}/bias"] = get(f"{npz_key(layer)}_b").astype(np.float32)
         if options.include_top:
             fc1 = _dense(get("fc6_W"), path, "fc1")
             arrays["fc1/kernel"] = nhwc_rows_to_nchw_cols(fc1, options.feature_hw, str(path))
             for layer in ("fc2", "predictions"):
-                arrays[f"{layer}/kernel"] = dense_in_out_to_out_in(_dense(get(f"{FC_KEYS[layer]}_W"), path, layer))
+                kernel = _dense(get(f"{FC_KEYS[layer]}_W"), path, layer, expected[f"{layer}/kernel"])
+                arrays[f"{layer}/kernel"] = dense_in_out_to_out_in(kernel)
             for layer, key in FC_KEYS.items():
                 arrays[f"{layer}/bias"] = get(f"{key}_b").astype(np.float32)
     return LoadedWeights(arrays, CAFFE_RGB, "npz", str(path))
 
 
-def _conv(kernel: np.ndarray, path: Path, layer: str) -> np.ndarray:
-    if kernel.ndim != 4:
-        raise WeightsError(f"{path}: layer {layer!r} kernel has shape {kernel.shape}, expected 4-D HWIO (3, 3, in, out)")
+def _conv(kernel: np.ndarray, path: Path, layer: str, oihw: tuple[int, ...]) -> np.ndarray:
+    """Check a conv kernel in the file's own HWIO layout (expected and found), then convert it."""
+    o, i, h, w = oihw
+    if kernel.shape != (h, w, i, o):
+        raise WeightsError(f"{path}: layer {layer!r} kernel has shape {tuple(kernel.shape)} in the file's HWIO "
+                           f"layout, expected {(h, w, i, o)} (height, width, in channels, out channels)")
     return hwio_to_oihw(kernel)
 
 
-def _dense(kernel: np.ndarray, path: Path, layer: str) -> np.ndarray:
+def _dense(kernel: np.ndarray, path: Path, layer: str, out_in: tuple[int, ...] | None = None) -> np.ndarray:
+    """Check a dense kernel in the file's own (in, out) layout (fc1's rows are checked when permuted)."""
     if kernel.ndim != 2:
         raise WeightsError(f"{path}: layer {layer!r} kernel has shape {kernel.shape}, expected 2-D (in, out)")
+    fout, fin = out_in or kernel.shape[::-1]
+    if kernel.shape != (fin, fout):
+        raise WeightsError(f"{path}: layer {layer!r} kernel has shape {tuple(kernel.shape)} in the file's "
+                           f"(in, out) layout, expected {(fin, fout)}")
     return kernel

@@ -1,0 +1,88 @@
+"""Helpers of the faults suite: the CLI in a subprocess, and file-tree checks.
+
+Every fault test drives ``vggedge`` as a user would (a child process, real files)
+and asserts three things: the message, the exit status, and the files left behind.
+"""
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Iterator, Sequence
+
+REPO = Path(__file__).resolve().parents[2]
+CALIB = REPO / "calib"
+CLI = [sys.executable, "-c", "from vggedge.cli import run; run()"]
+#: The smallest model the CLI exports: convolutional VGG16 at 32x32 with average pooling (59 MB).
+SMALL = ["--weights", "random:0", "--input-shape", "32,32,3", "--no-include-top", "--pooling", "avg"]
+SIDECAR_MAX = 64 * 1024  # a sidecar or a cache entry is a few KB; any partial artefact is megabytes
+
+
+@dataclass
+class Result:
+    """A finished CLI run."""
+
+    returncode: int
+    stdout: str
+    stderr: str
+
+
+def _default_sigint() -> None:
+    signal.signal(signal.SIGINT, signal.SIG_DFL)  # so Python installs its KeyboardInterrupt handler
+
+
+def start(args: Sequence[str], **kwargs) -> subprocess.Popen:
+    """Start ``vggedge ARGS`` with SIGINT at its default (pytest may run with it ignored)."""
+    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    return subprocess.Popen([*CLI, *map(str, args)], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            preexec_fn=_default_sigint, env=env, cwd=kwargs.pop("cwd", REPO), **kwargs)
+
+
+def vggedge(*args, timeout: float = 300) -> Result:
+    """Run ``vggedge ARGS`` to the end."""
+    proc = start(args)
+    out, err = proc.communicate(timeout=timeout)
+    return Result(proc.returncode, out, err)
+
+
+def interrupt_after(proc: subprocess.Popen, ready: str, delay: float, timeout: float = 300) -> Result:
+    """Wait until stderr shows ``ready`` (the work has begun), then ``delay`` seconds, then SIGINT."""
+    lines = []
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        line = proc.stderr.readline()
+        if not line:
+            break
+        lines.append(line)
+        if ready in line:
+            break
+    time.sleep(delay)
+    if proc.poll() is None:
+        proc.send_signal(signal.SIGINT)
+    out, err = proc.communicate(timeout=timeout)
+    return Result(proc.returncode, out, "".join(lines) + err)
+
+
+def tree(folder: Path) -> dict[str, int]:
+    """Every file below ``folder`` (hidden ones included) -> its size."""
+    return {str(p.relative_to(folder)): p.stat().st_size for p in sorted(folder.rglob("*")) if p.is_file()}
+
+
+def strays(folder: Path, allowed: Sequence[str] = ()) -> list[str]:
+    """Files that look like partial work: temporaries, onnxruntime intermediates, big files not allowed."""
+    found = []
+    for name, size in tree(folder).items():
+        base = Path(name).name
+        if name in allowed or base.endswith(".lock"):
+            continue
+        if base.endswith(".tmp") or "-inferred" in base or "augmented" in base or ".tmp" in name \
+                or size > SIDECAR_MAX:
+            found.append(f"{name} ({size} bytes)")
+    return found
+
+
