@@ -203,6 +203,10 @@ def test_info_model_lists_variants_and_engines(model_copy: Path, fake_trt_machin
     assert "TensorRT engines:" in text and "usable here" in text
     assert f"would run: ort-cpu on {model_copy} (precision as-given)" in text
     assert "skipped trt: 1 engine(s) found" in text and fake_trt_machine.runner.made == []
+    assert main(["info", "--model", str(plan)]) == 0  # an engine: its identity, its family, what would run
+    text = capsys.readouterr().out
+    assert f"  engine: fp16, batch 1,8,32, TensorRT 10.3.0, Orin (sm 8.7), from {fp16}" in text
+    assert f"would run: trt on {plan}" in text and fake_trt_machine.runner.made == []
 
 
 @pytest.mark.parametrize("argv, message", [

@@ -26,3 +26,11 @@ def seconds(name: str, value: Any, *, allow_zero: bool = False) -> float:
         bound = ">= 0" if allow_zero else "> 0"
         raise ConfigError(f"{name}={value!r}: expected a number of seconds {bound}")
     return float(value)
+
+
+def positive(name: str, value: Any, unit: str = "") -> float:
+    """``value`` as a finite float > 0 (a size such as --workspace-gb); ConfigError otherwise."""
+    ok = isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+    if not ok or value <= 0:
+        raise ConfigError(f"{name}={value!r}: expected a number > 0{' ' + unit if unit else ''}")
+    return float(value)

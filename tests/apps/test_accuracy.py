@@ -42,7 +42,7 @@ def models(workdir: Path) -> dict[str, Path]:
 
 def test_fp32_model_is_structured(models: dict[str, Path]) -> None:
     photos = list_images(CALIB)
-    scores, _ = run_model(models["fp32"], load_views(photos, augment=False), "ort-cpu", batch_size=4)
+    scores, _ = run_model(models["fp32"], load_views(photos, augment=False)[0], "ort-cpu", batch_size=4)
     assert scores.shape == (len(photos), 1000)
     classes = set(scores.argmax(axis=1).tolist())
     assert len(classes) >= 6, f"FP32 predicts only {len(classes)} distinct classes on {len(photos)} photos"

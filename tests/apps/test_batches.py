@@ -89,3 +89,8 @@ def test_expand_images_lists_folders_keeps_files(tmp_path: Path) -> None:
     (tmp_path / "notes.txt").write_text("x")
     missing = tmp_path / "missing.jpg"
     assert expand_images([str(missing), str(tmp_path)]) == [str(missing), tmp_path / "a.png", tmp_path / "b.jpg"]
+
+
+def test_expand_images_refuses_nothing(tmp_path: Path) -> None:
+    with pytest.raises(ImageError, match=r"no images found in .*; expected image files or folders"):
+        expand_images([str(tmp_path)])

@@ -85,3 +85,12 @@ def test_built_engine_is_recorded_and_found(model_copy: Path, fake_trt_machine, 
     assert report.engines["fp32"].parent == out
     chosen = select_runner(model_copy, "trt")
     assert chosen.artefact == report.engines["fp32"]
+
+
+@pytest.mark.parametrize("size", [0, -1.5])
+def test_build_checks_workspace_first(size: float, monkeypatch: pytest.MonkeyPatch) -> None:
+    from vggedge.apps import build as build_app
+
+    monkeypatch.setattr(build_app, "precision_artefacts", lambda *a, **k: pytest.fail("checked too late"))
+    with pytest.raises(ConfigError, match=rf"workspace_gb={size!r}: expected a number > 0 \(GiB\)"):
+        build("m.onnx", ("fp16",), workspace_gb=size)

@@ -175,3 +175,14 @@ def test_classifier_picks_built_engine(ten_class_model: Path, fake_trt_machine, 
         from vggedge.engine.registry import index_path
 
         index_path(ten_class_model).unlink()
+
+
+def test_precision_variant_is_fed_by_its_own_spec(model_copy: Path) -> None:
+    """precision="fp16" runs m.fp16.onnx; with FP16 I/O its spec (float16 input) drives preprocessing."""
+    from vggedge.precision.fp16 import write_fp16
+
+    fp16 = write_fp16(model_copy, fp16_io=True)
+    with Classifier(model_copy, "ort-cpu", precision="fp16", batch_size=2) as clf:
+        assert clf.selection.artefact == fp16 and clf.spec.dtype == "float16"
+        [preds] = clf.classify(PHOTOS[:1], k=3)
+    assert len(preds) == 3

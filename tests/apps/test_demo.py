@@ -28,13 +28,13 @@ def small_demo(model_copy: Path, monkeypatch: pytest.MonkeyPatch) -> list:
     prepared = []
     monkeypatch.setattr(demo, "prepare_model", lambda weights, out, seed: (model_copy, True))
     monkeypatch.setattr(demo, "prepare_artefacts",
-                        lambda model, backend, calib: prepared.append((model, backend)) or "ort-cpu")
+                        lambda model, backend, calib, precision: prepared.append((model, backend, precision)) or "ort-cpu")
     return prepared
 
 
 def test_demo_reports_bad_photo_and_goes_on(small_demo: list, photos: Path, model_copy: Path) -> None:
     report = demo.run_demo(images=photos, backend="ort-cpu", top_k=2, batch_size=2)
-    assert small_demo == [(model_copy, "ort-cpu")]  # the backend that will run prepares its files first
+    assert small_demo == [(model_copy, "ort-cpu", "auto")]  # the backend that will run prepares its files first
     assert [p.name for p, _ in report.results] == ["astronaut.jpg", "cameraman.jpg", "cat_chelsea.jpg"]
     assert all(len(preds) == 2 for _, preds in report.results)
     assert [(p.name, "not a decodable image" in why) for p, why in report.failed] == [("broken.jpg", True)]

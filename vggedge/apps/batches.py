@@ -60,14 +60,20 @@ class ImageResult:
 def expand_images(items: Iterable[str | Path | np.ndarray]) -> list[ImageLike]:
     """Paths and folders -> image sources: a folder gives its images (sorted, recursive); files stay as given.
 
-    Missing files stay in the list, so each is reported in its place.
+    Missing files stay in the list, so each is reported in its place. Nothing at all
+    to classify (no items, or only empty folders) is an ImageError naming what was given.
     """
+    items = list(items)
     out: list[ImageLike] = []
     for item in items:
         if not isinstance(item, np.ndarray) and Path(item).is_dir():
             out += list_images(item)
         else:
             out.append(item)
+    if not out:
+        given = ", ".join(str(i) for i in items[:3]) or "nothing"
+        raise ImageError(f"no images found in {given}; expected image files or folders holding "
+                         "JPEG, PNG, BMP, TIFF or WebP files")
     return out
 
 

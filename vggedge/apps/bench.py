@@ -229,7 +229,7 @@ def bench(model: str | Path, backend: str = "auto", batches: Sequence[int] = (1,
         report = BenchReport(str(model), selection.backend, ran.precision,
                              environment(selection, ran, settings), settings)
         for batch in batches:
-            report.results.append(bench_batch(runner, spec, sources, batch, warmup_s=warmup_s,
+            report.results.append(bench_batch(runner, ran, sources, batch, warmup_s=warmup_s,
                                               duration_s=duration_s, min_iters=min_iters, progress=progress))
     return report
 

@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Sequence
 
+from ..checks import positive
 from ..engine.flags import PRECISIONS, check_batch
 from ..engine.registry import record_engine
 from ..atomic import TargetError
@@ -83,6 +84,7 @@ def build(model: str | Path, precisions: Sequence[str] = ("fp32", "fp16", "int8"
           out_dir: str | Path | None = None, fp16_io: bool = False, workspace_gb: float = 2.0) -> BuildReport:
     """Write every precision's ONNX; build TensorRT engines for them when TensorRT and a GPU are present."""
     batch = check_batch(batch)
+    positive("workspace_gb", workspace_gb, "(GiB)")  # checked before minutes of INT8 calibration
     report = precision_artefacts(model, precisions, calib=calib, method=method, fp16_io=fp16_io, out_dir=out_dir)
     reason = engine_unavailable()
     if reason is not None:

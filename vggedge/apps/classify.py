@@ -72,6 +72,8 @@ class Classifier:
             self.batch_size = self.spec.fixed_batch
         options = dataclasses.replace(options or RunnerOptions(), max_batch=self.batch_size)
         self.selection = select_runner(self.model, backend, options=options, precision=precision)
+        if spec is None and self.selection.artefact not in (None, self.model):  # e.g. an FP16-I/O variant
+            self.spec = artefact_spec(self.selection.artefact)
         self.runner = self.selection.runner
         self.timings = Timings()
         self._owner: int | None = None

@@ -87,6 +87,7 @@ def run_model(model: str | Path, images: Sequence[np.ndarray], backend: str, bat
     spec = artefact_spec(model)
     options = RunnerOptions(max_batch=spec.fixed_batch or batch_size)
     selection = select_runner(model, backend, options=options)
+    spec = artefact_spec(selection.artefact or model)  # an engine's spec comes from its sidecar
     with selection.runner as runner:  # views from run(copy=False), copied once into one array by gather()
         outputs, _ = gather(run_images(runner, spec, images, batch_size, strict=True, copy=False),
                                  spec.output_name, len(images))

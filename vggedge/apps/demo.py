@@ -50,7 +50,8 @@ def run_demo(weights: str | Path | None = None, images: str | Path | None = None
     if not paths:
         raise ImageError(f"{folder}: no images found (expected .jpg/.png files)")
     model, is_random = prepare_model(weights, Path(out_dir) if out_dir else DEFAULT_OUT, seed)
-    prepare_artefacts(model, backend, calib=CALIB_DIR)  # e.g. the CPU's INT8 files, when the CPU will run
+    # the backend that will run prepares its files first (the CPU's INT8 variants); no backend named here
+    prepare_artefacts(model, backend, calib=CALIB_DIR, precision="auto")
     with Classifier(model, backend, batch_size=batch_size, precision="auto") as clf:
         list(clf.classify_iter(paths[:batch_size], k=top_k))  # warm-up, not reported
         clf.timings = Timings()

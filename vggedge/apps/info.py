@@ -139,7 +139,8 @@ def format_model_info(data: dict[str, Any]) -> str:
     if "error" in cpu:
         lines.append(f"tuned CPU choice: {cpu['error']}")
     else:
-        state = "present" if cpu["exists"] else "missing; the demo or `vggedge build --precision int8` writes it"
+        state = ("present" if cpu["exists"] else
+                 "missing: `vggedge demo` writes it; until then auto takes the next variant whose file exists")
         lines.append(f"tuned CPU choice (precision auto): {cpu['variant']}: {cpu['label']} ({cpu['file']}, {state})")
     run = data["would_run"]
     if "error" in run:

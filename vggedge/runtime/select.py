@@ -244,12 +244,12 @@ def engine_machine(device: int = 0) -> Machine | None:
 
 
 def prepare_artefacts(model: str | Path, backend: str = "auto", *, calib: str | Path,
-                      options: RunnerOptions | None = None) -> str:
+                      options: RunnerOptions | None = None, precision: str = "auto") -> str:
     """Write the files the backend that will run ``model`` works best with (the CPU's INT8 variants).
 
     Returns that backend's name; backends with nothing to prepare are left alone.
     """
-    plan = plan_selection(model, backend, options=options, precision="as-given")
+    plan = plan_selection(model, backend, options=options, precision=precision)
     preparer = BACKENDS[plan.backend].preparer
     if preparer is not None:
         _load(preparer)(base_model(model), calib)
