@@ -15,7 +15,6 @@ from ..errors import ConfigError, ModelError
 from ..paths import CALIB_DIR
 from ..precision.fp16 import write_fp16
 from ..precision.int8 import METHODS, Int8Result, quantize_int8
-from ..precision.qdq_check import tensorrt_violations
 from ..runtime.select import engine_unavailable
 from ..spec import load_spec_for
 
