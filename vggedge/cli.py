@@ -50,6 +50,16 @@ def _precisions(text: str) -> tuple[str, ...]:
     return tuple(p.strip() for p in text.split(",") if p.strip())
 
 
+def _partial(failed: int, total: int) -> int:
+    """EXIT_PARTIAL (with a summary line) when some inputs failed, else EXIT_OK."""
+    if not failed:
+        return EXIT_OK
+    kept = "results for the others were kept" if failed < total else "no results"
+    print(f"vggedge: error: {failed} of {total} images could not be read (each named above); {kept}",
+          file=sys.stderr)
+    return EXIT_PARTIAL
+
+
 def _add_model_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--weights", default=None, help="weight file (.npz, .h5, .pth) or random[:SEED] (default: random)")
     p.add_argument("--include-rescaling", action=argparse.BooleanOptionalAction, default=False,
@@ -169,16 +179,6 @@ def _demo(args: argparse.Namespace) -> int:
                       top_k=args.top_k, batch_size=args.batch_size, strict=args.strict)
     print(format_report(report))
     return _partial(len(report.failed), len(report.failed) + len(report.results))
-
-
-def _partial(failed: int, total: int) -> int:
-    """EXIT_PARTIAL (with a summary line) when some inputs failed, else EXIT_OK."""
-    if not failed:
-        return EXIT_OK
-    kept = "results for the others were kept" if failed < total else "no results"
-    print(f"vggedge: error: {failed} of {total} images could not be read (each named above); {kept}",
-          file=sys.stderr)
-    return EXIT_PARTIAL
 
 
 @command("export")

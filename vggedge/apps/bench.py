@@ -160,10 +160,16 @@ def _phase(runner: Runner, item: Any, prepare: PrepareFn | None, seconds: float,
 
 
 def bench_batch(runner: Runner, spec: ModelSpec, sources: list, batch: int, *, warmup_s: float,
-                duration_s: float, min_iters: int, progress: bool = False) -> BatchResult:
-    """Inference only, then the overlapped pipeline over ``sources`` (frames or files), each warmed up first."""
+                duration_s: float, min_iters: int, progress: bool = False, rounds: int = 3) -> BatchResult:
+    """Inference only and the overlapped pipeline over ``sources`` (frames or files), side by side.
+
+    After a warm-up of each, the two phases alternate for ``rounds`` rounds
+    (``duration_s`` and ``min_iters`` split between them), so drift in the machine's
+    load affects both alike.
+    """
     from tqdm import tqdm
 
+    count("rounds", rounds)
     chosen = [sources[i % len(sources)] for i in range(batch)]
     feed = {spec.input_name: preprocess(load_frames(chosen) if isinstance(chosen[0], Path) else chosen, spec)}
 
@@ -186,10 +192,15 @@ def bench_batch(runner: Runner, spec: ModelSpec, sources: list, batch: int, *, w
             result.times["end_to_end"].append(interval)
 
     _phase(runner, feed, None, warmup_s, 1, None)
-    with tqdm(total=2 * min_iters, desc=f"batch {batch}", unit="it", disable=not progress, leave=False) as bar:
-        _phase(runner, feed, None, duration_s, min_iters, record_infer, bar)
-        _phase(runner, chosen, prepare, warmup_s, 1, None)
-        images, wall = _phase(runner, chosen, prepare, duration_s, max(min_iters, 2), record_pipeline, bar)
+    _phase(runner, chosen, prepare, warmup_s, 1, None)
+    share_s, share_n = duration_s / rounds, -(-min_iters // rounds)
+    images, wall = 0, 0.0
+    with tqdm(total=2 * rounds * share_n, desc=f"batch {batch}", unit="it", disable=not progress,
+              leave=False) as bar:
+        for _ in range(rounds):
+            _phase(runner, feed, None, share_s, share_n, record_infer, bar)
+            got, seconds_ = _phase(runner, chosen, prepare, share_s, max(share_n, 2), record_pipeline, bar)
+            images, wall = images + got, wall + seconds_
     result.finish(images, wall)
     if result.unstable:
         log.warning("batch %d: unstable run, inference time varies by %.1f%% (coefficient of variation); "
@@ -200,15 +211,16 @@ def bench_batch(runner: Runner, spec: ModelSpec, sources: list, batch: int, *, w
 def bench(model: str | Path, backend: str = "auto", batches: Sequence[int] = (1, 8), *, warmup_s: float = 1.0,
           duration_s: float = 3.0, min_iters: int = 10, images=None, progress: bool = True,
           options: RunnerOptions | None = None, precision: str = "as-given",
-          end_to_end: bool = False) -> BenchReport:
+          end_to_end: bool = False, rounds: int = 3) -> BenchReport:
     """Benchmark a model (ONNX with spec, or engine) on one backend over several batch sizes.
 
     ``end_to_end=True`` feeds image files (decoded in the prepare worker) instead
-    of decoded frames to the pipeline phase.
+    of decoded frames to the pipeline phase; the two phases alternate ``rounds`` times.
     """
     seconds("warmup", warmup_s, allow_zero=True)
     seconds("duration", duration_s)
     count("min_iters", min_iters)
+    count("rounds", rounds)
     if not batches:
         raise ConfigError("batch sizes: expected at least one")
     for b in batches:
@@ -223,14 +235,15 @@ def bench(model: str | Path, backend: str = "auto", batches: Sequence[int] = (1,
     fed = "image files (decode + preprocess)" if end_to_end else "decoded frames (preprocess)"
     settings = {"warmup_s": warmup_s, "duration_s": duration_s, "min_iters": min_iters, "batches": list(batches),
                 "runner_options": dataclasses.asdict(options), "frames": len(sources), "end_to_end": end_to_end,
+                "rounds": rounds,
                 "timed": f"inference only, then {fed} overlapped with inference through Runner.run()"}
     ran = artefact_spec(selection.artefact) if selection.artefact else spec  # e.g. the int8 variant chosen
     with selection.runner as runner:
         report = BenchReport(str(model), selection.backend, ran.precision,
                              environment(selection, ran, settings), settings)
         for batch in batches:
-            report.results.append(bench_batch(runner, ran, sources, batch, warmup_s=warmup_s,
-                                              duration_s=duration_s, min_iters=min_iters, progress=progress))
+            report.results.append(bench_batch(runner, ran, sources, batch, warmup_s=warmup_s, duration_s=duration_s,
+                                              min_iters=min_iters, progress=progress, rounds=rounds))
     return report
 
 
