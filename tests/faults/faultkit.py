@@ -6,14 +6,13 @@ and asserts three things: the message, the exit status, and the files left behin
 from __future__ import annotations
 
 import os
-import shutil
 import signal
 import subprocess
 import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterator, Sequence
+from typing import Sequence
 
 REPO = Path(__file__).resolve().parents[2]
 CALIB = REPO / "calib"
