@@ -7,6 +7,7 @@ from pathlib import Path
 
 import numpy as np
 
+from ..env import check as check_environment
 from ..errors import ImageError
 from ..model.export import export_vgg16
 from ..model.labels import Prediction
@@ -79,6 +80,7 @@ def run_demo(weights: str | Path | None = None, images: str | Path | None = None
              out_dir: str | Path | None = None, backend: str = "auto", top_k: int = 5,
              batch_size: int = 4, seed: int = 0) -> DemoReport:
     """Export VGG16, select a backend and classify a folder of photographs."""
+    check_environment()  # a bad VGGEDGE_* override is refused before the export and INT8 builds
     folder = Path(images) if images else CALIB_DIR
     paths = list_images(folder)
     if not paths:

@@ -6,8 +6,8 @@ import platform
 
 from ..runtime.select import availability
 
-PACKAGES = ("vggedge", "numpy", "onnx", "onnxruntime", "onnxruntime-gpu", "opencv-python-headless",
-            "opencv-python", "h5py", "torch", "tensorrt", "pycuda")
+PACKAGES = ("vggedge", "numpy", "onnx", "onnxruntime", "onnxruntime-gpu", "onnxruntime-ep-openvino",
+            "onnxruntime-openvino", "opencv-python-headless", "opencv-python", "h5py", "torch", "tensorrt", "pycuda")
 
 
 def versions() -> dict[str, str | None]:
@@ -46,12 +46,20 @@ def cpu_path() -> dict:
     from ..runtime.cpu import cpu_features, variants_for
 
     features = cpu_features()
-    return {"features": asdict(features), "variants": [f"{v.key}: {v.label}" for v in variants_for(features)]}
+    from ..runtime.openvino_ep import describe  # openvino: plugin found, version, devices, skip reason
+
+    return {"features": asdict(features), "variants": [f"{v.key}: {v.label}" for v in variants_for(features)],
+            "openvino": describe()}
 
 
-def info() -> dict:
-    """Everything `vggedge info` reports, JSON-ready."""
-    return {"machine": machine(), "packages": versions(), "backends": availability(), "cpu": cpu_path()}
+def info(model: str | None = None) -> dict:
+    """Everything `vggedge info` reports, JSON-ready (``model``: also its measured CPU variant tables)."""
+    data = {"machine": machine(), "packages": versions(), "backends": availability(), "cpu": cpu_path()}
+    if model is not None:  # openvino: tuned tables
+        from ..runtime.tune import table_for
+
+        data["tuned"] = {"model": model, "tables": [t.to_json() for t in table_for(model)]}
+    return data
 
 
 def format_info(data: dict) -> str:
@@ -66,4 +74,12 @@ def format_info(data: dict) -> str:
     lines.append(f"cpu path: {features['arch']}, {features['cores']} cores, {flags}; "
                  f"onnxruntime providers {', '.join(features['providers'])}")
     lines += [f"  {i + 1}. {v}" for i, v in enumerate(data["cpu"]["variants"])]
+    from ..runtime.openvino_ep import format_description  # openvino: plugin and tuned tables
+    from ..runtime.tune import TuneResult, format_table
+
+    lines += format_description(data["cpu"]["openvino"])
+    if "tuned" in data:
+        tables = [TuneResult.from_json(t) for t in data["tuned"]["tables"]]
+        lines.append(f"tuned CPU variants of {data['tuned']['model']}: " + ("" if tables else "none yet (run `vggedge tune`)"))
+        lines += [line for t in tables for line in format_table(t)]
     return "\n".join(lines)
