@@ -176,8 +176,10 @@ def time_variant(variant: CpuVariant, fp32: Path, options: RunnerOptions, second
 
 
 def tune(fp32: str | Path, options: RunnerOptions | None = None, *, features: CpuFeatures | None = None,
-         seconds: float = 2.0, force: bool = False, timer: Timer = time_variant) -> TuneResult:
-    """The measured table for a model at ``options.max_batch``: from the cache, else timed now and cached."""
+         seconds: float = 2.0, force: bool = False, timer: Timer | None = None) -> TuneResult:
+    """The measured table for a model at ``options.max_batch``: from the cache, else timed now (by
+    ``timer``, default :func:`time_variant`) and cached."""
+    timer = timer or time_variant
     fp32, options = Path(fp32), options or RunnerOptions()
     features = features or cpu_features()
     variants = runnable(fp32, features)
