@@ -37,14 +37,22 @@ SETTINGS = {
 }
 
 
-def median_seconds(request, x: np.ndarray, seconds: float) -> float:
-    request.infer({0: x})  # warm-up
-    samples, start = [], time.perf_counter()
-    while len(samples) < 3 or time.perf_counter() - start < seconds:
-        t0 = time.perf_counter()
-        request.infer({0: x})
-        samples.append(time.perf_counter() - t0)
-    return float(np.median(samples))
+def interleaved(requests: dict, inputs: dict[int, np.ndarray], seconds: float, rounds: int = 4) -> dict:
+    """Median seconds per (setting, batch), measured round-robin so that load from other jobs on a
+    shared machine falls on every setting alike."""
+    samples: dict = {(name, b): [] for name in requests for b in inputs}
+    for request in requests.values():
+        for x in inputs.values():
+            request.infer({0: x})  # warm-up
+    for _ in range(rounds):
+        for name, request in requests.items():
+            for batch, x in inputs.items():
+                start = time.perf_counter()
+                while len(samples[name, batch]) < 1 or time.perf_counter() - start < seconds / rounds:
+                    t0 = time.perf_counter()
+                    request.infer({0: x})
+                    samples[name, batch].append(time.perf_counter() - t0)
+    return {key: float(np.median(v)) for key, v in samples.items()}
 
 
 def main() -> None:
@@ -59,23 +67,25 @@ def main() -> None:
     files = {"INT8 Q/DQ": (variant_path(fp32, "tensorrt"), None), "FP32 file, bf16 hint": (fp32, "bf16"),
              "FP32 file, f32": (fp32, "f32")}
     core, rows = ov.Core(), []
+    inputs = {b: np.random.default_rng(0).uniform(-100, 100, (b, 3, 224, 224)).astype(np.float32) for b in (1, 8)}
     for file_label, (path, precision) in files.items():
-        for label, base in SETTINGS.items():
-            opts = OpenVinoOptions(base.performance_hint, precision, base.threads, base.streams)
-            request = core.compile_model(str(path), "CPU", opts.properties()).create_infer_request()
-            row = {"file": file_label, "setting": label, "properties": opts.properties()}
-            for batch in (1, 8):
-                x = np.random.default_rng(0).uniform(-100, 100, (batch, 3, 224, 224)).astype(np.float32)
-                row[f"b{batch}_ms"] = 1000 * median_seconds(request, x, args.seconds)
+        options = {label: OpenVinoOptions(base.performance_hint, precision, base.threads, base.streams)
+                   for label, base in SETTINGS.items()}
+        requests = {label: core.compile_model(str(path), "CPU", o.properties()).create_infer_request()
+                    for label, o in options.items()}
+        medians = interleaved(requests, inputs, args.seconds)
+        for label, opts in options.items():
+            row = {"file": file_label, "setting": label, "properties": opts.properties(),
+                   "b1_ms": 1000 * medians[label, 1], "b8_ms": 1000 * medians[label, 8]}
             print(f"{file_label:<22} {label:<36} b1 {row['b1_ms']:8.1f} ms   b8 {8000 / row['b8_ms']:6.1f} img/s",
                   flush=True)
             rows.append(row)
-            del request
+        del requests
     stamp = dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
     md = [f"# OpenVINO CPU settings for vggedge, {stamp}", "",
           f"Machine: {cpu_model_name()}, {os.cpu_count()} cores (shared with other jobs while measured: "
           "compare rows with each other, not with other runs). OpenVINO " + ov.__version__ + ", synchronous "
-          "requests (one at a time, as vggedge's runner issues them), medians.", "",
+          "requests (one at a time, as vggedge's runner issues them), settings timed round-robin, medians.", "",
           "| file | setting | batch 1 (ms) | batch 8 (img/s) |", "|---|---|---|---|"]
     md += [f"| {r['file']} | {r['setting']} | {r['b1_ms']:.1f} | {8000 / r['b8_ms']:.1f} |" for r in rows]
     out = Path(args.out)
