@@ -160,3 +160,25 @@ def test_this_machine_leaves_out_what_it_cannot_run(plugin):
     keys = [v.key for v in cpu.variants_for(features)]
     assert features.openvino_plugin == openvino_ep.status().usable
     assert ("ov-int8" in keys) == (features.openvino_plugin or "OpenVINOExecutionProvider" in features.providers)
+
+
+def test_a_plugin_that_fails_to_load_is_a_reason_not_a_crash(monkeypatch):
+    import onnxruntime as ort
+
+    assert openvino_ep.unregister()
+    monkeypatch.setattr(openvino_ep, "installed", lambda: True)
+
+    def broken(name, path):
+        raise RuntimeError("undefined symbol: OrtGetApiBase")
+    monkeypatch.setattr(ort, "register_execution_provider_library", broken, raising=False)
+    try:
+        found = openvino_ep.status()
+        assert not found.usable and not found.registered
+        assert "onnxruntime-ep-openvino" in found.reason and "failed to load" in found.reason
+        with pytest.raises(BackendUnavailable, match="failed to load"):
+            openvino_ep.cpu_device()
+        features = cpu.cpu_features()
+        assert not features.openvino_plugin
+        assert all(v.options.openvino is None for v in cpu.variants_for(features))
+    finally:
+        assert openvino_ep.unregister()  # forget the failed attempt (nothing was registered)
