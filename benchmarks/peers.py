@@ -38,6 +38,7 @@ from vggedge.model.vgg16 import VGG16Options  # noqa: E402
 from vggedge.preprocess import list_images, preprocess  # noqa: E402
 from vggedge.runtime import cpu as vcpu  # noqa: E402
 from vggedge.runtime import openvino_ep  # noqa: E402
+from vggedge.runtime import tune as vtune  # noqa: E402
 from vggedge.runtime.base import RunnerOptions  # noqa: E402
 from vggedge.runtime.openvino_ep import OpenVinoOptions  # noqa: E402
 from vggedge.spec import load_spec_for  # noqa: E402
@@ -316,6 +317,8 @@ def main() -> None:
           f"Packages: " + ", ".join(f"{k} {v}" for k, v in env["packages"].items()), "",
           table(results, ceiling, baseline), "",
           acceptance_line(acceptance), "",
+          "The auto path's measured tables (`vggedge tune`; seconds per batch of each runnable variant):", "",
+          "```", *[line for t in vtune.table_for(fp32) for line in vtune.format_table(t)], "```", "",
           "OpenCV preprocessing (`vggedge bench --preprocess-only`), 1920x1080 BGR frames to a 224x224 tensor:", "",
           "| case | threads | median (ms) | frames/s |", "|---|---|---|---|",
           *[f"| {r.case} | {r.threads} | {r.median_ms:.2f} | {r.frames_per_s:.0f} |" for r in pre], "",

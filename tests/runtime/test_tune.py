@@ -47,12 +47,12 @@ def test_times_every_runnable_variant_and_caches_the_winner(model):
     assert len(timer.calls) == 3 and again.cached and again.winner == "int8-trt"  # cache hit: no timing
 
 
-@pytest.mark.parametrize("change", ["model", "cpu", "package", "batch", "files"])
+@pytest.mark.parametrize("change", ["model", "cpu", "package", "batch", "files", "threads"])
 def test_a_changed_key_re_tunes(model, monkeypatch, change):
     timer = FakeTimer({"int8": 0.3, "int8-trt": 0.2, "fp32": 0.9})
     tune.tune(model, features=ZEN4, timer=timer)
     assert len(timer.calls) == 3
-    batch = 8
+    batch, threads = 8, None
     if change == "model":
         model.write_bytes(b"other weights")
     elif change == "cpu":
@@ -62,11 +62,13 @@ def test_a_changed_key_re_tunes(model, monkeypatch, change):
         monkeypatch.setattr(tune, "package_versions", lambda: real + (("onnxruntime-ep-openvino", "9.9"),))
     elif change == "batch":
         batch = 1
+    elif change == "threads":
+        threads = 1
     else:
         (model.parent / "vgg16.int8-cpu.onnx").unlink()
-    tune.tune(model, RunnerOptions(max_batch=batch), features=ZEN4, timer=timer)
+    tune.tune(model, RunnerOptions(max_batch=batch, threads=threads), features=ZEN4, timer=timer)
     assert len(timer.calls) > 3
-    tune.tune(model, RunnerOptions(max_batch=batch), features=ZEN4, timer=timer)  # and that is cached again
+    tune.tune(model, RunnerOptions(max_batch=batch, threads=threads), features=ZEN4, timer=timer)  # cached again
     assert len(timer.calls) in (5, 6)
 
 

@@ -46,6 +46,7 @@ class TuneKey:
     packages: tuple[tuple[str, str], ...]
     batch: int
     variants: tuple[str, ...]
+    threads: int | None = None  # the user's thread count (None: each variant's tuned default)
 
     def digest(self) -> str:
         text = json.dumps(asdict(self), sort_keys=True)
@@ -76,7 +77,7 @@ class TuneResult:
         k = data["key"]
         key = TuneKey(str(k["model_sha256"]), str(k["cpu"]), int(k["cores"]),
                       tuple((str(a), str(b)) for a, b in k["packages"]), int(k["batch"]),
-                      tuple(str(v) for v in k["variants"]))
+                      tuple(str(v) for v in k["variants"]), None if k["threads"] is None else int(k["threads"]))
         times = {str(name): float(s) for name, s in data["seconds_per_batch"].items()}
         winner = str(data["winner"])
         if winner not in times:
@@ -117,10 +118,11 @@ def runnable(fp32: str | Path, features: CpuFeatures) -> list[CpuVariant]:
     return [v for v in variants_for(features) if variant_path(fp32, v.model).exists()]
 
 
-def key_for(fp32: str | Path, batch: int, features: CpuFeatures, variants: list[CpuVariant]) -> TuneKey:
-    """The cache key of a model on this machine at a batch size."""
+def key_for(fp32: str | Path, batch: int, features: CpuFeatures, variants: list[CpuVariant],
+            threads: int | None = None) -> TuneKey:
+    """The cache key of a model on this machine at a batch size (and thread count, when the user sets one)."""
     return TuneKey(file_sha256(fp32), cpu_model_name(), features.cores, package_versions(), batch,
-                   tuple(v.key for v in variants))
+                   tuple(v.key for v in variants), threads)
 
 
 def cache_path(key: TuneKey) -> Path:
@@ -185,7 +187,7 @@ def tune(fp32: str | Path, options: RunnerOptions | None = None, *, features: Cp
     variants = runnable(fp32, features)
     if not variants:
         raise VggEdgeError(f"{fp32}: no CPU variant's file exists here (the FP32 model itself is missing?)")
-    key = key_for(fp32, options.max_batch, features, variants)
+    key = key_for(fp32, options.max_batch, features, variants, options.threads)
     cached = None if force else load(key)
     if cached is not None:
         return cached
