@@ -247,7 +247,7 @@ def table(results: dict, ceiling: dict, baseline: str) -> str:
              "|---|---|---|---|---|---|---|"]
     for name, row in results.items():
         if "error" in row:
-            lines.append(f"| {name} | - | not run: {row['error'][:80]} | | | | |")
+            lines.append(f"| {name} | - | not run: {row['error'][:160]} | | | | |")
             continue
         b1, b8 = row["b1"], row["b8"]
         ceil = ceiling.get(row["precision"])

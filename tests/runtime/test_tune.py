@@ -157,3 +157,20 @@ def test_real_short_tune_on_the_tiny_model(tmp_path, monkeypatch, capsys):
     assert main(["info", "--model", str(fp32)]) == 0
     out = capsys.readouterr().out
     assert f"tuned CPU variants of {fp32}:" in out and "<- chosen" in out and "OpenVINO plugin EP:" in out
+
+
+def test_unwritable_cache_or_failed_tuning_never_breaks_inference(model, monkeypatch, tmp_path, caplog):
+    (tmp_path / "file").write_text("x")
+    monkeypatch.setattr(tune, "cache_path", lambda key: tmp_path / "file" / "t.json")  # parent is a file
+    monkeypatch.setattr(tune, "time_variant", FakeTimer({"int8": 0.3, "int8-trt": 0.5, "fp32": 0.1}))
+    with caplog.at_level("WARNING"):
+        assert tune.tune(model, features=ZEN4).winner == "fp32"
+    assert "could not cache the tuning result" in caplog.text
+
+    def broken(*args):
+        raise BackendUnavailable("nothing runs")
+    monkeypatch.setattr(tune, "time_variant", broken)
+    with caplog.at_level("WARNING"):
+        runner = cpu.cpu_runner(model, precision="auto")
+    assert runner.model.name == "vgg16.int8-cpu.onnx"  # the feature-detection order
+    assert "CPU tuning failed" in caplog.text

@@ -27,7 +27,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from .. import env
-from ..errors import BackendUnavailable, ConfigError
+from ..errors import BackendUnavailable, ConfigError, VggEdgeError
 from ..spec import load_spec_for, spec_path_for
 from . import openvino_ep
 from .base import RunnerOptions
@@ -236,7 +236,11 @@ def auto_variant(fp32: str | Path, features: CpuFeatures, override: str | None =
     elif env.tune_enabled():
         from .tune import tuned_variant
 
-        found = tuned_variant(fp32, runner_options or RunnerOptions(), features)
+        try:
+            found = tuned_variant(fp32, runner_options or RunnerOptions(), features)
+        except VggEdgeError as exc:  # tuning is an optimisation: its failure leaves the feature order
+            log.warning("CPU tuning failed (%s); using the feature-detection order", exc)
+            found = None
         first = [found] if found else []
     for candidate in first + variants_for(features):
         path = variant_path(fp32, candidate.model)

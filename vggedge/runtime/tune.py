@@ -204,7 +204,11 @@ def tune(fp32: str | Path, options: RunnerOptions | None = None, *, features: Cp
         raise VggEdgeError(f"{fp32}: no CPU variant ran: " + "; ".join(f"{k}: {r}" for k, r in failed.items()))
     winner = min(times, key=times.get)
     result = TuneResult(key, times, failed, winner, time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()))
-    save(result)
+    try:
+        save(result)
+    except OSError as exc:  # an unwritable cache costs a re-measurement next time, not this run
+        log.warning("could not cache the tuning result in %s (%s); set VGGEDGE_CACHE to a writable folder",
+                    cache_path(key).parent, exc)
     return result
 
 
