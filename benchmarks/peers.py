@@ -309,12 +309,12 @@ def main() -> None:
           f"Machine: {env['cpu']}, {env['cores']} cores, features {', '.join(k for k, v in features.__dict__.items() if v is True)}"
           + (f"; {args.note}" if args.note else "") + ".",
           "OpenVINO plugin EP: " + (openvino_ep.status().reason or "usable") + ".",
-          f"Ceilings measured in this run (GMAC/s): " + ", ".join(f"{k} {v:.0f}" for k, v in ceiling.items()) + ".",
+          "Ceilings measured in this run (GMAC/s): " + ", ".join(f"{k} {v:.0f}" for k, v in ceiling.items()) + ".",
           f"VGG16 224x224: {GMAC_PER_IMAGE} GMAC per image. Inference only, same preprocessed inputs; medians.",
           "Ceilings are sustained GEMM rates of library microbenchmarks (numpy sgemm, torch bf16 matmul, "
           "onnxruntime MatMulInteger u8xs8) at 2048^3; tuned convolution kernels can beat a plain GEMM, so a "
           "share above 100% reads 'faster than a plain GEMM of that precision on this machine'.",
-          f"Packages: " + ", ".join(f"{k} {v}" for k, v in env["packages"].items()), "",
+          "Packages: " + ", ".join(f"{k} {v}" for k, v in env["packages"].items()), "",
           table(results, ceiling, baseline), "",
           acceptance_line(acceptance), "",
           "The auto path's measured tables (`vggedge tune`; seconds per batch of each runnable variant):", "",
