@@ -88,6 +88,13 @@ def main() -> None:
           "requests (one at a time, as vggedge's runner issues them), settings timed round-robin, medians.", "",
           "| file | setting | batch 1 (ms) | batch 8 (img/s) |", "|---|---|---|---|"]
     md += [f"| {r['file']} | {r['setting']} | {r['b1_ms']:.1f} | {8000 / r['b8_ms']:.1f} |" for r in rows]
+    md += ["", "Best here, per file:"]
+    for file_label in files:
+        mine = [r for r in rows if r["file"] == file_label]
+        b1, b8 = min(mine, key=lambda r: r["b1_ms"]), min(mine, key=lambda r: r["b8_ms"])
+        md.append(f"- {file_label}: batch 1 {b1['setting']}; batch 8 {b8['setting']}")
+    md += ["", "vggedge gives the plugin EP `PERFORMANCE_HINT=LATENCY` and leaves threads and streams to "
+           "OpenVINO (`OpenVinoOptions()`); `--threads` / `RunnerOptions.threads` sets INFERENCE_NUM_THREADS."]
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     (out / "openvino-options.md").write_text("\n".join(md) + "\n")
