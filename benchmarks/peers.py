@@ -3,9 +3,14 @@
     python benchmarks/peers.py [--quick] [--out benchmarks/results]
 
 Peers: a plain onnxruntime session with default settings on the FP32 model (the
-baseline every ratio is against), PyTorch eager on the CPU (FP32, and bfloat16
-where the CPU has AVX512_BF16 or AMX), OpenVINO on the CPU when installed, and
-PyTorch eager FP16 (channels-last) on a GPU when there is one. The machine's
+baseline every ratio is against), each vggedge CPU variant (the OpenVINO plugin
+EP's ``ov-int8``/``ov-bf16`` included: a row says why when the plugin cannot run
+here), vggedge's ``precision="auto"`` path as an app gets it (tuned per machine,
+at each batch size), PyTorch eager on the CPU (FP32, and bfloat16 where the CPU
+has AVX512_BF16 or AMX), OpenVINO native (the ``openvino`` package, bench-only)
+on the same FP32 and INT8 files, and PyTorch eager FP16 (channels-last) on a GPU
+when there is one. The auto path and OpenVINO native INT8 are also timed
+round-robin against each other, for the issue-12 acceptance ratio. The machine's
 sustained matrix-multiply rates are measured in the same run, and each result is
 reported as a share of the ceiling for its precision. Only inference is timed
 (the same preprocessed batch for everyone). Writes a Markdown table and JSON.
@@ -32,10 +37,16 @@ from vggedge.model.export import export_vgg16  # noqa: E402
 from vggedge.model.vgg16 import VGG16Options  # noqa: E402
 from vggedge.preprocess import list_images, preprocess  # noqa: E402
 from vggedge.runtime import cpu as vcpu  # noqa: E402
+from vggedge.runtime import openvino_ep  # noqa: E402
+from vggedge.runtime import tune as vtune  # noqa: E402
+from vggedge.runtime.base import RunnerOptions  # noqa: E402
+from vggedge.runtime.openvino_ep import OpenVinoOptions  # noqa: E402
 from vggedge.spec import load_spec_for  # noqa: E402
 
 GMAC_PER_IMAGE = 15.47
 BATCHES = (1, 8)
+AUTO = 'vggedge precision="auto" (the variant tuned per machine and batch)'
+NATIVE = "OpenVINO INT8 Q/DQ ONNX (TensorRT-style)"
 
 
 def timeit(fn, warmup: int, iters: int, min_seconds: float) -> dict:
@@ -136,10 +147,11 @@ def torch_cuda() -> bool:
         return False
 
 
-def openvino_peer(model: Path):
+def openvino_peer(model: Path, options: OpenVinoOptions = OpenVinoOptions("LATENCY")):
+    """OpenVINO native with the same properties vggedge gives the plugin EP."""
     import openvino as ov
 
-    compiled = ov.Core().compile_model(str(model), "CPU", {"PERFORMANCE_HINT": "LATENCY"})
+    compiled = ov.Core().compile_model(str(model), "CPU", options.properties())
     request = compiled.create_infer_request()
     return lambda x: request.infer({0: x})
 
@@ -149,6 +161,56 @@ def vggedge_runner(variant: vcpu.CpuVariant, model_dir: Path):
     runner = vcpu.runner_for(variant, model_dir)
     runner.activate()
     return lambda x: runner.infer({"images": x})
+
+
+def vggedge_auto(fp32: Path):
+    """`precision="auto"` as an app at each batch size gets it: one runner per batch size, each on the
+    variant measured fastest at that batch (tuned now unless cached; VGGEDGE_TUNE=0 gives the feature order)."""
+    runners = {b: vcpu.cpu_runner(fp32, RunnerOptions(max_batch=b), precision="auto").activate() for b in BATCHES}
+    print("auto path: " + ", ".join(f"b{b} {r.describe()}" for b, r in runners.items()), flush=True)
+    return lambda x: runners[x.shape[0]].infer({"images": x})
+
+
+def unavailable(reason: str):
+    """A peer that cannot run here: its row says why."""
+    def factory():
+        raise RuntimeError(reason)
+    return factory
+
+
+def plugin_rows(features: vcpu.CpuFeatures) -> dict:
+    """Rows for the plugin variants this machine cannot run (the runnable ones come from variants_for)."""
+    if features.openvino_plugin or not features.x86:
+        return {}
+    reason = openvino_ep.status().reason if openvino_ep.installed() else "onnxruntime-ep-openvino not installed"
+    rows = {"vggedge INT8 Q/DQ on the OpenVINO plugin EP": (unavailable(reason), "int8")}
+    if features.bf16:
+        rows["vggedge FP32 file in bfloat16 on the OpenVINO plugin EP"] = (unavailable(reason), "bf16")
+    return rows
+
+
+def head_to_head(a, b, inputs: dict[int, np.ndarray], rounds: int, seconds: float) -> dict[int, float]:
+    """Median time of ``a`` over median time of ``b`` per batch, timed round-robin (fair on a shared machine)."""
+    samples = {(k, batch): [] for k in "ab" for batch in inputs}
+    for _ in range(rounds):
+        for k, fn in (("a", a), ("b", b)):
+            for batch, x in inputs.items():
+                start = time.perf_counter()
+                while not samples[k, batch] or time.perf_counter() - start < seconds:
+                    t0 = time.perf_counter()
+                    fn(x)
+                    samples[k, batch].append(time.perf_counter() - t0)
+    return {batch: float(np.median(samples["a", batch]) / np.median(samples["b", batch])) for batch in inputs}
+
+
+def acceptance_ratios(fp32: Path, inputs: dict[int, np.ndarray], quick: bool) -> dict:
+    """Issue 12's check: the auto path's speed as a share of OpenVINO native INT8 (>= 0.95 wanted)."""
+    try:
+        auto, native = vggedge_auto(fp32), openvino_peer(vcpu.variant_path(fp32, "tensorrt"))
+    except Exception as exc:  # reported, not fatal
+        return {"error": f"{type(exc).__name__}: {exc}"}
+    time_ratio = head_to_head(auto, native, inputs, 2 if quick else 4, 0.5 if quick else 2.0)
+    return {f"b{b}": 1 / r for b, r in time_ratio.items()}  # speed of auto / speed of native
 
 
 # ---- driver ---------------------------------------------------------------------------------
@@ -185,7 +247,7 @@ def table(results: dict, ceiling: dict, baseline: str) -> str:
              "|---|---|---|---|---|---|---|"]
     for name, row in results.items():
         if "error" in row:
-            lines.append(f"| {name} | - | not run: {row['error'][:80]} | | | | |")
+            lines.append(f"| {name} | - | not run: {row['error'][:160]} | | | | |")
             continue
         b1, b8 = row["b1"], row["b8"]
         ceil = ceiling.get(row["precision"])
@@ -195,11 +257,22 @@ def table(results: dict, ceiling: dict, baseline: str) -> str:
     return "\n".join(lines)
 
 
+def acceptance_line(acceptance: dict) -> str:
+    """One sentence with the auto path / OpenVINO native INT8 speed ratios (issue 12 wants >= 0.95)."""
+    if "error" in acceptance:
+        return f"Auto path vs OpenVINO native INT8: not measured ({acceptance['error']})."
+    parts = [f"{acceptance[f'b{b}']:.2f}x at batch {b}" for b in BATCHES if f"b{b}" in acceptance]
+    verdict = "meets" if all(v >= 0.95 for v in acceptance.values()) else "does NOT meet"
+    return (f"Auto path vs OpenVINO native INT8, timed round-robin in this run (speed ratio, higher is better): "
+            f"{', '.join(parts)}; {verdict} the 0.95x target.")
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--quick", action="store_true", help="shorter runs (for a smoke test)")
     ap.add_argument("--out", default=str(ROOT / "benchmarks" / "results"))
     ap.add_argument("--models", default=str(ROOT / "engines" / "bench"))
+    ap.add_argument("--note", default="", help="appended to the machine line (e.g. 'shared with other jobs')")
     args = ap.parse_args()
     model_dir = Path(args.models)
     model_dir.mkdir(parents=True, exist_ok=True)
@@ -211,6 +284,8 @@ def main() -> None:
     peers = {"onnxruntime FP32, default session (baseline)": (lambda: ort_default(fp32), "fp32")}
     for variant in vcpu.variants_for(features):
         peers[f"vggedge {variant.label}"] = (lambda v=variant: vggedge_runner(v, model_dir), variant.precision)
+    peers.update(plugin_rows(features))
+    peers[AUTO] = (lambda: vggedge_auto(fp32), "int8")
     peers["PyTorch eager FP32"] = (lambda: torch_vgg(fp32, "fp32"), "fp32")
     if features.bf16:
         peers["PyTorch eager bfloat16"] = (lambda: torch_vgg(fp32, "bf16"), "bf16")
@@ -219,24 +294,31 @@ def main() -> None:
         lambda: openvino_peer(fp32), "bf16" if features.bf16 else "fp32")
     if torch_cuda():
         peers["PyTorch eager FP16 channels-last (GPU)"] = (lambda: torch_vgg(fp32, "fp16", "cuda"), "fp16-gpu")
-    peers["OpenVINO INT8 Q/DQ ONNX (TensorRT-style)"] = (lambda: openvino_peer(vcpu.variant_path(fp32, "tensorrt")), "int8")
+    peers[NATIVE] = (lambda: openvino_peer(vcpu.variant_path(fp32, "tensorrt")), "int8")
     ceiling = ceilings(args.quick)
     results = measure(peers, inputs, args.quick)
+    acceptance = acceptance_ratios(fp32, inputs, args.quick)
     pre = bench_preprocess(spec, repeats=5 if args.quick else 20)
     baseline = next(iter(peers))
     stamp = dt.datetime.now().strftime("%Y-%m-%d")
     env = {"cpu": cpu_name(), "cores": __import__("os").cpu_count(), "features": features.__dict__,
            "python": platform.python_version(), "packages": {k: v for k, v in versions().items() if v},
-           "ceilings_gmac_s": ceiling, "date": stamp, "quick": args.quick}
+           "ceilings_gmac_s": ceiling, "date": stamp, "quick": args.quick, "note": args.note,
+           "openvino_plugin": openvino_ep.describe()}
     md = [f"# vggedge vs peers, {stamp}", "",
-          f"Machine: {env['cpu']}, {env['cores']} cores, features {', '.join(k for k, v in features.__dict__.items() if v is True)}.",
-          f"Ceilings measured in this run (GMAC/s): " + ", ".join(f"{k} {v:.0f}" for k, v in ceiling.items()) + ".",
+          f"Machine: {env['cpu']}, {env['cores']} cores, features {', '.join(k for k, v in features.__dict__.items() if v is True)}"
+          + (f"; {args.note}" if args.note else "") + ".",
+          "OpenVINO plugin EP: " + (openvino_ep.status().reason or "usable") + ".",
+          "Ceilings measured in this run (GMAC/s): " + ", ".join(f"{k} {v:.0f}" for k, v in ceiling.items()) + ".",
           f"VGG16 224x224: {GMAC_PER_IMAGE} GMAC per image. Inference only, same preprocessed inputs; medians.",
           "Ceilings are sustained GEMM rates of library microbenchmarks (numpy sgemm, torch bf16 matmul, "
           "onnxruntime MatMulInteger u8xs8) at 2048^3; tuned convolution kernels can beat a plain GEMM, so a "
           "share above 100% reads 'faster than a plain GEMM of that precision on this machine'.",
-          f"Packages: " + ", ".join(f"{k} {v}" for k, v in env["packages"].items()), "",
+          "Packages: " + ", ".join(f"{k} {v}" for k, v in env["packages"].items()), "",
           table(results, ceiling, baseline), "",
+          acceptance_line(acceptance), "",
+          "The auto path's measured tables (`vggedge tune`; seconds per batch of each runnable variant):", "",
+          "```", *[line for t in vtune.table_for(fp32) for line in vtune.format_table(t)], "```", "",
           "OpenCV preprocessing (`vggedge bench --preprocess-only`), 1920x1080 BGR frames to a 224x224 tensor:", "",
           "| case | threads | median (ms) | frames/s |", "|---|---|---|---|",
           *[f"| {r.case} | {r.threads} | {r.median_ms:.2f} | {r.frames_per_s:.0f} |" for r in pre], "",
@@ -245,6 +327,7 @@ def main() -> None:
     out.mkdir(parents=True, exist_ok=True)
     (out / "peers-latest.md").write_text("\n".join(md) + "\n")
     (out / "peers-latest.json").write_text(json.dumps({"environment": env, "results": results,
+                                                       "acceptance_auto_vs_openvino_int8": acceptance,
                                                        "preprocess": [r.__dict__ for r in pre]}, indent=1))
     print("\n".join(md))
 

@@ -136,3 +136,8 @@ def engine_writer() -> Callable[..., Path]:
 def variant_writer() -> Callable[..., Path]:
     """:func:`write_variant`, as a fixture."""
     return write_variant
+
+
+@pytest.fixture(autouse=True)
+def _no_automatic_tuning(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("VGGEDGE_TUNE", "0")

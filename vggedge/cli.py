@@ -129,6 +129,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--strict", action="store_true",
                    help="stop at the first unreadable image (default: report each, leave it out, exit 3)")
     p.add_argument("--json", action="store_true")
+    p.add_argument("--cpu-variants", action="store_true",  # openvino
+                   help="compare every runnable CPU variant of the one FP32 model given with its FP32 run")
 
     p = sub.add_parser("import-onnx", help="write the spec for your own VGG16-family ONNX file")
     p.add_argument("onnx")
@@ -155,10 +157,20 @@ def build_parser() -> argparse.ArgumentParser:
                    help="only time OpenCV preprocessing of 1920x1080 frames (1 frame and a batch of 32)")
 
     p = sub.add_parser("info", help="versions and usable backends; with --model, what exists for it and what would run")
-    p.add_argument("--model", default=None, help="list the ONNX variants and engines of this model")
+    p.add_argument("--model", default=None, help="list the ONNX variants, engines and measured CPU variant tables of this model")
     p.add_argument("--backend", default="auto")
     p.add_argument("--precision", default="as-given", choices=PRECISION_CHOICES, help=PRECISION_HELP)
     p.add_argument("--json", action="store_true")
+
+    # --- tune (issue 12) ---
+    p = sub.add_parser("tune", help="time each CPU variant of a model here and cache the fastest for precision=auto")
+    p.add_argument("--model", required=True, help="FP32 .onnx (its INT8 files beside it are timed too)")
+    p.add_argument("--batch-size", type=int, default=8, help="the batch size your app runs (default 8)")
+    p.add_argument("--seconds", type=float, default=2.0, help="timed seconds per variant")
+    p.add_argument("--threads", type=int, default=None, help="inference threads (default: the tuned choice)")
+    p.add_argument("--force", action="store_true", help="measure again even when a cached table exists")
+    p.add_argument("--json", action="store_true")
+    # --- end tune ---
 
     p = sub.add_parser("weights", help="published weight files")
     wsub = p.add_subparsers(dest="weights_command", required=True)
@@ -239,10 +251,18 @@ def _compare(args: argparse.Namespace) -> int:
     from .apps.compare import check_min_top1, compare_models, format_report, name_models
     from .paths import CALIB_DIR
 
-    report = compare_models(name_models(args.models), args.images or CALIB_DIR, backend=args.backend,
-                            batch_size=args.batch_size, augment=args.augment, strict=args.strict)
-    for failure in report.failed:
-        print(f"vggedge: error: {failure['error']}", file=sys.stderr)
+    if args.cpu_variants:  # openvino: CPU variants of one model
+        from .apps.cpu_variants import variant_accuracy
+
+        if len(args.models) != 1:
+            raise VggEdgeError(f"--cpu-variants takes one FP32 model; got {len(args.models)}: {args.models}")
+        report = variant_accuracy(args.models[0], args.images or CALIB_DIR, batch_size=args.batch_size,
+                                  augment=args.augment)
+    else:
+        report = compare_models(name_models(args.models), args.images or CALIB_DIR, backend=args.backend,
+                                batch_size=args.batch_size, augment=args.augment, strict=args.strict)
+        for failure in report.failed:
+            print(f"vggedge: error: {failure['error']}", file=sys.stderr)
     print(report.to_json() if args.json else format_report(report))
     if args.min_top1_agreement is not None:
         check_min_top1(report, args.min_top1_agreement / 100.0)
@@ -303,6 +323,18 @@ def _info(args: argparse.Namespace) -> int:
     return 0
 
 
+# --- tune (issue 12) ---
+@command("tune")
+def _tune(args: argparse.Namespace) -> int:
+    from .apps.tune import format_report, run_tune
+
+    result = run_tune(args.model, batch_size=args.batch_size, seconds=args.seconds, force=args.force,
+                      threads=args.threads)
+    print(json.dumps(result.to_json(), indent=2) if args.json else format_report(args.model, result))
+    return 0
+# --- end tune ---
+
+
 @command("weights")
 def _weights(args: argparse.Namespace) -> int:
     from .model.weights.download import download
@@ -320,6 +352,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,
                         format="vggedge: %(levelname)s: %(message)s", stream=sys.stderr)
     try:
+        from .env import check as check_environment
+
+        check_environment()  # environment overrides are refused before any work starts
         return COMMANDS[args.command](args)
     except VggEdgeError as exc:
         print(f"vggedge: error: {exc}", file=sys.stderr)

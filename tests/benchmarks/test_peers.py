@@ -36,3 +36,31 @@ def test_table_ratios_and_shares():
     assert "| fast | int8 | 50.0 | 4.00 | 20.0 | 4.00 | 77% |" in text  # 20 img/s * 15.47 GMAC / 400
     assert "| gpu | fp16-gpu | 5.0 | 40.00 | 500.0 | 100.00 | - |" in text
     assert "not run: RuntimeError: nope" in text
+
+
+def test_acceptance_line_reports_the_ratio_honestly():
+    assert "0.97x at batch 1, 1.02x at batch 8; meets the 0.95x target" in peers.acceptance_line({"b1": 0.97, "b8": 1.02})
+    assert "0.50x at batch 1, 0.96x at batch 8; does NOT meet" in peers.acceptance_line({"b1": 0.5, "b8": 0.96})
+    assert "not measured (RuntimeError: x)" in peers.acceptance_line({"error": "RuntimeError: x"})
+
+
+def test_plugin_rows_say_why_the_plugin_cannot_run():
+    import dataclasses
+
+    from vggedge.runtime import cpu
+
+    features = cpu.parse_cpuinfo("flags\t\t: avx2 avx512_bf16\n", "x86_64", 2, ("CPUExecutionProvider",))
+    rows = peers.plugin_rows(features)
+    assert set(rows) == {"vggedge INT8 Q/DQ on the OpenVINO plugin EP",
+                         "vggedge FP32 file in bfloat16 on the OpenVINO plugin EP"}
+    with pytest.raises(RuntimeError, match="onnxruntime-ep-openvino"):
+        rows["vggedge INT8 Q/DQ on the OpenVINO plugin EP"][0]()
+    assert peers.plugin_rows(dataclasses.replace(features, openvino_plugin=True)) == {}  # real rows instead
+
+
+def test_head_to_head_ratio():
+    import time
+
+    x = {1: np.zeros(1), 8: np.zeros(8)}
+    ratio = peers.head_to_head(lambda a: time.sleep(0.004), lambda a: time.sleep(0.001), x, 1, 0.02)
+    assert set(ratio) == {1, 8} and all(r > 1.5 for r in ratio.values())  # generous: sleep granularity

@@ -8,6 +8,7 @@ from pathlib import Path
 import numpy as np
 
 from ..checks import count
+from ..env import check as check_environment
 from ..errors import ImageError
 from ..model.labels import Prediction
 from ..model.prepare import DEFAULT_MODEL_DIR, prepare_model
@@ -43,6 +44,7 @@ def run_demo(weights: str | Path | None = None, images: str | Path | None = None
 
     Unreadable images are listed in ``report.failed`` (``strict=True`` raises the first).
     """
+    check_environment()  # a bad VGGEDGE_* override is refused before the export and INT8 builds
     count("top_k", top_k)
     count("batch_size", batch_size)
     folder = Path(images) if images else CALIB_DIR

@@ -12,8 +12,8 @@ from ..errors import VggEdgeError
 from ..runtime.base import RunnerOptions
 from ..runtime.select import availability, engine_machine, plan_selection
 
-PACKAGES = ("vggedge", "numpy", "onnx", "onnxruntime", "onnxruntime-gpu", "opencv-python-headless",
-            "opencv-python", "h5py", "torch", "tensorrt", "pycuda")
+PACKAGES = ("vggedge", "numpy", "onnx", "onnxruntime", "onnxruntime-gpu", "onnxruntime-ep-openvino",
+            "onnxruntime-openvino", "opencv-python-headless", "opencv-python", "h5py", "torch", "tensorrt", "pycuda")
 
 
 def versions() -> dict[str, str | None]:
@@ -52,7 +52,10 @@ def cpu_path() -> dict:
     from ..runtime.cpu import cpu_features, variants_for
 
     features = cpu_features()
-    return {"features": asdict(features), "variants": [f"{v.key}: {v.label}" for v in variants_for(features)]}
+    from ..runtime.openvino_ep import describe  # openvino: plugin found, version, devices, skip reason
+
+    return {"features": asdict(features), "variants": [f"{v.key}: {v.label}" for v in variants_for(features)],
+            "openvino": describe()}
 
 
 def info() -> dict:
@@ -72,7 +75,19 @@ def format_info(data: dict) -> str:
     lines.append(f"cpu path: {features['arch']}, {features['cores']} cores, {flags}; "
                  f"onnxruntime providers {', '.join(features['providers'])}")
     lines += [f"  {i + 1}. {v}" for i, v in enumerate(data["cpu"]["variants"])]
+    from ..runtime.openvino_ep import format_description  # the OpenVINO plugin EP: found, version, devices
+
+    lines += format_description(data["cpu"]["openvino"])
     return "\n".join(lines)
+
+
+def _tuned_lines(data: dict[str, Any]) -> list[str]:
+    """The measured CPU variant tables of a model (`vggedge tune`), as text."""
+    from ..runtime.tune import TuneResult, format_table
+
+    tables = [TuneResult.from_json(t) for t in data["tuned"]["tables"]]
+    lines = [f"tuned CPU variants of {data['tuned']['model']}: " + ("" if tables else "none yet (run `vggedge tune`)")]
+    return lines + [line for t in tables for line in format_table(t)]
 
 
 def model_info(model: str | Path, backend: str = "auto", precision: str = "as-given", *,
@@ -94,6 +109,10 @@ def model_info(model: str | Path, backend: str = "auto", precision: str = "as-gi
     data["engines"] = [{**_engine_row(r.plan, r.identity), "status": engine_usability(r, machine)}
                        for r in (engines_for(onnx_model) if onnx_model.suffix == ".onnx" else [])]
     data["cpu_choice"] = _cpu_choice(base_model(onnx_model))
+    from ..runtime.tune import table_for
+
+    data["tuned"] = {"model": str(base_model(onnx_model)),
+                     "tables": [t.to_json() for t in table_for(base_model(onnx_model))]}
     try:
         plan = plan_selection(model, backend, options=RunnerOptions(max_batch=max_batch), precision=precision)
         data["would_run"] = {"backend": plan.backend, "artefact": str(plan.artefact),
@@ -148,4 +167,8 @@ def format_model_info(data: dict[str, Any]) -> str:
     else:
         lines.append(f"would run: {run['backend']} on {run['artefact']} (precision {run['precision']})")
         lines += [f"  skipped {name}: {reason}" for name, reason in run["skipped"].items()]
+    lines += _tuned_lines(data)
+    from ..runtime.openvino_ep import describe, format_description
+
+    lines += format_description(describe())
     return "\n".join(lines)

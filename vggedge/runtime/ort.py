@@ -4,12 +4,15 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Mapping
+from typing import TYPE_CHECKING, Mapping
 
 import numpy as np
 
-from ..errors import BackendUnavailable, ModelError
+from ..errors import BackendUnavailable, ModelError, VggEdgeError
 from .base import Runner, RunnerOptions, TensorMeta
+
+if TYPE_CHECKING:
+    from .openvino_ep import OpenVinoOptions
 
 ORT_TYPES = {"tensor(float)": np.float32, "tensor(float16)": np.float16, "tensor(double)": np.float64,
              "tensor(int8)": np.int8, "tensor(uint8)": np.uint8, "tensor(int32)": np.int32,
@@ -27,6 +30,8 @@ class OrtOptions:
     execution_mode: str = "sequential"
     config_entries: dict[str, str] = field(default_factory=dict)
     providers: tuple = ("CPUExecutionProvider",)
+    #: run on the OpenVINO plugin EP's CPU device with these settings (``providers`` is then unused)
+    openvino: OpenVinoOptions | None = None
 
     def session_options(self):
         """Build ``onnxruntime.SessionOptions`` from these settings."""
@@ -49,7 +54,21 @@ class OrtOptions:
         for key, value in self.config_entries.items():
             opts.add_session_config_entry(key, value)
         opts.log_severity_level = 3
+        if self.openvino is not None:
+            from .openvino_ep import add_cpu_provider
+
+            add_cpu_provider(opts, self.openvino)
         return opts
+
+    @property
+    def first_provider(self) -> str:
+        """The provider the session is expected to run first."""
+        if self.openvino is not None:
+            from .openvino_ep import EP_NAME
+
+            return EP_NAME
+        wanted = self.providers[0]
+        return wanted[0] if isinstance(wanted, tuple) else wanted
 
 
 class OrtRunner(Runner):
@@ -70,23 +89,35 @@ class OrtRunner(Runner):
         if not isinstance(self.model, bytes) and not Path(self.model).is_file():
             raise ModelError(f"{self.model}: ONNX model file not found")
         source = self.model if isinstance(self.model, bytes) else os.fspath(self.model)
+        plugin = self.options.openvino is not None
+        providers = None if plugin else list(self.options.providers)  # the plugin comes through the options
+        if plugin:
+            from . import openvino_ep
+
+            openvino_ep.acquire()  # counted before the session exists: never unregistered under it
         try:
-            self.session = ort.InferenceSession(source, self.options.session_options(),
-                                                providers=list(self.options.providers))
+            self.session = ort.InferenceSession(source, self.options.session_options(), providers=providers)
+            self._check_providers()
+        except VggEdgeError:
+            self._deactivate()
+            raise
         except Exception as exc:  # onnxruntime raises its own Fail/InvalidGraph types
+            self._deactivate()
             where = "<bytes>" if isinstance(self.model, bytes) else self.model
             raise ModelError(f"{where}: onnxruntime could not load the model ({exc})") from None
-        self._check_providers()
 
     def _check_providers(self) -> None:
-        wanted = self.options.providers[0]
-        wanted = wanted[0] if isinstance(wanted, tuple) else wanted
+        wanted = self.options.first_provider
         got = self.session.get_providers()
         if wanted not in got:
             raise BackendUnavailable(f"{self.name}: asked for {wanted} but onnxruntime runs {got}")
 
     def _deactivate(self) -> None:
         self.session = None
+        if self.options.openvino is not None:
+            from . import openvino_ep
+
+            openvino_ep.release()  # after the session is dropped
 
     def _input_metadata(self) -> dict[str, TensorMeta]:
         meta = {}

@@ -61,12 +61,10 @@ REGISTRY: dict[str, PublishedWeights] = {e.name: e for e in (
 
 
 def cache_dir() -> Path:
-    """``$VGGEDGE_CACHE``, else ``$XDG_CACHE_HOME/vggedge``, else ``~/.cache/vggedge``."""
-    if os.environ.get("VGGEDGE_CACHE"):
-        return Path(os.environ["VGGEDGE_CACHE"]).expanduser()
-    if os.environ.get("XDG_CACHE_HOME"):
-        return Path(os.environ["XDG_CACHE_HOME"]).expanduser() / "vggedge"
-    return Path.home() / ".cache" / "vggedge"
+    """``$VGGEDGE_CACHE``, else ``$XDG_CACHE_HOME/vggedge``, else ``~/.cache/vggedge`` (vggedge/env.py)."""
+    from ...env import cache_dir as env_cache_dir
+
+    return env_cache_dir()
 
 
 def _resolve(name_or_entry: str | PublishedWeights) -> PublishedWeights:

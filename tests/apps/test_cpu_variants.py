@@ -1,0 +1,39 @@
+"""`vggedge compare --cpu-variants`: every runnable CPU variant's agreement with the FP32 run."""
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from vggedge.apps.cpu_variants import variant_accuracy
+from vggedge.cli import main
+from vggedge.model.export import export_vgg16
+from vggedge.model.vgg16 import VGG16Options
+from vggedge.runtime import cpu
+
+ZEN4 = cpu.parse_cpuinfo("flags\t\t: avx2 avx512f avx512_bf16 avx512_vnni\n", "x86_64", 2, ("CPUExecutionProvider",))
+
+
+@pytest.fixture(scope="module")
+def small(tmp_path_factory):
+    opts = VGG16Options(include_rescaling=False, include_top=True, num_classes=10, input_shape=(32, 32, 3))
+    fp32 = export_vgg16("random:2", tmp_path_factory.mktemp("acc") / "vgg16.onnx", opts).onnx_path
+    cpu.prepare_variants(fp32, "calib", features=ZEN4)
+    return fp32
+
+
+def test_each_variant_against_fp32(small):
+    report = variant_accuracy(small, "calib", batch_size=4, features=ZEN4)
+    assert report.images == 12 and report.reference == "vgg16.onnx (fp32 variant)"
+    assert [v.name for v in report.variants] == ["int8", "int8-trt"]
+    for v in report.variants:
+        assert v.backend == "ort-cpu" and 0.0 <= v.top1_agreement <= 1.0
+        assert 0.5 < v.cosine_mean <= 1.0 + 1e-6 and v.max_abs_diff > 0  # INT8 really differs from FP32
+
+
+def test_cli(small, capsys):
+    assert main(["compare", str(small), "--cpu-variants", "--batch-size", "4", "--json"]) == 0
+    data = json.loads(capsys.readouterr().out)
+    assert {v["name"] for v in data["variants"]} >= {"int8-trt"}
+    assert main(["compare", str(small), str(small), "--cpu-variants"]) == 1
+    assert "--cpu-variants takes one FP32 model; got 2" in capsys.readouterr().err

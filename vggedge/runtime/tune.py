@@ -1,0 +1,252 @@
+"""Choose the CPU variant by measuring it, once per machine and model, and remember the winner.
+
+The fastest variant depends on the CPU (the OpenVINO plugin wins by 3-5x on
+Intel CPUs with AMX and gains nothing elsewhere), so a fixed order is wrong
+somewhere. :func:`tune` times each runnable variant (its file exists beside the
+FP32 model) for a few seconds at the app's batch size and caches the table under
+``<cache>/tune/`` (``VGGEDGE_CACHE`` / ``XDG_CACHE_HOME``, see vggedge/env.py),
+keyed by :class:`TuneKey`: model sha256, CPU model name, core count, package
+versions, batch size and the set of runnable variants. Any change re-tunes.
+``VGGEDGE_TUNE=0`` switches it off (feature-detection order); an explicit
+precision or ``VGGEDGE_CPU_VARIANT`` always wins (runtime/cpu.py).
+"""
+from __future__ import annotations
+
+import hashlib
+import importlib.metadata
+import json
+import logging
+import os
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+
+from .. import env
+from ..errors import VggEdgeError
+from .base import RunnerOptions
+from .cpu import CpuFeatures, CpuVariant, cpu_features, cpu_model_name, runner_for, variant_path, variants_for
+
+log = logging.getLogger(__name__)
+PACKAGES = ("vggedge", "onnxruntime", "onnxruntime-ep-openvino", "onnxruntime-openvino")
+CACHE_VERSION = 1
+#: seconds per batch of one variant: (variant, fp32 model, runner options, seconds) -> median
+Timer = Callable[[CpuVariant, Path, RunnerOptions, float], float]
+
+
+@dataclass(frozen=True)
+class TuneKey:
+    """Everything a measured winner depends on; any change means a new measurement."""
+
+    model_sha256: str
+    cpu: str
+    cores: int
+    packages: tuple[tuple[str, str], ...]
+    batch: int
+    variants: tuple[str, ...]
+    threads: int | None = None  # the user's thread count (None: each variant's tuned default)
+
+    def digest(self) -> str:
+        text = json.dumps(asdict(self), sort_keys=True)
+        return hashlib.sha256(text.encode()).hexdigest()[:24]
+
+
+@dataclass
+class TuneResult:
+    """Median seconds per batch of each variant, the variants that failed (with why), and the winner."""
+
+    key: TuneKey
+    seconds_per_batch: dict[str, float]
+    failed: dict[str, str] = field(default_factory=dict)
+    winner: str = ""
+    measured_at: str = ""
+    cached: bool = False
+
+    def to_json(self) -> dict:
+        data = asdict(self)
+        data.pop("cached")
+        return {"version": CACHE_VERSION, **data}
+
+    @classmethod
+    def from_json(cls, data: dict) -> "TuneResult":
+        """Validate a cache entry; raises ValueError/KeyError/TypeError when it is not one."""
+        if data.get("version") != CACHE_VERSION:
+            raise ValueError(f"cache version {data.get('version')!r}, expected {CACHE_VERSION}")
+        k = data["key"]
+        key = TuneKey(str(k["model_sha256"]), str(k["cpu"]), int(k["cores"]),
+                      tuple((str(a), str(b)) for a, b in k["packages"]), int(k["batch"]),
+                      tuple(str(v) for v in k["variants"]), None if k["threads"] is None else int(k["threads"]))
+        times = {str(name): float(s) for name, s in data["seconds_per_batch"].items()}
+        winner = str(data["winner"])
+        if winner not in times:
+            raise ValueError(f"winner {winner!r} has no timing")
+        return cls(key, times, {str(a): str(b) for a, b in data.get("failed", {}).items()}, winner,
+                   str(data.get("measured_at", "")))
+
+
+_SHA_MEMO: dict[tuple[str, int, int], str] = {}
+
+
+def file_sha256(path: str | Path) -> str:
+    """sha256 of a file, remembered per (path, size, mtime) for this process."""
+    stat = Path(path).stat()
+    memo = (os.fspath(Path(path).resolve()), stat.st_size, stat.st_mtime_ns)
+    if memo not in _SHA_MEMO:
+        digest = hashlib.sha256()
+        with open(path, "rb") as handle:
+            for block in iter(lambda: handle.read(1 << 22), b""):
+                digest.update(block)
+        _SHA_MEMO[memo] = digest.hexdigest()
+    return _SHA_MEMO[memo]
+
+
+def package_versions() -> tuple[tuple[str, str], ...]:
+    """Installed versions of the packages whose change can change the winner."""
+    found = []
+    for name in PACKAGES:
+        try:
+            found.append((name, importlib.metadata.version(name)))
+        except importlib.metadata.PackageNotFoundError:
+            found.append((name, "-"))
+    return tuple(found)
+
+
+def runnable(fp32: str | Path, features: CpuFeatures) -> list[CpuVariant]:
+    """The variants this machine offers whose file exists beside the FP32 model."""
+    return [v for v in variants_for(features) if variant_path(fp32, v.model).exists()]
+
+
+def key_for(fp32: str | Path, batch: int, features: CpuFeatures, variants: list[CpuVariant],
+            threads: int | None = None) -> TuneKey:
+    """The cache key of a model on this machine at a batch size (and thread count, when the user sets one)."""
+    return TuneKey(file_sha256(fp32), cpu_model_name(), features.cores, package_versions(), batch,
+                   tuple(v.key for v in variants), threads)
+
+
+def cache_path(key: TuneKey) -> Path:
+    """Where a key's table lives."""
+    return env.cache_dir() / "tune" / f"{key.digest()}.json"
+
+
+def load(key: TuneKey) -> TuneResult | None:
+    """The cached table for ``key``; a corrupt entry is reported, moved aside and ignored."""
+    path = cache_path(key)
+    if not path.is_file():
+        return None
+    try:
+        result = TuneResult.from_json(json.loads(path.read_text()))
+        if result.key != key:
+            raise ValueError("its key does not match its file name")
+    except (ValueError, KeyError, TypeError, AttributeError, OSError) as exc:
+        aside = path.with_suffix(".bad")
+        log.warning("tuning cache entry %s is unusable (%s); moved to %s, re-tuning", path, exc, aside.name)
+        os.replace(path, aside)
+        return None
+    result.cached = True
+    return result
+
+
+def save(result: TuneResult) -> Path:
+    """Write a table atomically (temporary name, then rename)."""
+    path = cache_path(result.key)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    try:
+        tmp.write_text(json.dumps(result.to_json(), indent=1))
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+    return path
+
+
+def time_variant(variant: CpuVariant, fp32: Path, options: RunnerOptions, seconds: float) -> float:
+    """Median seconds per batch of ``options.max_batch`` (zeros) on one variant, after a warm-up."""
+    with runner_for(variant, fp32, options) as runner:
+        feed = {}
+        for name, meta in runner.input_metadata().items():
+            shape = tuple(options.max_batch if d is None else d for d in meta.shape)
+            feed[name] = np.zeros(shape, meta.dtype)
+        runner.infer(feed)
+        samples, start = [], time.perf_counter()
+        while len(samples) < 3 or time.perf_counter() - start < seconds:
+            t0 = time.perf_counter()
+            runner.infer(feed)
+            samples.append(time.perf_counter() - t0)
+    return float(np.median(samples))
+
+
+def tune(fp32: str | Path, options: RunnerOptions | None = None, *, features: CpuFeatures | None = None,
+         seconds: float = 2.0, force: bool = False, timer: Timer | None = None) -> TuneResult:
+    """The measured table for a model at ``options.max_batch``: from the cache, else timed now (by
+    ``timer``, default :func:`time_variant`) and cached."""
+    timer = timer or time_variant
+    fp32, options = Path(fp32), options or RunnerOptions()
+    features = features or cpu_features()
+    variants = runnable(fp32, features)
+    if not variants:
+        raise VggEdgeError(f"{fp32}: no CPU variant's file exists here (the FP32 model itself is missing?)")
+    key = key_for(fp32, options.max_batch, features, variants, options.threads)
+    cached = None if force else load(key)
+    if cached is not None:
+        return cached
+    log.info("tuning the CPU path for %s at batch %d: timing %s for about %.0f s each (once per machine and "
+             "model; VGGEDGE_TUNE=0 turns this off)", fp32.name, options.max_batch,
+             ", ".join(v.key for v in variants), seconds)
+    times, failed = {}, {}
+    for variant in variants:
+        try:
+            times[variant.key] = timer(variant, fp32, options, seconds)
+        except VggEdgeError as exc:  # a variant that cannot run here is a reported skip, not a crash
+            failed[variant.key] = str(exc)
+    if not times:
+        raise VggEdgeError(f"{fp32}: no CPU variant ran: " + "; ".join(f"{k}: {r}" for k, r in failed.items()))
+    winner = min(times, key=times.get)
+    result = TuneResult(key, times, failed, winner, time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()))
+    try:
+        save(result)
+    except OSError as exc:  # an unwritable cache costs a re-measurement next time, not this run
+        log.warning("could not cache the tuning result in %s (%s); set VGGEDGE_CACHE to a writable folder",
+                    cache_path(key).parent, exc)
+    return result
+
+
+def tuned_variant(fp32: str | Path, options: RunnerOptions, features: CpuFeatures) -> CpuVariant | None:
+    """The measured winner for ``precision="auto"`` (tuning now if needed), or None when nothing can be timed."""
+    if not Path(fp32).is_file():
+        return None
+    result = tune(fp32, options, features=features)
+    return next((v for v in variants_for(features) if v.key == result.winner), None)
+
+
+def table_for(fp32: str | Path) -> list[TuneResult]:
+    """Every cached table of this model (any batch, CPU or package set), newest first."""
+    folder = env.cache_dir() / "tune"
+    if not folder.is_dir() or not Path(fp32).is_file():
+        return []
+    sha, found = file_sha256(fp32), []
+    for path in folder.glob("*.json"):
+        try:
+            result = TuneResult.from_json(json.loads(path.read_text()))
+        except (ValueError, KeyError, TypeError, AttributeError, OSError):
+            continue
+        if result.key.model_sha256 == sha:
+            result.cached = True
+            found.append(result)
+    return sorted(found, key=lambda r: r.measured_at, reverse=True)
+
+
+def format_table(result: TuneResult) -> list[str]:
+    """Lines describing one table: each variant's time per batch and images/s, the winner marked."""
+    k = result.key
+    lines = [f"{k.cpu}, {k.cores} cores, batch {k.batch} ({'cached' if result.cached else 'measured now'}, "
+             f"{result.measured_at}):"]
+    for name, s in sorted(result.seconds_per_batch.items(), key=lambda item: item[1]):
+        mark = "  <- chosen" if name == result.winner else ""
+        lines.append(f"  {name:<10} {1000 * s:9.1f} ms/batch {k.batch / s:8.1f} img/s{mark}")
+    lines += [f"  {name:<10} not run: {reason}" for name, reason in result.failed.items()]
+    return lines
+
+
+__all__ = ["TuneKey", "TuneResult", "tune", "tuned_variant", "table_for", "format_table", "time_variant"]
