@@ -321,3 +321,22 @@ def test_corrupt_npz(tmp_path):
     bad.write_bytes(b"this is not a zip")
     with pytest.raises(WeightsError, match=r"w\.npz: not a readable \.npz"):
         load_weights(bad, OPTS)
+
+
+def test_keras_archive_errors(tmp_path):
+    import json
+    import zipfile
+
+    bad = tmp_path / "broken.keras"
+    bad.write_bytes(b"not a zip")
+    with pytest.raises(WeightsError, match=r"broken\.keras: not a readable \.keras archive with a config\.json"):
+        load_weights(bad, OPTS)
+    other = tmp_path / "resnet.keras"
+    layers = [{"class_name": "InputLayer", "config": {"name": "in", "batch_shape": [None, H, W, 3]}},
+              {"class_name": "Conv2D", "config": {"name": "conv1"}},
+              {"class_name": "BatchNormalization", "config": {"name": "bn1"}}]
+    with zipfile.ZipFile(other, "w") as archive:
+        archive.writestr("config.json", json.dumps({"class_name": "Functional", "config": {"layers": layers}}))
+    with pytest.raises(WeightsError, match=r"resnet\.keras: layer 'bn1' is a BatchNormalization, which VGG16 "
+                                           r"does not have"):
+        load_weights(other, OPTS)
