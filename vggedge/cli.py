@@ -159,7 +159,6 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("info", help="versions and usable backends")
     p.add_argument("--json", action="store_true")
-    p.add_argument("--model", default=None, help="also describe this model's spec (preprocessing)")  # keras helper
 
     p = sub.add_parser("weights", help="published weight files")
     wsub = p.add_subparsers(dest="weights_command", required=True)
@@ -299,12 +298,6 @@ def _info(args: argparse.Namespace) -> int:
 
     data = info()
     print(json.dumps(data, indent=2) if args.json else format_info(data))
-    # -- keras helper (issue 15, part 1): the model's preprocessing in one line --
-    if args.model:
-        from .spec import load_spec_for
-
-        print(f"preprocessing ({args.model}): {load_spec_for(args.model).preprocessing.describe()}")
-    # -- end keras helper --
     return 0
 
 

@@ -123,12 +123,3 @@ def test_unit_matches_explicit_options_and_in_graph_division(tmp_path: Path) -> 
     # and the check has teeth: the same graph fed raw pixels as if they were /255 differs clearly
     wrong, _ = imported(tmp_path, "wrong", "--preprocessing", "raw")
     assert np.abs(fp32_output(wrong) - want).max() > 1e-2
-
-
-def test_info_prints_the_preprocessing(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    model, spec = imported(tmp_path, "info", "--preprocessing", "keras-rescaling")
-    capsys.readouterr()
-    assert main(["info", "--model", str(model)]) == 0
-    lines = [line for line in capsys.readouterr().out.splitlines() if line.startswith("preprocessing")]
-    assert lines == [f"preprocessing ({model}): RGB, x = (pixel[0..255] * 1/255 - [0, 0, 0]) / [1, 1, 1], "
-                     "direct resize (linear)"]
