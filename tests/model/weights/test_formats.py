@@ -340,3 +340,21 @@ def test_keras_archive_errors(tmp_path):
     with pytest.raises(WeightsError, match=r"resnet\.keras: layer 'bn1' is a BatchNormalization, which VGG16 "
                                            r"does not have"):
         load_weights(other, OPTS)
+
+
+def test_keras_cv_config_options(tmp_path):
+    """A VGG16Backbone config.json gives the options; a size-agnostic input becomes VGG16's 224x224."""
+    import json
+    import zipfile
+
+    from vggedge.model.export import export_options
+
+    path = tmp_path / "backbone.keras"
+    config = {"include_rescaling": True, "include_top": False, "name": "VGG16", "input_shape": [None, None, 3],
+              "input_tensor": None, "pooling": "max", "num_classes": None, "classifier_activation": "softmax",
+              "trainable": True}
+    with zipfile.ZipFile(path, "w") as archive:
+        archive.writestr("config.json", json.dumps({"class_name": "VGG16Backbone", "config": config}))
+    assert export_options(path) == VGG16Options(include_rescaling=True, include_top=False, pooling="max",
+                                                input_shape=(224, 224, 3), name="VGG16")
+    assert export_options(path, input_shape=(64, 64, 3), pooling="avg").input_shape == (64, 64, 3)

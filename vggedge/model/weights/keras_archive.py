@@ -71,8 +71,10 @@ def read_config(path: str | Path) -> ArchiveConfig:
     body = config.get("config") or {}
     if name == "VGG16Backbone" or "include_rescaling" in body:
         options = {key: body[key] for key in BACKBONE_KEYS if key in body}
-        if options.get("input_shape") is None:
+        shape = options.get("input_shape")
+        if shape is None or None in shape:  # a size-agnostic backbone: VGG16's 224x224 unless told
             options.pop("input_shape", None)
+            log.info("%s: input_shape %s is not fixed; using 224x224x3 (--input-shape to change)", path, shape)
         return ArchiveConfig(options, None, str(name))
     if isinstance(body.get("layers"), list):
         return _functional(body, path, str(name))
