@@ -90,7 +90,7 @@ def test_preset_with_overrides_and_channel_order() -> None:
     ("interpolation", "bilinear", r"--interpolation: expected one of linear, area, cubic, nearest; got 'bilinear'"),
     ("preset", "keras", r"--preprocessing: 'keras' is neither a preset \(caffe-rgb, caffe-bgr, torchvision, raw, "
                         r"unit, keras-rescaling, tf\) nor a \.json file"),
-    ("std", "0,1,1", r"std values must all be positive"),
+    ("std", "0,1,1", r"--std: std divides, so expected positive numbers; got 0,1,1"),
 ])
 def test_bad_values_name_the_option(field: str, value: str, message: str) -> None:
     with pytest.raises(ConfigError, match=message):
@@ -129,11 +129,15 @@ def test_json_file_errors(tmp_path: Path) -> None:
         PreprocessingChoice(preset=str(tmp_path / "missing.json")).resolve()
 
 
-def test_preprocessing_validates_every_field() -> None:
-    for kwargs, message in [({"scale": 0}, r"scale must be a positive number"),
-                            ({"scale": float("nan")}, r"scale must be a finite number"),
-                            ({"mean": (1, 2)}, r"mean must list 1 or 3 numbers"),
+def test_preprocessing_checks_names_and_sizes() -> None:
+    for kwargs, message in [({"mean": (1, 2)}, r"mean has 2 values but std has 3"),
                             ({"resize_shorter": 0}, r"resize_shorter must be a positive whole number"),
-                            ({"std": (1, 0, 1)}, r"std values must all be positive")]:
+                            ({"resize_shorter": 2.5}, r"resize_shorter must be a positive whole number")]:
         with pytest.raises(ModelError, match=message):
             Preprocessing(**kwargs)
+
+
+def test_describe_adds_resize_size_and_interpolation_when_not_default() -> None:
+    assert TORCHVISION.describe() == "RGB x0.00392157 - [0.485, 0.456, 0.406] / [0.229, 0.224, 0.225], shorter_crop"
+    pre = PreprocessingChoice(preset="torchvision", resize_shorter="288", interpolation="area").resolve()
+    assert pre.describe().endswith("], shorter_crop 288, area")

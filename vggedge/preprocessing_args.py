@@ -122,6 +122,8 @@ class PreprocessingChoice:
     def _stats(self, name: str, scale: float) -> tuple[float, ...]:
         """Mean or std in the units of ``pixel * scale``, converted from the form the user said."""
         values = parse_values(getattr(self, name), self.option(name))
+        if name == "std" and not all(v > 0 for v in values):
+            raise ConfigError(f"{self.option('std')}: std divides, so expected positive numbers; got {_text(values)}")
         if self.mean_std_range is None:
             _check_form(values, name, scale, self)
             return values

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import math
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -29,8 +28,7 @@ class Preprocessing:
     ``channel_order`` (mean/std listed in that same order), after resizing by
     ``resize``: ``direct`` resizes straight to the input size; ``shorter_crop``
     resizes the shorter side to ``resize_shorter`` then centre-crops the input size.
-    Every field is checked; a bad value raises ModelError naming the field and the
-    expected form.
+    Names and sizes are checked here; value ranges where a ModelSpec is built.
     """
 
     channel_order: str = "RGB"
@@ -52,17 +50,10 @@ class Preprocessing:
                 or self.resize_shorter < 1:
             raise ModelError(f"resize_shorter must be a positive whole number of pixels such as 256, "
                              f"got {self.resize_shorter!r}")
-        scale = _number(self.scale, "scale")
-        if not scale > 0:
-            raise ModelError(f"scale must be a positive number such as 1 or 1/255 (0.00392157), got {self.scale!r}")
-        mean, std = _numbers(self.mean, "mean"), _numbers(self.std, "std")
-        if len(mean) != len(std):
-            raise ModelError(f"mean has {len(mean)} values but std has {len(std)}")
-        if any(not v > 0 for v in std):
-            raise ModelError(f"std values must all be positive (they divide), got {list(std)}")
-        object.__setattr__(self, "scale", scale)
-        object.__setattr__(self, "mean", mean)
-        object.__setattr__(self, "std", std)
+        if len(self.mean) != len(self.std):
+            raise ModelError(f"mean has {len(self.mean)} values but std has {len(self.std)}")
+        object.__setattr__(self, "mean", tuple(float(v) for v in self.mean))
+        object.__setattr__(self, "std", tuple(float(v) for v in self.std))
 
     def with_channel_order(self, order: str) -> "Preprocessing":
         """The same normalisation for inputs in ``order``: mean and std are listed in the new order."""
@@ -72,32 +63,14 @@ class Preprocessing:
                                    std=tuple(reversed(self.std)))
 
     def describe(self) -> str:
-        """One line: ``RGB, x = (pixel * 0.00392157 - [0.485, ...]) / [0.229, ...], resize ... (linear)``."""
+        """One line for logs: ``RGB x1 - [123.68, ...] / [1, ...], direct`` (resize size and
+        interpolation added when not 256 and linear)."""
         mean = ", ".join(f"{v:g}" for v in self.mean)
         std = ", ".join(f"{v:g}" for v in self.std)
-        scale = "1/255" if math.isclose(self.scale, 1 / 255, rel_tol=1e-6) else f"{self.scale:g}"
-        resize = ("direct resize" if self.resize == "direct"
-                  else f"shorter side to {self.resize_shorter} then centre crop")
-        return (f"{self.channel_order}, x = (pixel[0..255] * {scale} - [{mean}]) / [{std}], "
-                f"{resize} ({self.interpolation})")
-
-
-def _number(value: Any, field_name: str) -> float:
-    """A finite float, or ModelError naming the field."""
-    try:
-        number = float(value)
-    except (TypeError, ValueError):
-        number = math.nan
-    if isinstance(value, (bool, str)) or not math.isfinite(number):
-        raise ModelError(f"{field_name} must be a finite number, got {value!r}")
-    return number
-
-
-def _numbers(values: Any, field_name: str) -> tuple[float, ...]:
-    """1 or 3 finite floats (one per channel), or ModelError naming the field."""
-    if isinstance(values, (str, bytes)) or not hasattr(values, "__len__") or len(values) not in (1, 3):
-        raise ModelError(f"{field_name} must list 1 or 3 numbers (one per channel), got {values!r}")
-    return tuple(_number(v, field_name) for v in values)
+        resize = self.resize if self.resize == "direct" or self.resize_shorter == 256 \
+            else f"{self.resize} {self.resize_shorter}"
+        interpolation = "" if self.interpolation == "linear" else f", {self.interpolation}"
+        return f"{self.channel_order} x{self.scale:g} - [{mean}] / [{std}], {resize}{interpolation}"
 
 
 # What each published weight family expects (see shared notes, weights.md).

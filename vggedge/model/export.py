@@ -8,8 +8,8 @@ from pathlib import Path
 
 import onnx
 
-from ..errors import WeightsError
 from ..spec import ModelSpec, Preprocessing, spec_path_for
+from ..errors import WeightsError
 from .vgg16 import VGG16Options, build_onnx
 from .weights import LoadedWeights, archive_config, is_keras_archive, is_synthetic, load_weights
 
@@ -81,7 +81,9 @@ def export_vgg16(weights: str | Path | LoadedWeights, out: str | Path, options: 
     ("RGB"/"BGR") is the order the exported model takes: conv1_1 is rewired only
     when it differs from the order the weights expect.
     """
-    options = options or export_options(weights)
+    if options is None:
+        options = export_options(weights)
+    options = options or VGG16Options(include_rescaling=False, include_top=True, num_classes=1000)
     loaded = weights if isinstance(weights, LoadedWeights) else load_weights(weights, options)
     loaded = loaded.stated(preprocessing)
     if loaded.preprocessing is None:
