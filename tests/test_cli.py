@@ -36,7 +36,7 @@ def test_export_writes_model_and_spec(tmp_path: Path, capsys: pytest.CaptureFixt
     assert code == 0
     spec_file = tmp_path / "sub" / "feat.spec.json"
     assert out.is_file() and spec_file.is_file()
-    assert capsys.readouterr().out.strip() == f"wrote {out} and {spec_file}"
+    assert capsys.readouterr().out.splitlines()[0] == f"wrote {out} and {spec_file}"
     spec = ModelSpec.load(spec_file)
     assert (spec.height, spec.width, spec.channels) == (32, 32, 3)
     assert (spec.output_name, spec.output_kind, spec.num_classes) == ("max_pool", "features", None)

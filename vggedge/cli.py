@@ -61,18 +61,46 @@ def _partial(failed: int, total: int) -> int:
 
 
 def _add_model_options(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--weights", default=None, help="weight file (.npz, .h5, .pth) or random[:SEED] (default: random)")
-    p.add_argument("--include-rescaling", action=argparse.BooleanOptionalAction, default=False,
-                   help="divide pixels by 255 inside the graph (Keras-CV option)")
-    p.add_argument("--include-top", action=argparse.BooleanOptionalAction, default=True,
-                   help="keep the fully connected classifier")
-    p.add_argument("--num-classes", type=int, default=1000)
-    p.add_argument("--input-shape", type=_shape, default=(224, 224, 3), metavar="H,W,C")
+    p.add_argument("--weights", default=None,
+                   help="weight file (.npz, .h5, .weights.h5, .keras, .pth) or random[:SEED] (default: random)")
+    p.add_argument("--include-rescaling", action=argparse.BooleanOptionalAction, default=None,
+                   help="divide pixels by 255 inside the graph (Keras-CV option; default: a .keras file's, else no)")
+    p.add_argument("--include-top", action=argparse.BooleanOptionalAction, default=None,
+                   help="keep the fully connected classifier (default: a .keras file's, else yes)")
+    p.add_argument("--num-classes", type=int, default=None, help="default: a .keras file's, else 1000")
+    p.add_argument("--input-shape", type=_shape, default=None, metavar="H,W,C",
+                   help="default: a .keras file's, else 224,224,3")
     p.add_argument("--pooling", choices=["avg", "max"], default=None)
-    p.add_argument("--classifier-activation", choices=["softmax", "none"], default="softmax")
-    p.add_argument("--name", default="VGG16")
-    p.add_argument("--channel-order", choices=["RGB", "BGR"], default=None,
-                   help="input channel order of the exported model (default: what the weights expect)")
+    p.add_argument("--classifier-activation", choices=["softmax", "none"], default=None)
+    p.add_argument("--name", default=None)
+
+
+def _add_preprocessing_options(p: argparse.ArgumentParser, what: str) -> None:
+    g = p.add_argument_group("preprocessing", f"what input {what} (options override the preset or file)")
+    g.add_argument("--preprocessing", default=None, metavar="PRESET|FILE.json",
+                   help="caffe-rgb, caffe-bgr, torchvision, raw, unit (pixels/255), keras-rescaling (the same), "
+                        "tf (pixels/127.5 - 1), or a JSON file holding a spec or its preprocessing")
+    g.add_argument("--scale", default=None, help="pixel multiplier: a number or a fraction such as 1/255")
+    g.add_argument("--mean", default=None, metavar="M1,M2,M3", help="subtracted after scaling, in channel order")
+    g.add_argument("--std", default=None, metavar="S1,S2,S3", help="divides after the mean, in channel order")
+    g.add_argument("--mean-std-range", default=None, metavar="0..1|0..255",
+                   help="the form --mean/--std are written in: 0..1 (for pixels/255, as torchvision) or 0..255 "
+                        "(pixel units); default: the units of pixel * scale")
+    g.add_argument("--channel-order", default=None, metavar="RGB|BGR",
+                   help="input channel order of the model (export: conv1_1 is rewired when the weights expect "
+                        "the other order)")
+    g.add_argument("--resize", default=None, metavar="direct|shorter_crop")
+    g.add_argument("--resize-shorter", default=None, metavar="N", help="shorter side before the centre crop")
+    g.add_argument("--interpolation", default=None, metavar="linear|area|cubic|nearest")
+
+
+def _preprocessing_choice(args: argparse.Namespace):
+    from .preprocessing_args import PreprocessingChoice
+
+    return PreprocessingChoice(preset=args.preprocessing, scale=args.scale, mean=args.mean, std=args.std,
+                               mean_std_range=args.mean_std_range, channel_order=args.channel_order,
+                               resize=args.resize, resize_shorter=args.resize_shorter,
+                               interpolation=args.interpolation)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -92,6 +120,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("export", help="weights -> ONNX model + spec sidecar")
     _add_model_options(p)
+    _add_preprocessing_options(p, "the weights expect (required for Keras 3 files)")
     p.add_argument("--out", required=True, help="output .onnx path (the spec goes beside it)")
 
     p = sub.add_parser("classify", help="classify image files (and folders of them)")
@@ -134,8 +163,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("import-onnx", help="write the spec for your own VGG16-family ONNX file")
     p.add_argument("onnx")
-    p.add_argument("--preprocessing", required=True, choices=["caffe-rgb", "caffe-bgr", "torchvision", "raw"],
-                   help="what the model's weights expect")
+    _add_preprocessing_options(p, "the model expects (required: a preset, a file or options)")
     p.add_argument("--out", default=None, help="copy the model here (default: write the spec beside it)")
 
     p = sub.add_parser("bench", help="latency and throughput of a model on a backend")
@@ -195,16 +223,16 @@ def _demo(args: argparse.Namespace) -> int:
 
 @command("export")
 def _export(args: argparse.Namespace) -> int:
-    from .model.export import export_vgg16
-    from .model.vgg16 import VGG16Options
+    from .model.export import export_options, export_vgg16
 
-    options = VGG16Options(
-        include_rescaling=args.include_rescaling, include_top=args.include_top,
-        num_classes=args.num_classes if args.include_top else None, input_shape=args.input_shape,
-        pooling=args.pooling, name=args.name,
-        classifier_activation=None if args.classifier_activation == "none" else args.classifier_activation)
-    done = export_vgg16(args.weights or "random", args.out, options, channel_order=args.channel_order)
+    weights = args.weights or "random"
+    options = export_options(weights, include_rescaling=args.include_rescaling, include_top=args.include_top,
+                             num_classes=args.num_classes, input_shape=args.input_shape, pooling=args.pooling,
+                             classifier_activation=args.classifier_activation, name=args.name)
+    stated, order = _preprocessing_choice(args).for_export()
+    done = export_vgg16(weights, args.out, options, channel_order=order, preprocessing=stated)
     print(f"wrote {done.onnx_path} and {done.spec_path}")
+    print(f"preprocessing: {done.spec.preprocessing.describe()}")
     return 0
 
 
@@ -271,12 +299,19 @@ def _compare(args: argparse.Namespace) -> int:
 
 @command("import-onnx")
 def _import_onnx(args: argparse.Namespace) -> int:
+    from .errors import ConfigError
     from .model.foreign import import_onnx
     from .spec import spec_path_for
 
-    path, spec = import_onnx(args.onnx, args.preprocessing, args.out)
+    preprocessing = _preprocessing_choice(args).resolve()
+    if preprocessing is None:
+        raise ConfigError("import-onnx: say what input the model expects: --preprocessing PRESET|FILE.json "
+                          "(caffe-rgb, caffe-bgr, torchvision, raw, unit, keras-rescaling, tf) and/or "
+                          "--scale/--mean/--std/--channel-order/--resize")
+    path, spec = import_onnx(args.onnx, preprocessing, args.out)
     print(f"{path}: {spec.layout} {spec.height}x{spec.width}, {spec.num_classes} classes ({spec.output_kind}); "
           f"spec written to {spec_path_for(path)}")
+    print(f"preprocessing: {spec.preprocessing.describe()}")
     return 0
 
 

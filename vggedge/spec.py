@@ -18,16 +18,18 @@ from .errors import ModelError
 SPEC_VERSION = 1
 RESIZE_POLICIES = ("direct", "shorter_crop")
 CHANNEL_ORDERS = ("RGB", "BGR")
+INTERPOLATIONS = ("linear", "area", "cubic", "nearest")
 
 
 @dataclass(frozen=True)
 class Preprocessing:
     """How raw pixels become the tensor the model expects.
 
-    ``x = (pixel * scale - mean) / std`` per channel, channels in ``channel_order``
-    (mean/std listed in that same order), after resizing by ``resize``:
-    ``direct`` resizes straight to the input size; ``shorter_crop`` resizes the
-    shorter side to ``resize_shorter`` then centre-crops the input size.
+    ``x = (pixel * scale - mean) / std`` per channel, pixels 0..255, channels in
+    ``channel_order`` (mean/std listed in that same order), after resizing by
+    ``resize``: ``direct`` resizes straight to the input size; ``shorter_crop``
+    resizes the shorter side to ``resize_shorter`` then centre-crops the input size.
+    Names and sizes are checked here; value ranges where a ModelSpec is built.
     """
 
     channel_order: str = "RGB"
@@ -43,18 +45,33 @@ class Preprocessing:
             raise ModelError(f"channel_order must be one of {CHANNEL_ORDERS}, got {self.channel_order!r}")
         if self.resize not in RESIZE_POLICIES:
             raise ModelError(f"resize must be one of {RESIZE_POLICIES}, got {self.resize!r}")
-        if self.interpolation not in ("linear", "area", "cubic", "nearest"):
+        if self.interpolation not in INTERPOLATIONS:
             raise ModelError(f"interpolation must be linear, area, cubic or nearest, got {self.interpolation!r}")
+        if isinstance(self.resize_shorter, bool) or not isinstance(self.resize_shorter, int) \
+                or self.resize_shorter < 1:
+            raise ModelError(f"resize_shorter must be a positive whole number of pixels such as 256, "
+                             f"got {self.resize_shorter!r}")
         if len(self.mean) != len(self.std):
             raise ModelError(f"mean has {len(self.mean)} values but std has {len(self.std)}")
         object.__setattr__(self, "mean", tuple(float(v) for v in self.mean))
         object.__setattr__(self, "std", tuple(float(v) for v in self.std))
 
+    def with_channel_order(self, order: str) -> "Preprocessing":
+        """The same normalisation for inputs in ``order``: mean and std are listed in the new order."""
+        if order == self.channel_order:
+            return self
+        return dataclasses.replace(self, channel_order=order, mean=tuple(reversed(self.mean)),
+                                   std=tuple(reversed(self.std)))
+
     def describe(self) -> str:
-        """One line for logs: ``RGB x1 - [123.68, ...] / [1, ...], direct``."""
+        """One line for logs: ``RGB x1 - [123.68, ...] / [1, ...], direct`` (resize size and
+        interpolation added when not 256 and linear)."""
         mean = ", ".join(f"{v:g}" for v in self.mean)
         std = ", ".join(f"{v:g}" for v in self.std)
-        return f"{self.channel_order} x{self.scale:g} - [{mean}] / [{std}], {self.resize}"
+        resize = self.resize if self.resize == "direct" or self.resize_shorter == 256 \
+            else f"{self.resize} {self.resize_shorter}"
+        interpolation = "" if self.interpolation == "linear" else f", {self.interpolation}"
+        return f"{self.channel_order} x{self.scale:g} - [{mean}] / [{std}], {resize}{interpolation}"
 
 
 # What each published weight family expects (see shared notes, weights.md).
@@ -64,6 +81,15 @@ TORCHVISION = Preprocessing(
     "RGB", 1.0 / 255.0, (0.485, 0.456, 0.406), (0.229, 0.224, 0.225), resize="shorter_crop"
 )
 RAW_PIXELS = Preprocessing("RGB", 1.0, (0.0, 0.0, 0.0), (1.0, 1.0, 1.0))
+#: pixels / 255 (Keras ``Rescaling(1/255)``, Keras-CV ``include_rescaling=True``)
+UNIT = Preprocessing("RGB", 1.0 / 255.0, (0.0, 0.0, 0.0), (1.0, 1.0, 1.0))
+#: pixels / 127.5 - 1 (Keras applications' "tf" mode: MobileNet, Inception, ...)
+TF_SYMMETRIC = Preprocessing("RGB", 1.0 / 127.5, (1.0, 1.0, 1.0), (1.0, 1.0, 1.0))
+#: the named presets ``--preprocessing NAME`` accepts
+PRESETS: dict[str, Preprocessing] = {
+    "caffe-rgb": CAFFE_RGB, "caffe-bgr": CAFFE_BGR, "torchvision": TORCHVISION, "raw": RAW_PIXELS,
+    "unit": UNIT, "keras-rescaling": UNIT, "tf": TF_SYMMETRIC,
+}
 
 
 @dataclass(frozen=True)

@@ -145,8 +145,8 @@ def test_qdq_check_catches_wrong_weight_axis(qdq: onnx.ModelProto) -> None:
     broken.CopyFrom(qdq)
     layer = next(n for n in broken.graph.node if n.name == "block2_conv1")
     dq, weight = _weight_dq(broken, layer)
-    q = _producer(broken, dq.input[0])
-    for node in (q, dq):
+    q = _producer(broken, dq.input[0])  # None for int8 weights (the default): DequantizeLinear alone
+    for node in (n for n in (q, dq) if n is not None):
         next(a for a in node.attribute if a.name == "axis").i = 1
     inits = _inits(broken)
     inits[dq.input[1]].CopyFrom(numpy_helper.from_array(np.ones(weight.dims[1], np.float32), dq.input[1]))

@@ -7,7 +7,7 @@ from pathlib import Path
 from typing import Any
 
 from ..engine.identity import EngineIdentity
-from ..engine.registry import base_model, engine_usability, engines_for, is_engine, onnx_variants
+from ..engine.registry import artefact_spec, base_model, engine_usability, engines_for, is_engine, onnx_variants
 from ..errors import VggEdgeError
 from ..runtime.base import RunnerOptions
 from ..runtime.select import availability, engine_machine, plan_selection
@@ -109,6 +109,10 @@ def model_info(model: str | Path, backend: str = "auto", precision: str = "as-gi
     data["engines"] = [{**_engine_row(r.plan, r.identity), "status": engine_usability(r, machine)}
                        for r in (engines_for(onnx_model) if onnx_model.suffix == ".onnx" else [])]
     data["cpu_choice"] = _cpu_choice(base_model(onnx_model))
+    try:
+        data["preprocessing"] = artefact_spec(model).preprocessing.describe()
+    except VggEdgeError as exc:
+        data["preprocessing"] = f"unknown ({exc})"
     from ..runtime.tune import table_for
 
     data["tuned"] = {"model": str(base_model(onnx_model)),
@@ -143,7 +147,7 @@ def _cpu_choice(fp32: Path) -> dict[str, Any]:
 
 def format_model_info(data: dict[str, Any]) -> str:
     """Human-readable form of :func:`model_info`."""
-    lines = [f"model: {data['model']}"]
+    lines = [f"model: {data['model']}", f"preprocessing: {data['preprocessing']}"]
     if "engine" in data:
         e = data["engine"]
         lines.append(f"  engine: {e['precision']}, batch {','.join(map(str, e['batch']))}, TensorRT "

@@ -12,6 +12,11 @@ the 10.x -> 11.x migration guide):
 * ``BuilderFlag.FP16`` / ``BuilderFlag.INT8``: only for weakly typed 8.x/10.x
   builds (a precision flag on a strongly typed network is an error); removed in 11.x.
 * ``BuilderFlag.VERSION_COMPATIBLE``: 8.6 and later. INT8 calibrators: before 11.
+* INT8 Q/DQ weight storage (:func:`int8_weight_style`): int8 initializers ->
+  DequantizeLinear on 10.x and 11.x (the explicit-quantization guide accepts
+  pre-quantized weights when a DequantizeLinear sits before the layer); FP32
+  weights -> QuantizeLinear -> DequantizeLinear on 8.x, whose parser is reported
+  to refuse int8 constants into DequantizeLinear ("only activation types allowed").
 """
 from __future__ import annotations
 
@@ -115,6 +120,15 @@ def builder_flags(version: VersionLike, precision: str, strongly_typed: bool) ->
 def supports_version_compatible(version: VersionLike) -> bool:
     """``BuilderFlag.VERSION_COMPATIBLE`` and hardware compatibility levels exist (8.6+)."""
     return TrtVersion.parse(version) >= TrtVersion(8, 6)
+
+
+def int8_weight_style(version: VersionLike) -> str:
+    """The Q/DQ style (``vggedge.precision.int8.STYLES`` key) whose weight storage this TensorRT takes.
+
+    ``"tensorrt"`` (int8 weights, a quarter of the FP32 size) on 10.x and 11.x;
+    ``"tensorrt-fp32w"`` (FP32 weights behind a Q/DQ pair) on 8.x.
+    """
+    return "tensorrt-fp32w" if TrtVersion.parse(version).major < 10 else "tensorrt"
 
 
 def calibrator_available(version: VersionLike) -> bool:

@@ -9,8 +9,9 @@ import onnx
 
 from ..atomic import atomic_target, check_target
 from ..spec import ModelSpec, Preprocessing, spec_path_for
+from ..errors import WeightsError
 from .vgg16 import VGG16Options, build_onnx
-from .weights import LoadedWeights, is_synthetic, load_weights
+from .weights import LoadedWeights, archive_config, is_keras_archive, is_synthetic, load_weights
 
 log = logging.getLogger(__name__)
 
@@ -54,17 +55,44 @@ def _rescaled(pre: Preprocessing, source: str) -> Preprocessing:
                          pre.resize, pre.resize_shorter, pre.interpolation)
 
 
+def export_options(weights: str | Path | LoadedWeights, **given: object) -> VGG16Options:
+    """The options to export ``weights`` with: a ``.keras`` archive's own, else VGG16's defaults
+    (1000 classes, 224x224x3, no rescaling); keyword arguments not None override either
+    (``classifier_activation="none"`` for no activation)."""
+    chosen: dict[str, object] = {"include_rescaling": False, "include_top": True, "num_classes": 1000}
+    if not isinstance(weights, LoadedWeights) and Path(str(weights)).is_file() and is_keras_archive(weights):
+        chosen = dict(archive_config(weights).options)
+    chosen.update({k: v for k, v in given.items() if v is not None})
+    if chosen.get("classifier_activation") == "none":
+        chosen["classifier_activation"] = None
+    if not chosen.get("include_top"):
+        chosen["num_classes"] = None
+    return VGG16Options(**chosen)
+
+
 def export_vgg16(weights: str | Path | LoadedWeights, out: str | Path, options: VGG16Options | None = None,
-                 *, channel_order: str | None = None) -> Exported:
+                 *, channel_order: str | None = None, preprocessing: Preprocessing | None = None) -> Exported:
     """Build VGG16 from weights (a file, ``random[:SEED]`` or loaded weights) and write ONNX + spec.
 
-    ``channel_order`` ("RGB"/"BGR") rewires conv1_1 so the model takes that order
-    whatever the weights were trained on.
+    ``options`` default to :func:`export_options` (a ``.keras`` archive's own).
+    ``preprocessing`` states what the weights expect; it is required for files
+    that cannot say (Keras 3 ``.weights.h5``, ``.keras`` without rescaling) and
+    replaces what a published file's format implies. ``channel_order``
+    ("RGB"/"BGR") is the order the exported model takes: conv1_1 is rewired only
+    when it differs from the order the weights expect.
     """
+    if options is None:
+        options = export_options(weights)
     options = options or VGG16Options(include_rescaling=False, include_top=True, num_classes=1000)
     check_target(out, "ONNX model")  # before minutes of work, not after
     log.info("exporting %s to %s", options.name, out)
     loaded = weights if isinstance(weights, LoadedWeights) else load_weights(weights, options)
+    loaded = loaded.stated(preprocessing)
+    if loaded.preprocessing is None:
+        raise WeightsError(f"{loaded.path or loaded.source}: a {loaded.source} file does not say what input its "
+                           "weights expect; state it: --preprocessing unit|keras-rescaling|tf|caffe-bgr|caffe-rgb|"
+                           "torchvision|FILE.json, or --scale/--mean/--std/--channel-order "
+                           "(Python: export_vgg16(..., preprocessing=...))")
     if channel_order:
         loaded = loaded.with_channel_order(channel_order)
     model = build_onnx(loaded.arrays, options, source=loaded.path or loaded.source)

@@ -2,7 +2,9 @@
 
 The input layout (NCHW or NHWC), a fixed or dynamic batch, the class count and
 whether the output is already a softmax are read from the graph; what the graph
-cannot say (the preprocessing its weights expect) comes from a named preset.
+cannot say (the preprocessing its weights expect) comes from the user: a named
+preset, a :class:`~vggedge.spec.Preprocessing` (see ``vggedge.preprocessing_args``
+for the command-line and JSON forms).
 """
 from __future__ import annotations
 
@@ -12,9 +14,8 @@ from pathlib import Path
 import onnx
 
 from ..errors import ConfigError, ModelError
-from ..spec import CAFFE_BGR, CAFFE_RGB, RAW_PIXELS, TORCHVISION, ModelSpec, spec_path_for
+from ..spec import PRESETS, ModelSpec, Preprocessing, spec_path_for
 
-PRESETS = {"caffe-rgb": CAFFE_RGB, "caffe-bgr": CAFFE_BGR, "torchvision": TORCHVISION, "raw": RAW_PIXELS}
 ONNX_DTYPES = {onnx.TensorProto.FLOAT: "float32", onnx.TensorProto.FLOAT16: "float16"}
 
 
@@ -22,10 +23,21 @@ def _dims(value: onnx.ValueInfoProto) -> list[int | None]:
     return [d.dim_value if d.HasField("dim_value") else None for d in value.type.tensor_type.shape.dim]
 
 
-def spec_from_onnx(model: onnx.ModelProto, preset: str, source: str = "<model>") -> ModelSpec:
-    """Infer a spec from a classifier graph with one image input of 1 or 3 channels."""
+def preprocessing_for(preset: str | Preprocessing) -> Preprocessing:
+    """A Preprocessing as given, or the preset of that name."""
+    if isinstance(preset, Preprocessing):
+        return preset
     if preset not in PRESETS:
-        raise ConfigError(f"preprocessing preset {preset!r} is unknown; choose one of {sorted(PRESETS)}")
+        raise ConfigError(f"preprocessing preset {preset!r} is unknown; choose one of {', '.join(PRESETS)}")
+    return PRESETS[preset]
+
+
+def spec_from_onnx(model: onnx.ModelProto, preset: str | Preprocessing, source: str = "<model>") -> ModelSpec:
+    """Infer a spec from a classifier graph with one image input of 1 or 3 channels.
+
+    ``preset``: the preprocessing the weights expect, a preset name or a Preprocessing.
+    """
+    preprocessing = preprocessing_for(preset)
     inits = {t.name for t in model.graph.initializer}
     inputs = [i for i in model.graph.input if i.name not in inits]
     if len(inputs) != 1 or len(model.graph.output) < 1:
@@ -55,11 +67,12 @@ def spec_from_onnx(model: onnx.ModelProto, preset: str, source: str = "<model>")
                      height=h, width=w, channels=c, layout=layout, dtype=dtype,
                      output_dtype=ONNX_DTYPES.get(output.type.tensor_type.elem_type, "float32"),
                      output_kind=kind, num_classes=classes, labels="imagenet" if classes == 1000 else None,
-                     preprocessing=PRESETS[preset], weights_source=f"onnx:{Path(source).name}",
+                     preprocessing=preprocessing, weights_source=f"onnx:{Path(source).name}",
                      fixed_batch=dims[0] or None)
 
 
-def import_onnx(path: str | Path, preset: str, out: str | Path | None = None) -> tuple[Path, ModelSpec]:
+def import_onnx(path: str | Path, preset: str | Preprocessing,
+                out: str | Path | None = None) -> tuple[Path, ModelSpec]:
     """Check a foreign ONNX, copy it to ``out`` (optional) and write its spec beside it."""
     path = Path(path)
     try:

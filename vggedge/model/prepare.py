@@ -6,8 +6,7 @@ from pathlib import Path
 
 from ..paths import ENGINES_DIR
 from ..spec import ModelSpec, spec_path_for
-from .export import export_vgg16
-from .vgg16 import VGG16Options
+from .export import export_options, export_vgg16
 from .weights import download as dl
 from .weights import file_sha256, is_synthetic
 
@@ -52,6 +51,5 @@ def prepare_model(weights: str | Path | None, out_dir: Path = DEFAULT_MODEL_DIR,
         if wanted in (spec.weights_source, spec.weights_sha256):
             log.info("reusing %s (built from the same weights)", onnx_path)
             return onnx_path, is_random
-    options = VGG16Options(include_rescaling=False, include_top=True, num_classes=1000)
-    export_vgg16(source, onnx_path, options)
+    export_vgg16(source, onnx_path, export_options(source))  # a .keras archive brings its own options
     return onnx_path, is_random

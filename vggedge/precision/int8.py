@@ -41,11 +41,14 @@ class QdqStyle:
     weight_symmetric: bool = True
     per_channel: bool = True
     reduce_range: bool = False
+    #: weights stored as int8 initializers -> DequantizeLinear (a quarter of the size); False keeps FP32
+    #: weights -> QuantizeLinear -> DequantizeLinear, for TensorRT 8.x (see engine/flags.py)
+    int8_weights: bool = True
     extra: dict = field(default_factory=dict)
 
     def extra_options(self, method: str, percentile: float) -> dict:
         opts = {"ActivationSymmetric": self.activation_symmetric, "WeightSymmetric": self.weight_symmetric,
-                "QuantizeBias": False, "DedicatedQDQPair": True, "AddQDQPairToWeight": True,
+                "QuantizeBias": False, "DedicatedQDQPair": True, "AddQDQPairToWeight": not self.int8_weights,
                 "CalibMovingAverage": False, **self.extra}
         if method == "percentile":
             opts["CalibPercentile"] = percentile
@@ -58,7 +61,9 @@ TENSORRT = QdqStyle("tensorrt")
 CPU = QdqStyle("cpu", activation_type="QUInt8", activation_symmetric=False)
 #: The same for x86 CPUs without VNNI, where u8*s8 products can saturate: 7-bit weights.
 CPU_NO_VNNI = QdqStyle("cpu-rr", activation_type="QUInt8", activation_symmetric=False, reduce_range=True)
-STYLES = {s.name: s for s in (TENSORRT, CPU, CPU_NO_VNNI)}
+#: TensorRT's form with FP32 weights behind a Q/DQ pair each (as large as FP32), for TensorRT 8.x.
+TENSORRT_FP32_WEIGHTS = QdqStyle("tensorrt-fp32w", int8_weights=False)
+STYLES = {s.name: s for s in (TENSORRT, CPU, CPU_NO_VNNI, TENSORRT_FP32_WEIGHTS)}
 
 
 @dataclass(frozen=True)

@@ -90,6 +90,27 @@ def write_keras3_h5(path, convs, dense):
     return path
 
 
+def write_keras3_class_named_h5(path, convs, dense, swap=None, drop=()):
+    """As Keras 3's save_weights writes a functional VGG16: groups named after the layer class, in layer
+    order (conv2d, conv2d_1 ... conv2d_12, dense, dense_1, dense_2), weightless layers with empty vars."""
+    import h5py
+
+    keys = ["conv2d"] + [f"conv2d_{i}" for i in range(1, 13)] + ["dense", "dense_1", "dense_2"]
+    arrays = dict(zip(keys, convs + dense))
+    if swap:
+        a, b = swap
+        arrays[a], arrays[b] = arrays[b], arrays[a]
+    with h5py.File(path, "w") as f:
+        for key, (k, b) in arrays.items():
+            if key not in drop:
+                g = f.create_group(f"layers/{key}/vars")
+                g["0"], g["1"] = k, b
+        for empty in ("input_layer", "max_pooling2d", "max_pooling2d_1", "flatten"):
+            f.create_group(f"layers/{empty}/vars")
+        f.create_group("vars")
+    return path
+
+
 def ort_logits(weights_path, x_nhwc, options=OPTS, **kw):
     loaded = load_weights(weights_path, options)
     model = build_onnx(loaded.arrays, options)
@@ -119,12 +140,41 @@ def test_npz_matches_reference(tmp_path, tf_arrays, x_nhwc, reference):
     assert loaded.sha256 and len(loaded.sha256) == 64
 
 
-@pytest.mark.parametrize("writer", [write_keras2_h5, write_keras3_h5], ids=["keras2", "keras3"])
-def test_keras_h5_matches_reference(tmp_path, tf_arrays, x_nhwc, reference, writer):
-    got, loaded = ort_logits(writer(tmp_path / "w.h5", *tf_arrays), x_nhwc)
+def test_keras2_h5_matches_reference(tmp_path, tf_arrays, x_nhwc, reference):
+    got, loaded = ort_logits(write_keras2_h5(tmp_path / "w.h5", *tf_arrays), x_nhwc)
     assert relative_error(got, reference) < 1e-4
     assert loaded.preprocessing.channel_order == "BGR"
     assert loaded.preprocessing.mean == (103.939, 116.779, 123.68)
+
+
+def test_keras3_h5_matches_reference(tmp_path, tf_arrays, x_nhwc, reference):
+    """Keras 3 layout: read, but what input it expects is left for the user to state."""
+    got, loaded = ort_logits(write_keras3_h5(tmp_path / "w.weights.h5", *tf_arrays), x_nhwc)
+    assert relative_error(got, reference) < 1e-4
+    assert loaded.preprocessing is None and loaded.source == "keras3"
+
+
+def test_keras3_class_named_groups_read_in_layer_order(tmp_path, tf_arrays, x_nhwc, reference):
+    """conv2d_10 comes after conv2d_9 (not after conv2d_1, as HDF5's sorted listing has it)."""
+    got, loaded = ort_logits(write_keras3_class_named_h5(tmp_path / "m.weights.h5", *tf_arrays), x_nhwc)
+    assert relative_error(got, reference) < 1e-4
+    assert loaded.preprocessing is None
+
+
+def test_keras3_order_and_count_checked(tmp_path, tf_arrays):
+    path = write_keras3_class_named_h5(tmp_path / "swap.weights.h5", *tf_arrays, swap=("conv2d_3", "conv2d_4"))
+    with pytest.raises(WeightsError, match=r"swap\.weights\.h5: layer 4 of 16 \('block2_conv2', group "
+                                           r"'layers/conv2d_3'\) has kernel \(3, 3, 128, 256\) and bias \(256,\), "
+                                           r"expected kernel \(3, 3, 128, 128\)"):
+        load_weights(path, OPTS)
+    path = write_keras3_class_named_h5(tmp_path / "short.weights.h5", *tf_arrays, drop=("conv2d_12",))
+    with pytest.raises(WeightsError, match=r"short\.weights\.h5: found 12 convolution weight groups .* expected 13"):
+        load_weights(path, OPTS)
+    path = write_keras3_class_named_h5(tmp_path / "notop.weights.h5", *tf_arrays, drop=("dense_2",))
+    with pytest.raises(WeightsError, match=r"found 2 dense weight groups \['dense', 'dense_1'\], expected 3"):
+        load_weights(path, OPTS)
+    features = VGG16Options(include_rescaling=False, include_top=False, input_shape=(H, W, 3), pooling="avg")
+    assert len(load_weights(path, features).arrays) == 26  # the convolutions alone still load
 
 
 def test_wrong_fc6_permutation_is_caught(tmp_path, tf_arrays, x_nhwc, reference, monkeypatch):

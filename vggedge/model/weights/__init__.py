@@ -1,6 +1,7 @@
 """Weight loading: one module per published format, all returning canonical arrays.
 
-``load_weights("vgg16_weights.npz", options)``, a ``.h5`` / ``.pth`` path, or
+``load_weights("vgg16_weights.npz", options)``, a ``.h5`` (Keras 2 or Keras 3
+``.weights.h5``) / ``.keras`` archive / ``.pth`` path, or
 ``"random"`` / ``"random:SEED"`` for deterministic He-initialised weights, or
 ``"normalised[:SEED]"`` for random weights standardised on real photographs.
 """
@@ -12,14 +13,17 @@ from ...errors import WeightsError
 from ...spec import CAFFE_RGB
 from ..vgg16 import VGG16Options, check_weights, random_weights
 from .base import LoadedWeights, file_sha256
+from .keras_archive import is_keras_archive, load_keras_archive, read_config as archive_config
 from .keras_h5 import load_h5
 from .npz import load_npz
 from .torchvision_pth import load_pth
 
-FORMATS = {".npz": load_npz, ".h5": load_h5, ".hdf5": load_h5, ".pth": load_pth, ".pt": load_pth}
+FORMATS = {".npz": load_npz, ".h5": load_h5, ".hdf5": load_h5, ".keras": load_keras_archive,
+           ".pth": load_pth, ".pt": load_pth}
 MAGIC = {b"\x89HDF\r\n\x1a\n": load_h5}
 
-__all__ = ["LoadedWeights", "load_weights", "load_random", "is_synthetic", "FORMATS", "file_sha256"]
+__all__ = ["LoadedWeights", "load_weights", "load_random", "is_synthetic", "FORMATS", "file_sha256",
+           "archive_config", "is_keras_archive"]
 
 
 def is_synthetic(source: str | Path) -> bool:
@@ -53,7 +57,7 @@ def load_weights(source: str | Path, options: VGG16Options, *, verify_hash: bool
         return load_random(options, int(seed_text))
     path = Path(source)
     if not path.is_file():
-        raise WeightsError(f"{path}: weight file not found (expected a .npz, .h5 or .pth file, or 'random')")
+        raise WeightsError(f"{path}: weight file not found (expected a .npz, .h5, .keras or .pth file, or 'random')")
     loader = FORMATS.get(path.suffix.lower()) or _sniff(path)
     loaded = loader(path, options)
     check_weights(loaded.arrays, options, str(path))
@@ -68,5 +72,7 @@ def _sniff(path: Path):
     for magic, loader in MAGIC.items():
         if head.startswith(magic):
             return loader
+    if head.startswith(b"PK") and is_keras_archive(path):
+        return load_keras_archive
     raise WeightsError(f"{path}: unknown weight format (suffix {path.suffix!r}); expected one of "
-                       f"{sorted(FORMATS)} (npz TensorFlow port, Keras h5, torchvision pth)")
+                       f"{sorted(FORMATS)} (npz TensorFlow port, Keras h5 or .keras, torchvision pth)")

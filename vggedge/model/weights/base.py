@@ -7,16 +7,21 @@ from pathlib import Path
 
 import numpy as np
 
+from ...errors import WeightsError
 from ...spec import Preprocessing
 from .convert import reverse_input_channels
 
 
 @dataclass(frozen=True)
 class LoadedWeights:
-    """Canonical VGG16 arrays (see ``convert``), what input they expect, and where they came from."""
+    """Canonical VGG16 arrays (see ``convert``), what input they expect, and where they came from.
+
+    ``preprocessing`` is None when the file cannot say what its weights expect
+    (Keras 3 files): the user states it (``export_vgg16(..., preprocessing=...)``).
+    """
 
     arrays: dict[str, np.ndarray]
-    preprocessing: Preprocessing
+    preprocessing: Preprocessing | None
     source: str
     path: str | None = None
     sha256: str | None = None
@@ -29,11 +34,17 @@ class LoadedWeights:
 
     def with_channel_order(self, order: str) -> "LoadedWeights":
         """The same network fed ``order`` ("RGB"/"BGR") instead: conv1_1 and the mean/std are reordered."""
+        if self.preprocessing is None:
+            raise WeightsError(f"{self.path or self.source}: the channel order these weights expect is unknown; "
+                               "state their preprocessing first")
         if order == self.preprocessing.channel_order:
             return self
-        pre = replace(self.preprocessing, channel_order=order,
-                      mean=tuple(reversed(self.preprocessing.mean)), std=tuple(reversed(self.preprocessing.std)))
+        pre = self.preprocessing.with_channel_order(order)
         return replace(self, arrays=reverse_input_channels(self.arrays), preprocessing=pre)
+
+    def stated(self, preprocessing: Preprocessing | None) -> "LoadedWeights":
+        """The same weights with the preprocessing the user says they expect (None keeps the file's)."""
+        return self if preprocessing is None else replace(self, preprocessing=preprocessing)
 
 
 def file_sha256(path: str | Path, chunk: int = 1 << 22) -> str:
