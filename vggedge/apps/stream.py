@@ -118,6 +118,7 @@ class Stream:
         self.labels = labels_for(self.spec.labels, self.spec.num_classes)
         self.sources = [open_source(str(uri), self.options.source) for uri in sources]
         self.stats = StreamStats([s.uri for s in self.sources])
+        self.stats.refresh = self._sync_counts
         self.sinks = list(sinks)
         batch = self.spec.fixed_batch or self.options.batch_size or len(self.sources)
         runner_options = dataclasses.replace(self.options.runner or RunnerOptions(), max_batch=batch)
@@ -152,7 +153,6 @@ class Stream:
 
     def summary(self) -> dict[str, Any]:
         """Frames, classified, dropped, FPS and latency p50/p95/p99 per stage (ms)."""
-        self._sync_counts()
         return self.stats.summary()
 
     # the pipeline -----------------------------------------------------------
@@ -160,8 +160,8 @@ class Stream:
         out_name = self.spec.output_name
         worker = OutputWorker(self.sinks, record=lambda s: self.stats.record("output", s))
         try:
-            self._start_captures()
             with self.selection.runner as runner, worker:
+                self._start_captures()  # after activation, so a live source drops nothing while sessions load
                 log.info("stream: %d source(s) on %s, batch %d", len(self.sources), runner.describe(),
                          self.batch_size)
                 with runner.run(self._batches(), self._prepare, copy=True) as outputs:

@@ -6,7 +6,7 @@ import math
 import threading
 import time
 from dataclasses import dataclass
-from typing import Any, Iterable
+from typing import Any, Callable, Iterable
 
 import numpy as np
 
@@ -56,6 +56,8 @@ class StreamStats:
         self.started = time.monotonic()
         self.finished: float | None = None
         self._recent: collections.deque = collections.deque(maxlen=256)  # result times for the live FPS
+        #: called before each summary to refresh per-source counts (set by the stream)
+        self.refresh: Callable[[], None] | None = None
 
     def record(self, stage: str, seconds: float) -> None:
         with self._lock:
@@ -97,6 +99,8 @@ class StreamStats:
 
     def summary(self) -> dict[str, Any]:
         """Totals, FPS and p50/p95/p99 per stage in milliseconds."""
+        if self.refresh is not None:
+            self.refresh()
         with self._lock:
             lat = {s: {k: v * 1000.0 for k, v in percentiles(d).items()} for s, d in self.latency.items() if d}
             per_source = [vars(s).copy() for s in self.sources]

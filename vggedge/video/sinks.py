@@ -78,14 +78,15 @@ class VideoFileSink:
 
     CODECS = {".mp4": "mp4v", ".m4v": "mp4v", ".mov": "mp4v", ".avi": "MJPG", ".mkv": "mp4v"}
 
-    def __init__(self, path: str | Path, sources: int = 1, fps: Sequence[float | None] | None = None) -> None:
+    def __init__(self, path: str | Path, sources: int = 1,
+                 fps: Sequence[float | None] | Callable[[int], float | None] | None = None) -> None:
         self.path = Path(path)
         if self.path.suffix.lower() not in self.CODECS:
             raise ConfigError(f"--output {self.path}: unsupported video type; use one of {sorted(self.CODECS)}")
         if not self.path.parent.exists():
             raise ConfigError(f"--output {self.path}: folder {self.path.parent} does not exist")
         self.sources = sources
-        self.fps = list(fps or [None] * sources)
+        self.fps = fps if callable(fps) else list(fps or [None] * sources)
         self._writers: dict[int, Any] = {}
         self.frames: dict[int, int] = {}
 
@@ -95,6 +96,11 @@ class VideoFileSink:
             return self.path
         return self.path.with_name(f"{self.path.stem}-{source}{self.path.suffix}")
 
+    def _fps(self, source: int) -> float | None:
+        if callable(self.fps):
+            return self.fps(source)
+        return self.fps[source] if source < len(self.fps) else None
+
     def write(self, result: Any) -> None:
         import cv2
 
@@ -102,7 +108,7 @@ class VideoFileSink:
         writer = self._writers.get(result.source)
         if writer is None:
             path = self.path_for(result.source)
-            fps = self.fps[result.source] if result.source < len(self.fps) and self.fps[result.source] else 30.0
+            fps = self._fps(result.source) or 30.0
             fourcc = cv2.VideoWriter_fourcc(*self.CODECS[self.path.suffix.lower()])
             writer = cv2.VideoWriter(str(path), fourcc, float(fps), (frame.shape[1], frame.shape[0]))
             if not writer.isOpened():
