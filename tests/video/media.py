@@ -82,45 +82,56 @@ class MjpegServer:
             server.server_close()
 
 
+GST_SERVER = Path(__file__).with_name("gst_rtsp_server.py")
+SYSTEM_PYTHON = "/usr/bin/python3"  # Debian's python3-gi lives there, not in the venv
+
+
+def make_h264_clip(path: Path, seconds: int = 60, size: str = "320x240", rate: int = 25) -> Path:
+    """A generated H.264 MP4 test pattern, written by Debian's ffmpeg."""
+    subprocess.run(["ffmpeg", "-hide_banner", "-loglevel", "error", "-y", "-f", "lavfi", "-i",
+                    f"testsrc=size={size}:rate={rate}", "-t", str(seconds), "-c:v", "libx264", "-g", str(rate),
+                    "-pix_fmt", "yuv420p", "-tune", "zerolatency", str(path)], check=True, timeout=120)
+    return path
+
+
 class RtspServer:
-    """Debian's rtsp-server-perl on 127.0.0.1 with ffmpeg publishing ``clip`` in a loop; kill() and start() again."""
+    """GStreamer's RTSP server (gst-rtsp-server through PyGObject) on 127.0.0.1 serving ``clip``; kill() and start() again.
+
+    rtsp-server-perl was tried first: it hands clients RTP over UDP only, while
+    vggedge opens RTSP over TCP by default (the low-latency options).
+    """
 
     def __init__(self, clip: Path, name: str = "cam") -> None:
-        self.clip, self.name = clip, name
-        self.client_port, self.source_port = free_port(), free_port()
-        self._procs: list[subprocess.Popen] = []
+        self.clip, self.name, self.port = clip, name, free_port()
+        self._proc: subprocess.Popen | None = None
 
     @staticmethod
     def available() -> str | None:
-        """None when rtsp-server-perl and ffmpeg are installed, else why not."""
-        missing = [b for b in ("rtsp-server-perl", "ffmpeg") if shutil.which(b) is None]
-        return f"{', '.join(missing)} not installed (apt-get install -y rtsp-server-perl ffmpeg)" if missing else None
+        """None when ffmpeg and GStreamer's RTSP server (python3-gi) are installed, else why not."""
+        if shutil.which("ffmpeg") is None:
+            return "ffmpeg is not installed (apt-get install -y ffmpeg)"
+        probe = subprocess.run([SYSTEM_PYTHON, "-c", "import gi; gi.require_version('GstRtspServer', '1.0'); "
+                                "from gi.repository import GstRtspServer"], capture_output=True)
+        if probe.returncode != 0:
+            return ("GStreamer's RTSP server is not installed (apt-get install -y python3-gi "
+                    "gir1.2-gst-rtsp-server-1.0 gstreamer1.0-rtsp gstreamer1.0-plugins-good gstreamer1.0-plugins-bad)")
+        return None
 
     @property
     def url(self) -> str:
-        return f"rtsp://127.0.0.1:{self.client_port}/{self.name}"
+        return f"rtsp://127.0.0.1:{self.port}/{self.name}"
 
     def start(self) -> "RtspServer":
-        server = subprocess.Popen(["rtsp-server-perl", "--clientport", str(self.client_port), "--serverport",
-                                   str(self.source_port), "--client_listen_address", "127.0.0.1",
-                                   "--source_listen_address", "127.0.0.1", "--loglevel", "1"],
-                                  stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        self._procs.append(server)
-        if not wait_port(self.source_port) or not wait_port(self.client_port):
+        self._proc = subprocess.Popen([SYSTEM_PYTHON, str(GST_SERVER), str(self.port), self.name, str(self.clip)],
+                                      stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+        if self._proc.stdout.readline().strip() != "ready" or not wait_port(self.port):
             self.kill()
-            raise RuntimeError("rtsp-server-perl did not start listening")
-        publisher = subprocess.Popen(["ffmpeg", "-hide_banner", "-loglevel", "error", "-re", "-stream_loop", "-1",
-                                      "-i", str(self.clip), "-c", "copy", "-f", "rtsp",
-                                      f"rtsp://127.0.0.1:{self.source_port}/{self.name}"],
-                                     stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        self._procs.append(publisher)
-        time.sleep(1.0)  # the publisher announces the stream
+            raise RuntimeError(f"the RTSP server did not start on port {self.port}")
         return self
 
     def kill(self) -> None:
-        """Kill the server and the publisher at once (a camera going away mid-stream)."""
-        for proc in self._procs:
-            proc.kill()
-        for proc in self._procs:
-            proc.wait(timeout=10)
-        self._procs.clear()
+        """Kill the server at once (a camera going away mid-stream)."""
+        if self._proc is not None:
+            self._proc.kill()
+            self._proc.wait(timeout=10)
+            self._proc = None
