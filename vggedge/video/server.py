@@ -24,6 +24,7 @@ PAGE = """<!doctype html>
 <style>body{font-family:sans-serif;background:#111;color:#eee;margin:1em}
 .src{display:inline-block;vertical-align:top;margin:0 1em 1em 0}
 img{max-width:640px;border:1px solid #444;display:block}
+h2{font-size:1em;max-width:460px;overflow-wrap:anywhere}
 ol{font-family:monospace}</style></head><body>
 <h1>vggedge stream</h1><div id="sources">%(sources)s</div>
 <script>
@@ -151,9 +152,9 @@ class PreviewServer:
         app.add_routes([web.get("/", self._page), web.get("/video/{id}.mjpg", self._video),
                         web.get("/events", self._events), web.get("/api/state", self._api_state),
                         web.get("/metrics", self._metrics), web.get("/healthz", self._healthz)])
-        self._runner = web.AppRunner(app, handle_signals=False)
+        self._runner = web.AppRunner(app, handle_signals=False, shutdown_timeout=1.0)
         await self._runner.setup()
-        site = web.TCPSite(self._runner, self.host, self.port, shutdown_timeout=1.0)
+        site = web.TCPSite(self._runner, self.host, self.port)
         await site.start()
         if self.port == 0:
             self.port = site._server.sockets[0].getsockname()[1]  # the port the OS chose

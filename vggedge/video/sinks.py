@@ -36,7 +36,7 @@ def annotate(image: np.ndarray, result: Any) -> np.ndarray:
     frame = np.ascontiguousarray(image).copy()
     if frame.dtype != np.uint8:
         frame = np.clip(frame, 0, 255).astype(np.uint8)
-    scale = max(0.5, frame.shape[1] / 900.0)
+    scale = max(0.3, frame.shape[1] / 900.0)
     thick = max(1, int(round(scale * 2)))
     lines = [f"{p.label} {p.score:.2f}" for p in result.top_k[:1]]
     lines.append(f"src {result.source} #{result.frame}  {result.fps:.1f} FPS  {result.latency_s * 1000:.0f} ms")
