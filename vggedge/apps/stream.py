@@ -75,6 +75,10 @@ class StreamOptions:
     policy). ``smoothing``: EMA time constant in seconds (0: off; see
     :class:`~vggedge.apps.stream_stats.ScoreSmoother`). ``max_frames``: stop
     after this many classified frames (None: until the sources end or Ctrl-C).
+    ``prefetch``: take and preprocess the next batch while the current one is
+    inferred (default: yes for files, for throughput; no for live sources, whose
+    next frames are taken only when the model is ready for them, so a frame never
+    waits behind an inference: latency is the frame's age + preprocessing + one inference).
     """
 
     backend: str = "auto"
@@ -85,6 +89,7 @@ class StreamOptions:
     pace: bool = False
     smoothing: float = 0.0
     max_frames: int | None = None
+    prefetch: bool | None = None
     source: SourceOptions = SourceOptions()
     runner: RunnerOptions | None = None
 
@@ -121,7 +126,10 @@ class Stream:
         self.stats.refresh = self._sync_counts
         self.sinks = list(sinks)
         batch = self.spec.fixed_batch or self.options.batch_size or len(self.sources)
-        runner_options = dataclasses.replace(self.options.runner or RunnerOptions(), max_batch=batch)
+        live = self.options.pace or any(source.live for source in self.sources)
+        # live sources: one batch prepared ahead, not more, so a frame never queues behind two inferences
+        runner_options = self.options.runner or RunnerOptions(slots=1 if live else RunnerOptions().slots)
+        runner_options = dataclasses.replace(runner_options, max_batch=batch)
         self.selection = select_runner(self.model, self.options.backend, options=runner_options,
                                        precision=self.options.precision)
         self.batch_size = batch
@@ -130,6 +138,9 @@ class Stream:
         self._stop = threading.Event()
         self._smoother = ScoreSmoother(self.options.smoothing)
         self._iter: Iterator[StreamResult] | None = None
+        self.prefetch = (not live) if self.options.prefetch is None else self.options.prefetch
+        self._want = threading.Event()  # without prefetch: the model is ready for the next batch
+        self._want.set()
 
     # public ----------------------------------------------------------------
     def __iter__(self) -> Iterator[StreamResult]:
@@ -167,6 +178,7 @@ class Stream:
                 with runner.run(self._batches(), self._prepare, copy=True) as outputs:
                     try:
                         for out in outputs:
+                            self._want.set()
                             self.stats.batch(out.times)
                             for row, frame in zip(out.outputs[out_name], out.tag):
                                 result = self._result(frame, row, out.times)
@@ -207,6 +219,10 @@ class Stream:
         any_live = any(c.latest for c in self._captures)
         turn = 0
         while not self._stop.is_set():
+            if not self.prefetch:
+                while not self._want.wait(0.1):
+                    if self._stop.is_set():
+                        return
             with self._cond:
                 frames = self._gather(turn, any_live)
                 while not frames and not self._stop.is_set() and not all(c.done for c in self._captures):
@@ -216,6 +232,7 @@ class Stream:
                     frames = self._gather(turn, any_live)
             if not frames:
                 return
+            self._want.clear()
             turn += 1
             yield frames
 
