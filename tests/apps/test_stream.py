@@ -170,3 +170,9 @@ def test_options_checked_and_api_exported() -> None:
     with pytest.raises(ConfigError, match="unknown options"):
         stream(["x.mp4"], "m.onnx", colour=True)
     assert vggedge.stream is stream_mod.stream
+
+
+def test_loop_restarts_file_and_frame_numbers_go_on(stream_model: Path, calib_clip: Path) -> None:
+    results = list(stream([str(calib_clip)], stream_model, loop=True, max_frames=40, batch_size=4))
+    assert [r.frame for r in results] == list(range(40))
+    assert [r.top_k[0].index for r in results[36:40]] == [r.top_k[0].index for r in results[0:4]]

@@ -43,7 +43,7 @@ def test_cli_unopenable_source_message(stream_model: Path, tmp_path: Path, capsy
 def test_sigterm_stops_cleanly_and_video_plays(stream_model: Path, calib_clip: Path, tmp_path: Path) -> None:
     out = tmp_path / "live.mp4"
     proc = subprocess.Popen([sys.executable, "-c", "from vggedge.cli import run; run()", "stream", str(calib_clip), "--model",
-                             str(stream_model), "--pace", "--loop", "--output", str(out), "--json", "-"],
+                             str(stream_model), "--pace", "--loop", "--output", str(out), "--json", "-", "--serve", "127.0.0.1:0"],
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
                             env={**os.environ, "PYTHONUNBUFFERED": "1"})
     lines = []
@@ -60,4 +60,5 @@ def test_sigterm_stops_cleanly_and_video_plays(stream_model: Path, calib_clip: P
     lines += stdout.splitlines()
     assert proc.returncode == 130, stderr
     assert "classified" in stderr and "e2e" in stderr and "Traceback" not in stderr
+    assert "preview: http://127.0.0.1:" in stderr  # the preview server ran and was stopped with the rest
     assert frame_count(out) == len([line for line in lines if line.strip()])  # finalised: every result plays

@@ -131,3 +131,20 @@ def test_every_nth_frame_published(every: int, calib_clip) -> None:
         frames = take_frames(capture, cond, 100, timeout=10)
     assert [f.index for f in frames] == list(range(0, 36, every))
     assert capture.counts.skipped == 36 - len(frames)
+
+
+def test_unexpected_failure_ends_source_with_message() -> None:
+    class Broken(Source):
+        kind = "fake file"
+
+        def open(self) -> None:
+            pass
+
+        def read(self):
+            raise RuntimeError("decoder exploded")
+
+    cond = threading.Condition()
+    capture = Capture(0, Broken("fake://broken"), notify=cond)
+    with capture:
+        assert _until(lambda: capture.done, 5)
+    assert "fake://broken) stopped: decoder exploded" in capture.counts.errors[-1]

@@ -223,6 +223,8 @@ class Stream:
                 while not self._want.wait(0.1):
                     if self._stop.is_set():
                         return
+            for capture in self._captures:  # watchdog, also while the other sources keep producing
+                capture.check_stall(timeout)
             with self._cond:
                 frames = self._gather(turn, any_live)
                 while not frames and not self._stop.is_set() and not all(c.done for c in self._captures):

@@ -146,6 +146,16 @@ class Capture:
         return generation == self._generation and not self._stop.is_set()
 
     def _reader(self, generation: int, reopen: bool) -> None:
+        try:
+            self._read_loop(generation, reopen)
+        except Exception as exc:  # anything unexpected ends this source, reported; the others go on
+            self._note(f"source {self.id} ({self.source.uri}) stopped: {exc}")
+            if self._current(generation):
+                self.ended, self.connected = True, False
+                with self._cond:
+                    self._cond.notify_all()
+
+    def _read_loop(self, generation: int, reopen: bool) -> None:
         failures = 0
         if reopen and not self._reopen(generation, failures):
             return
