@@ -60,9 +60,9 @@ class Background:
         return self
 
     def __exit__(self, *exc) -> None:
-        self.run._stop.set()
+        self.run.close()  # from another thread: the stream ends and cleans up in its own thread
         self.thread.join(timeout=30)
-        self.run.close()
+        assert not self.thread.is_alive()
 
 
 @pytest.fixture()

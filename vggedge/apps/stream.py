@@ -155,10 +155,15 @@ class Stream:
         self.close()
 
     def close(self) -> None:
-        """Stop capture, inference and outputs; the video file is finalised (safe twice)."""
+        """Stop capture, inference and outputs; the video file is finalised (safe twice, and from another thread)."""
         self._stop.set()
-        if self._iter is not None:
-            self._iter.close()  # runs the generator's cleanup
+        if self._iter is None:
+            OutputWorker(self.sinks).close()  # never iterated: still close the sinks given (a started preview)
+        else:
+            try:
+                self._iter.close()  # runs the generator's cleanup
+            except ValueError:
+                pass  # iterating in another thread: the stop event ends it there, and it cleans up
         self._stop_captures()
         self.stats.finished = self.stats.finished or monotonic()
 
