@@ -148,3 +148,35 @@ def test_unexpected_failure_ends_source_with_message() -> None:
     with capture:
         assert _until(lambda: capture.done, 5)
     assert "fake://broken) stopped: decoder exploded" in capture.counts.errors[-1]
+
+
+def test_backoff_wait_is_not_a_stall() -> None:
+    from vggedge.video.sources import SourceError
+
+    class Flaky(Source):
+        kind, live = "fake camera", True
+
+        def __init__(self) -> None:
+            super().__init__("fake://flaky", SourceOptions(read_timeout=0.3))
+            self.opens, self.reads = 0, 0
+
+        def open(self) -> None:
+            self.opens += 1
+            if 2 <= self.opens <= 4:  # the first three reopen attempts fail: 0.25 + 0.5 + 1 s of backoff
+                raise SourceError("fake://flaky: connection refused")
+
+        def read(self):
+            self.reads += 1
+            time.sleep(0.01)
+            return None if self.reads == 3 else np.zeros((4, 4, 3), np.uint8)  # one drop
+
+    source = Flaky()
+    capture = Capture(0, source, notify=threading.Condition())
+    with capture:
+        deadline = time.monotonic() + 10
+        while capture.counts.reconnects == 0 and time.monotonic() < deadline:
+            capture.check_stall(0.3)
+            time.sleep(0.02)
+    assert capture.counts.reconnects == 1 and source.opens == 5
+    assert capture.counts.stalls == 0  # waiting between attempts is not a stalled read
+    assert sum("connection refused" in e for e in capture.counts.errors) == 3

@@ -79,6 +79,7 @@ class Capture:
         self._thread: threading.Thread | None = None
         self._progress = monotonic()
         self._index = 0
+        self._reconnecting = False  # in a backoff wait: not a stall
 
     # lifecycle -------------------------------------------------------------
     def start(self) -> "Capture":
@@ -124,7 +125,7 @@ class Capture:
 
     def check_stall(self, timeout: float) -> bool:
         """Watchdog: True (and the reader replaced) when a live read made no progress for ``timeout`` seconds."""
-        if not self.source.live or self.ended or self._stop.is_set():
+        if not self.source.live or self.ended or self._stop.is_set() or self._reconnecting:
             return False
         if monotonic() - self._progress < timeout:
             return False
@@ -198,6 +199,14 @@ class Capture:
 
     def _reopen(self, generation: int, failures: int) -> bool:
         """Reopen with backoff until it works or the capture stops; False when stopped."""
+        self._reconnecting = True
+        try:
+            return self._reopen_loop(generation, failures)
+        finally:
+            self._reconnecting = False
+            self._progress = monotonic()
+
+    def _reopen_loop(self, generation: int, failures: int) -> bool:
         attempt = max(0, failures - 1)
         while self._current(generation):
             if sleep_unless(self._stop, wait_backoff(attempt)):
