@@ -244,26 +244,25 @@ class Stream:
             yield frames
 
     def _gather(self, turn: int, any_live: bool) -> list[Frame]:
-        """Frames ready now, round-robin from ``turn``; with only file sources, wait for a full batch."""
+        """Frames ready now, round-robin from ``turn``: each source gives its share of the batch.
+
+        A live source gives at most its newest frame. With only file sources, wait until
+        every source that has not ended has its share ready (files never lose frames).
+        """
         caps = self._captures[turn % len(self._captures):] + self._captures[:turn % len(self._captures)]
-        if not any_live:
-            missing = self.batch_size - sum(c.pending() for c in caps)
-            if missing > 0 and not all(c.ended for c in caps) and not any(
-                    c.pending() >= c.depth for c in caps):
-                return []  # files never lose frames: wait for a full batch (or their end)
+        share = max(1, self.batch_size // len(caps))
+        if not any_live and any(c.pending() < share and not c.ended for c in caps):
+            return []
         frames: list[Frame] = []
-        progress = True
-        while len(frames) < self.batch_size and progress:
-            progress = False
-            for capture in caps:
-                if len(frames) >= self.batch_size:
+        for capture in caps:
+            for _ in range(1 if capture.latest else share):
+                frame = capture.take() if len(frames) < self.batch_size else None
+                if frame is None:
                     break
-                if capture.latest and any(f.source == capture.id for f in frames):
-                    continue  # one frame per live source per batch: the newest
-                frame = capture.take()
-                if frame is not None:
-                    frames.append(frame)
-                    progress = True
+                frames.append(frame)
+        for capture in caps:  # room left (sources that ended): fill from the files still going
+            while not capture.latest and len(frames) < self.batch_size and (frame := capture.take()) is not None:
+                frames.append(frame)
         return frames
 
     def _start_captures(self) -> None:
