@@ -178,6 +178,7 @@ class Stream:
         try:
             with self.selection.runner as runner, worker:
                 self._start_captures()  # after activation, so a live source drops nothing while sessions load
+                self.stats.started = monotonic()  # FPS counts from here, not from model loading
                 log.info("stream: %d source(s) on %s, batch %d", len(self.sources), runner.describe(),
                          self.batch_size)
                 with runner.run(self._batches(), self._prepare, copy=True) as outputs:
