@@ -61,4 +61,6 @@ def test_sigterm_stops_cleanly_and_video_plays(stream_model: Path, calib_clip: P
     assert proc.returncode == 130, stderr
     assert "classified" in stderr and "e2e" in stderr and "Traceback" not in stderr
     assert "preview: http://127.0.0.1:" in stderr  # the preview server ran and was stopped with the rest
-    assert frame_count(out) == len([line for line in lines if line.strip()])  # finalised: every result plays
+    rows = [json.loads(line) for line in lines if line.strip()]  # stdout carries JSON lines only
+    assert [r["frame"] for r in rows] == sorted(r["frame"] for r in rows)
+    assert frame_count(out) == len(rows)  # finalised: every classified frame plays

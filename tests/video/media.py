@@ -111,7 +111,10 @@ class RtspServer:
         if shutil.which("ffmpeg") is None:
             return "ffmpeg is not installed (apt-get install -y ffmpeg)"
         probe = subprocess.run([SYSTEM_PYTHON, "-c", "import gi; gi.require_version('GstRtspServer', '1.0'); "
-                                "from gi.repository import GstRtspServer"], capture_output=True)
+                                "gi.require_version('Gst', '1.0'); from gi.repository import Gst, GstRtspServer; "
+                                "Gst.init(None); missing = [e for e in ('qtdemux', 'h264parse', 'rtph264pay') "
+                                "if Gst.ElementFactory.find(e) is None]; assert not missing, missing"],
+                               capture_output=True)
         if probe.returncode != 0:
             return ("GStreamer's RTSP server is not installed (apt-get install -y python3-gi "
                     "gir1.2-gst-rtsp-server-1.0 gstreamer1.0-rtsp gstreamer1.0-plugins-good gstreamer1.0-plugins-bad)")
