@@ -22,10 +22,20 @@ from .spec import ModelSpec, Preprocessing
 
 __version__ = "0.1.0"
 
+
+def __getattr__(name: str):
+    """Lazy public names: ``vggedge.stream`` loads the video pipeline only when used."""
+    if name == "stream":
+        from .apps.stream import stream
+
+        return stream
+    raise AttributeError(f"module 'vggedge' has no attribute {name!r}")
+
+
 __all__ = [
     "BackendUnavailable", "BatchOutput", "CalibrationError", "Classified", "Classifier", "ConfigError", "DownloadError", "EngineMismatch",
     "Exported", "ImageError", "InputError", "LoadedWeights", "ModelError", "ModelSpec", "OrtOptions",
     "OrtRunner", "Prediction", "Preprocessing", "Runner", "RunnerOptions", "TensorMeta", "VGG16Options", "VggEdgeError",
     "WeightsError", "__version__", "availability", "build_onnx", "export_vgg16", "find_engine", "load_weights",
-    "preprocess", "read_image", "select_runner", "top_k",
+    "preprocess", "read_image", "select_runner", "stream", "top_k",
 ]

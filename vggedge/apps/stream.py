@@ -1,0 +1,329 @@
+"""Classify live camera and video streams: ``vggedge stream`` and :func:`vggedge.stream`.
+
+The pipeline, each stage in its own thread so they overlap:
+
+1. capture: one :class:`~vggedge.video.capture.Capture` thread per source (latest
+   frame for live sources, every frame for files and slideshows);
+2. batching and preprocessing: the runner's prepare worker takes the frames that
+   are ready, at most one per live source (DeepStream's stream-muxer idea), and
+   writes them into the runner's host buffers with the one preprocessing path;
+3. inference: :meth:`Runner.run` (pinned-memory slots and streams on GPUs);
+4. output: :class:`~vggedge.video.sinks.OutputWorker` feeds JSON, video and preview sinks.
+
+>>> for r in vggedge.stream(["0", "clip.mp4"], model="engines/demo/vgg16.onnx"):  # doctest: +SKIP
+...     print(r.source, r.frame, r.top_k[0].label, r.latency_s)
+"""
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import logging
+import signal
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Iterator, Sequence
+
+import numpy as np
+
+from ..errors import ConfigError, ModelError
+from ..model.labels import Prediction, labels_for, top_k
+from ..preprocess import prepare
+from ..runtime.base import RunnerOptions
+from ..runtime.select import select_runner
+from ..spec import load_spec_for
+from ..video.capture import Capture, Frame
+from ..video.sinks import OutputWorker, Sink
+from ..video.sources import SourceOptions, monotonic, open_source
+from .stream_stats import ScoreSmoother, StreamStats
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class StreamResult:
+    """One classified frame."""
+
+    source: int  #: index of the source in the list given
+    uri: str
+    frame: int  #: frame index within that source (counting every frame read)
+    timestamp: float  #: wall-clock capture time (seconds since the epoch)
+    top_k: list[Prediction]
+    latency_s: float  #: capture to result, end to end
+    times: dict[str, float] = field(default_factory=dict)  #: seconds per stage for this frame
+    fps: float = 0.0  #: recent classified frames per second of this source
+    image: np.ndarray | None = field(default=None, repr=False)  #: the captured BGR frame
+
+    def to_dict(self) -> dict[str, Any]:
+        """The JSON line: everything but the image."""
+        return {"source": self.source, "uri": self.uri, "frame": self.frame, "timestamp": self.timestamp,
+                "top_k": [{"index": p.index, "label": p.label, "score": round(float(p.score), 6)}
+                          for p in self.top_k],
+                "latency_ms": round(self.latency_s * 1000.0, 3),
+                "times_ms": {k: round(v * 1000.0, 3) for k, v in self.times.items()},
+                "fps": round(self.fps, 2)}
+
+
+@dataclass(frozen=True)
+class StreamOptions:
+    """How a stream runs (the CLI's options).
+
+    ``batch_size``: most frames per inference call (default: the number of
+    sources). ``every``: classify every Nth frame of each source. ``pace``: read
+    files and slideshows at their native rate, as live sources (latest-frame
+    policy). ``smoothing``: EMA time constant in seconds (0: off; see
+    :class:`~vggedge.apps.stream_stats.ScoreSmoother`). ``max_frames``: stop
+    after this many classified frames (None: until the sources end or Ctrl-C).
+    ``prefetch``: take and preprocess the next batch while the current one is
+    inferred (default: yes for files, for throughput; no for live sources, whose
+    next frames are taken only when the model is ready for them, so a frame never
+    waits behind an inference: latency is the frame's age + preprocessing + one inference).
+    """
+
+    backend: str = "auto"
+    precision: str = "auto"
+    batch_size: int | None = None
+    top_k: int = 5
+    every: int = 1
+    pace: bool = False
+    smoothing: float = 0.0
+    max_frames: int | None = None
+    prefetch: bool | None = None
+    source: SourceOptions = SourceOptions()
+    runner: RunnerOptions | None = None
+
+    def __post_init__(self) -> None:
+        if self.every < 1:
+            raise ConfigError(f"every={self.every}: expected an integer >= 1 (classify every Nth frame)")
+        if self.top_k < 1:
+            raise ConfigError(f"top_k={self.top_k}: expected an integer >= 1")
+        if self.batch_size is not None and self.batch_size < 1:
+            raise ConfigError(f"batch_size={self.batch_size}: expected an integer >= 1")
+
+
+class Stream:
+    """A running stream: iterate it for :class:`StreamResult` objects; ``close()`` (or ``with``) stops it.
+
+    Sources are opened when iteration starts; one that never opens raises
+    SourceError naming it. :meth:`summary` gives frames, classified, dropped,
+    FPS and latency p50/p95/p99 per stage at any time.
+    """
+
+    def __init__(self, sources: Sequence[str], model: str | Path, options: StreamOptions | None = None,
+                 sinks: Sequence[Sink] = ()) -> None:
+        if not sources:
+            raise ConfigError("stream needs at least one source URI (e.g. 0, /dev/video0, rtsp://..., clip.mp4)")
+        self.options = options or StreamOptions()
+        self.model = Path(model)
+        self.spec = load_spec_for(self.model)
+        if self.spec.output_kind == "features":
+            raise ModelError(f"{model}: this model outputs features, not class scores; export it with "
+                             "include_top=True to classify streams")
+        self.labels = labels_for(self.spec.labels, self.spec.num_classes)
+        self.sources = [open_source(str(uri), self.options.source) for uri in sources]
+        self.stats = StreamStats([s.uri for s in self.sources])
+        self.stats.refresh = self._sync_counts
+        self.sinks = list(sinks)
+        batch = self.spec.fixed_batch or self.options.batch_size or len(self.sources)
+        live = self.options.pace or any(source.live for source in self.sources)
+        # live sources: one batch prepared ahead, not more, so a frame never queues behind two inferences
+        runner_options = self.options.runner or RunnerOptions(slots=1 if live else RunnerOptions().slots)
+        runner_options = dataclasses.replace(runner_options, max_batch=batch)
+        self.selection = select_runner(self.model, self.options.backend, options=runner_options,
+                                       precision=self.options.precision)
+        self.batch_size = batch
+        self._cond = threading.Condition()
+        self._captures: list[Capture] = []
+        self._stop = threading.Event()
+        self._smoother = ScoreSmoother(self.options.smoothing)
+        self._iter: Iterator[StreamResult] | None = None
+        self.prefetch = (not live) if self.options.prefetch is None else self.options.prefetch
+        self._want = threading.Event()  # without prefetch: the model is ready for the next batch
+        self._want.set()
+
+    # public ----------------------------------------------------------------
+    def __iter__(self) -> Iterator[StreamResult]:
+        if self._iter is None:
+            self._iter = self._results()
+        return self._iter
+
+    def __enter__(self) -> "Stream":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def close(self) -> None:
+        """Stop capture, inference and outputs; the video file is finalised (safe twice, and from another thread)."""
+        self._stop.set()
+        if self._iter is None:
+            OutputWorker(self.sinks).close()  # never iterated: still close the sinks given (a started preview)
+        else:
+            try:
+                self._iter.close()  # runs the generator's cleanup
+            except ValueError:
+                pass  # iterating in another thread: the stop event ends it there, and it cleans up
+        self._stop_captures()
+        self.stats.finished = self.stats.finished or monotonic()
+
+    def summary(self) -> dict[str, Any]:
+        """Frames, classified, dropped, FPS and latency p50/p95/p99 per stage (ms)."""
+        return self.stats.summary()
+
+    # the pipeline -----------------------------------------------------------
+    def _results(self) -> Iterator[StreamResult]:
+        out_name = self.spec.output_name
+        worker = OutputWorker(self.sinks, record=lambda s: self.stats.record("output", s))
+        try:
+            with self.selection.runner as runner, worker:
+                self._start_captures()  # after activation, so a live source drops nothing while sessions load
+                self.stats.started = monotonic()  # FPS counts from here, not from model loading
+                log.info("stream: %d source(s) on %s, batch %d", len(self.sources), runner.describe(),
+                         self.batch_size)
+                with runner.run(self._batches(), self._prepare, copy=True) as outputs:
+                    try:
+                        for out in outputs:
+                            self._want.set()
+                            self.stats.batch(out.times)
+                            for row, frame in zip(out.outputs[out_name], out.tag):
+                                result = self._result(frame, row, out.times)
+                                worker.put(result)
+                                yield result
+                                if self.options.max_frames and self.stats.classified >= self.options.max_frames:
+                                    return
+                    finally:
+                        self._stop.set()  # the muxer (in the prepare worker) sees it before run() waits for it
+        finally:
+            self._stop.set()
+            self._stop_captures()
+            worker.close()
+            self.stats.finished = monotonic()
+            self._sync_counts()
+
+    def _result(self, frame: Frame, scores: np.ndarray, times: dict[str, float]) -> StreamResult:
+        smoothed = self._smoother.update(frame.source, frame.pts, scores)
+        preds = top_k(smoothed[None, :], self.labels, self.options.top_k)[0]
+        now = monotonic()
+        wait = (frame.prepared_at or now) - frame.captured
+        self.stats.classified_frame(frame.source, now - frame.captured, wait)
+        stage = {"wait": wait, "prepare": times.get("prepare", 0.0), "infer": times.get("infer", 0.0)}
+        return StreamResult(frame.source, self.sources[frame.source].uri, frame.index, frame.timestamp, preds,
+                            now - frame.captured, stage, self.stats.fps(frame.source), frame.image)
+
+    def _prepare(self, frames: list[Frame], inputs: dict[str, np.ndarray]) -> int:
+        buffer = inputs[self.spec.input_name]
+        now = monotonic()
+        for i, frame in enumerate(frames):
+            frame.prepared_at = now
+            prepare(frame.image, self.spec, out=buffer[i])
+        return len(frames)
+
+    def _batches(self) -> Iterator[list[Frame]]:
+        """The stream muxer: lists of ready frames, at most one per live source, up to the batch size."""
+        timeout = self.options.source.read_timeout
+        any_live = any(c.latest for c in self._captures)
+        turn = 0
+        while not self._stop.is_set():
+            if not self.prefetch:
+                while not self._want.wait(0.1):
+                    if self._stop.is_set():
+                        return
+            for capture in self._captures:  # watchdog, also while the other sources keep producing
+                capture.check_stall(timeout)
+            with self._cond:
+                frames = self._gather(turn, any_live)
+                while not frames and not self._stop.is_set() and not all(c.done for c in self._captures):
+                    self._cond.wait(0.1)
+                    for capture in self._captures:
+                        capture.check_stall(timeout)
+                    frames = self._gather(turn, any_live)
+            if not frames:
+                return
+            self._want.clear()
+            turn += 1
+            yield frames
+
+    def _gather(self, turn: int, any_live: bool) -> list[Frame]:
+        """Frames ready now, round-robin from ``turn``: each source gives its share of the batch.
+
+        A live source gives at most its newest frame. With only file sources, wait until
+        every source that has not ended has its share ready (files never lose frames).
+        """
+        caps = self._captures[turn % len(self._captures):] + self._captures[:turn % len(self._captures)]
+        share = max(1, self.batch_size // len(caps))
+        if not any_live and any(c.pending() < share and not c.ended for c in caps):
+            return []
+        frames: list[Frame] = []
+        for capture in caps:
+            for _ in range(1 if capture.latest else share):
+                frame = capture.take() if len(frames) < self.batch_size else None
+                if frame is None:
+                    break
+                frames.append(frame)
+        for capture in caps:  # room left (sources that ended): fill from the files still going
+            while not capture.latest and len(frames) < self.batch_size and (frame := capture.take()) is not None:
+                frames.append(frame)
+        return frames
+
+    def _start_captures(self) -> None:
+        o = self.options
+        for i, source in enumerate(self.sources):
+            capture = Capture(i, source, pace=o.pace, every=o.every, notify=self._cond,
+                              depth=max(8, 2 * self.batch_size))
+            self._captures.append(capture)
+            capture.start()  # SourceError naming the URI if it never opens
+
+    def _stop_captures(self) -> None:
+        for capture in self._captures:
+            capture.stop()
+
+    def _sync_counts(self) -> None:
+        for capture in self._captures:
+            c = capture.counts
+            self.stats.update_source(capture.id, frames=c.read, dropped=c.dropped, skipped=c.skipped,
+                                     corrupt=c.corrupt, reconnects=c.reconnects, stalls=c.stalls,
+                                     connected=capture.connected)
+
+
+def stream(sources: Sequence[str], model: str | Path, *, sinks: Sequence[Sink] = (), **options: Any) -> Stream:
+    """Classify one or more video sources; iterate the result for :class:`StreamResult` objects.
+
+    ``sources``: URIs (``csi://0``, ``/dev/video0``, ``0``, ``rtsp://...``,
+    ``http://...``, ``clip.mp4``, a folder or glob of images). ``options`` are
+    :class:`StreamOptions` fields, plus :class:`~vggedge.video.sources.SourceOptions`
+    fields (``width``, ``height``, ``rate``, ``loop``, ``read_timeout``...).
+    """
+    source_fields = {f.name for f in dataclasses.fields(SourceOptions)}
+    source_opts = {k: options.pop(k) for k in list(options) if k in source_fields}
+    unknown = set(options) - {f.name for f in dataclasses.fields(StreamOptions)}
+    if unknown:
+        raise ConfigError(f"stream(): unknown options {sorted(unknown)}")
+    return Stream(sources, model, StreamOptions(source=SourceOptions(**source_opts), **options), sinks)
+
+
+@contextlib.contextmanager
+def sigterm_as_interrupt() -> Iterator[None]:
+    """Inside the block, SIGTERM raises KeyboardInterrupt (so Ctrl-C and `kill` stop the same clean way)."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def handler(signum: int, frame: Any) -> None:
+        raise KeyboardInterrupt
+
+    previous = signal.signal(signal.SIGTERM, handler)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+def wait_for(predicate, timeout: float, interval: float = 0.05) -> bool:
+    """Poll ``predicate`` until it is true or ``timeout`` seconds pass (used by the preview and tests)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return True
+        time.sleep(interval)
+    return bool(predicate())

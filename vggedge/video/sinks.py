@@ -1,0 +1,203 @@
+"""Where stream results go: JSON lines, an annotated video file, the live preview.
+
+A sink has ``write(result)`` and ``close()``; :class:`OutputWorker` feeds every
+sink from its own thread so writing never holds up capture or inference.
+Results are :class:`vggedge.apps.stream.StreamResult` objects (``source``,
+``frame``, ``timestamp``, ``top_k``, ``latency_s``, ``image``, ``fps``).
+"""
+from __future__ import annotations
+
+import json
+import logging
+import queue
+import sys
+import threading
+import time
+from pathlib import Path
+from typing import IO, Any, Callable, Protocol, Sequence
+
+import numpy as np
+
+from ..errors import ConfigError, VggEdgeError
+
+log = logging.getLogger(__name__)
+
+
+class Sink(Protocol):
+    def write(self, result: Any) -> None: ...
+
+    def close(self) -> None: ...
+
+
+def annotate(image: np.ndarray, result: Any) -> np.ndarray:
+    """A copy of the frame with the top label, its score, the source and the FPS drawn on it."""
+    import cv2
+
+    frame = np.ascontiguousarray(image).copy()
+    if frame.dtype != np.uint8:
+        frame = np.clip(frame, 0, 255).astype(np.uint8)
+    scale = max(0.3, frame.shape[1] / 900.0)
+    thick = max(1, int(round(scale * 2)))
+    lines = [f"{p.label} {p.score:.2f}" for p in result.top_k[:1]]
+    lines.append(f"src {result.source} #{result.frame}  {result.fps:.1f} FPS  {result.latency_s * 1000:.0f} ms")
+    y = int(30 * scale)
+    for text in lines:
+        (w, h), base = cv2.getTextSize(text, cv2.FONT_HERSHEY_SIMPLEX, scale, thick)
+        cv2.rectangle(frame, (5, y - h - 6), (15 + w, y + base), (0, 0, 0), -1)
+        cv2.putText(frame, text, (10, y), cv2.FONT_HERSHEY_SIMPLEX, scale, (255, 255, 255), thick, cv2.LINE_AA)
+        y += h + base + int(12 * scale)
+    return frame
+
+
+class JsonLinesSink:
+    """One JSON object per classified frame, to stdout (``-``) or a file."""
+
+    def __init__(self, target: str | Path | IO[str] = "-") -> None:
+        if target == "-":
+            self._file, self._own = sys.stdout, False
+        elif isinstance(target, (str, Path)):
+            self._file, self._own = open(target, "w", encoding="utf-8"), True
+        else:
+            self._file, self._own = target, False
+
+    def write(self, result: Any) -> None:
+        self._file.write(json.dumps(result.to_dict()) + "\n")
+        self._file.flush()
+
+    def close(self) -> None:
+        if self._own and not self._file.closed:
+            self._file.close()
+
+
+class VideoFileSink:
+    """Annotated frames to a video file per source (``out.mp4``; several sources: ``out-0.mp4``, ``out-1.mp4``).
+
+    The file is finalised by :meth:`close` (also on Ctrl-C/SIGTERM), so it plays.
+    ``fps`` is the rate written into the file (default: the source's, else 30).
+    """
+
+    CODECS = {".mp4": "mp4v", ".m4v": "mp4v", ".mov": "mp4v", ".avi": "MJPG", ".mkv": "mp4v"}
+
+    def __init__(self, path: str | Path, sources: int = 1,
+                 fps: Sequence[float | None] | Callable[[int], float | None] | None = None) -> None:
+        self.path = Path(path)
+        if self.path.suffix.lower() not in self.CODECS:
+            raise ConfigError(f"--output {self.path}: unsupported video type; use one of {sorted(self.CODECS)}")
+        if not self.path.parent.exists():
+            raise ConfigError(f"--output {self.path}: folder {self.path.parent} does not exist")
+        self.sources = sources
+        self.fps = fps if callable(fps) else list(fps or [None] * sources)
+        self._writers: dict[int, Any] = {}
+        self.frames: dict[int, int] = {}
+
+    def path_for(self, source: int) -> Path:
+        """The file one source is written to."""
+        if self.sources == 1:
+            return self.path
+        return self.path.with_name(f"{self.path.stem}-{source}{self.path.suffix}")
+
+    def _fps(self, source: int) -> float | None:
+        if callable(self.fps):
+            return self.fps(source)
+        return self.fps[source] if source < len(self.fps) else None
+
+    def write(self, result: Any) -> None:
+        import cv2
+
+        frame = annotate(result.image, result)
+        writer = self._writers.get(result.source)
+        if writer is None:
+            path = self.path_for(result.source)
+            fps = self._fps(result.source) or 30.0
+            fourcc = cv2.VideoWriter_fourcc(*self.CODECS[self.path.suffix.lower()])
+            writer = cv2.VideoWriter(str(path), fourcc, float(fps), (frame.shape[1], frame.shape[0]))
+            if not writer.isOpened():
+                raise VggEdgeError(f"{path}: OpenCV cannot write this video file")
+            self._writers[result.source], self.frames[result.source] = writer, 0
+            self._size = frame.shape[:2]
+        if frame.shape[:2] != self._size:
+            frame = cv2.resize(frame, (self._size[1], self._size[0]))
+        writer.write(frame)
+        self.frames[result.source] += 1
+
+    def close(self) -> None:
+        for writer in self._writers.values():
+            writer.release()
+        self._writers.clear()
+
+
+class CallbackSink:
+    """Calls a function with each result (handy in tests and user code)."""
+
+    def __init__(self, fn: Callable[[Any], None]) -> None:
+        self.fn = fn
+
+    def write(self, result: Any) -> None:
+        self.fn(result)
+
+    def close(self) -> None:
+        pass
+
+
+class OutputWorker:
+    """Feeds results to every sink from one thread through a bounded queue; closes the sinks on stop.
+
+    ``record(seconds)`` receives the time each result took to write. A sink that
+    raises is reported once and removed; the others go on.
+    """
+
+    def __init__(self, sinks: Sequence[Sink], record: Callable[[float], None] | None = None,
+                 depth: int = 64) -> None:
+        self.sinks = list(sinks)
+        self.errors: list[str] = []
+        self._record = record
+        self._queue: queue.Queue = queue.Queue(maxsize=depth)
+        self._thread = threading.Thread(target=self._loop, name="stream-output", daemon=True)
+        self._closed = False
+
+    def __enter__(self) -> "OutputWorker":
+        if self.sinks:
+            self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def put(self, result: Any) -> None:
+        if self.sinks:
+            self._queue.put(result)
+
+    def close(self) -> None:
+        """Write what is queued, stop the thread and close every sink (safe twice)."""
+        if self._closed:
+            return
+        self._closed = True
+        if self._thread.is_alive():
+            self._queue.put(None)
+            self._thread.join(timeout=30.0)
+        for sink in self.sinks:
+            try:
+                sink.close()
+            except Exception as exc:  # one sink failing to close must not keep the others open
+                log.error("closing %s failed: %s", type(sink).__name__, exc)
+
+    def _loop(self) -> None:
+        while True:
+            result = self._queue.get()
+            if result is None:
+                return
+            t0 = time.perf_counter()
+            for sink in list(self.sinks):
+                try:
+                    sink.write(result)
+                except Exception as exc:
+                    message = f"output {type(sink).__name__} failed and was stopped: {exc}"
+                    log.error("%s", message)
+                    self.errors.append(message)
+                    self.sinks.remove(sink)
+                    try:
+                        sink.close()
+                    except Exception:
+                        pass
+            if self._record is not None:
+                self._record(time.perf_counter() - t0)
