@@ -20,11 +20,21 @@ from .runtime.select import availability, select_runner
 from .spec import ModelSpec, Preprocessing
 
 __version__ = "0.1.0"
+#: Submodules loaded on first use (``vggedge.batch.run(...)``) so ``import vggedge`` stays light.
+_LAZY_MODULES = ("batch",)
+
+
+def __getattr__(name: str):
+    if name in _LAZY_MODULES:
+        import importlib
+
+        return importlib.import_module(f"{__name__}.{name}")
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 __all__ = [
     "BackendUnavailable", "CalibrationError", "Classifier", "ConfigError", "DownloadError", "EngineMismatch",
     "Exported", "ImageError", "InputError", "LoadedWeights", "ModelError", "ModelSpec", "OrtOptions",
     "OrtRunner", "Prediction", "Preprocessing", "Runner", "TensorMeta", "VGG16Options", "VggEdgeError",
-    "WeightsError", "__version__", "availability", "build_onnx", "export_vgg16", "load_weights",
+    "WeightsError", "__version__", "availability", "batch", "build_onnx", "export_vgg16", "load_weights",
     "preprocess", "read_image", "select_runner", "top_k",
 ]
