@@ -117,7 +117,6 @@ def _read_list(path: Path) -> Iterator[str]:
 def _expand_url(url: str) -> Iterator[str]:
     fsspec = fsspec_module()
     fs, _, [root] = fsspec.get_fs_token_paths(url)
-    proto = url.split("://", 1)[0]
     if _GLOB_CHARS & set(url):
         found = fs.glob(root)
     elif fs.isdir(root):
@@ -131,7 +130,7 @@ def _expand_url(url: str) -> Iterator[str]:
     else:
         found = [root]
     for name in sorted(found):
-        full = name if is_url(name) else f"{proto}://{name}"
+        full = name if is_url(name) else fs.unstrip_protocol(name)
         if len(found) == 1 or is_image_name(name) or is_tar(name):
             yield full
 
