@@ -259,11 +259,20 @@ def _pipeline(ray, todo: list[str], model: Path, spec: ModelSpec, opts, batch_si
                         num_cpus=1)  # fused with decoding into one task: full-size pixels never hit the store
     return ds.map_batches(
         RayInfer, batch_size=batch_size, batch_format="numpy", num_gpus=per_actor or None, num_cpus=1,
-        scheduling_strategy="SPREAD",  # actors spread over nodes; also keeps decoding out of the actors
+        memory=actor_memory(model),  # placed where the model fits; also keeps decoding out of the actors
         compute=data.ActorPoolStrategy(size=actors, max_tasks_in_flight_per_actor=2),
         fn_constructor_kwargs={"model": str(model.resolve()), "backend": opts.backend, "precision": opts.precision,
                                "batch_size": batch_size, "top_k": opts.top_k, "features": features,
                                "threads": opts.threads})
+
+
+def actor_memory(model: Path) -> int:
+    """Bytes of memory an inference actor reserves: the weights twice (file + session) and some headroom.
+
+    Declaring it lets Ray place actors where the model fits, and (since the decode
+    tasks declare none) stops Ray Data from fusing decoding into the actors.
+    """
+    return 2 * model.stat().st_size + 256 * 2**20
 
 
 def _first_meta(out: Path, fields: tuple[str, ...], backend: str, precision: str) -> tuple[str, str]:
