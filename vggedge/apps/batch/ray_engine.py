@@ -17,6 +17,7 @@ from __future__ import annotations
 import os
 import shutil
 import socket
+import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -247,6 +248,7 @@ def _pipeline(ray, todo: list[str], model: Path, spec: ModelSpec, opts, batch_si
     """The Ray Data plan (lazy): read -> decode -> preprocess -> actors."""
     data = ray.data
     ctx = data.DataContext.get_current()
+    ctx.enable_progress_bars = sys.stderr.isatty() if opts.progress is None else bool(opts.progress)
     ctx.execution_options.resource_limits = data.ExecutionResources.for_limits(
         object_store_memory=opts.ray_object_store_mb * 2**20)
     gpus = ray.cluster_resources().get("GPU", 0)
