@@ -282,7 +282,7 @@ def _bench(args: argparse.Namespace) -> int:
 
 
 @command("batch")
-def _batch(args: argparse.Namespace) -> int:
+def _batch_job(args: argparse.Namespace) -> int:
     from .apps.batch import run as run_batch
     from .apps.demo import DEFAULT_OUT, prepare_model
 

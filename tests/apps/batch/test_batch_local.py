@@ -232,3 +232,25 @@ def test_import_vggedge_stays_light() -> None:
             "assert 'ray' not in sys.modules and 'pyarrow' not in sys.modules")
     subprocess.run([sys.executable, "-c", code], check=True)
     assert vggedge.batch.BatchSummary is not None
+
+
+def test_decode_prefetch_is_bounded() -> None:
+    """Memory stays flat: the decode pool never runs more than ``ahead`` items past the consumer."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from vggedge.apps.batch.local import bounded_map
+
+    pulled = []
+
+    def source():
+        for i in range(1000):
+            pulled.append(i)
+            yield i
+
+    with ThreadPoolExecutor(2) as pool:
+        results = bounded_map(pool, lambda x: x * 2, source(), ahead=8)
+        got = []
+        for value in results:
+            got.append(value)
+            assert len(pulled) - len(got) <= 8
+    assert got == [2 * i for i in range(1000)]

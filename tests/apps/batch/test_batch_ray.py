@@ -68,3 +68,30 @@ def test_without_ray_the_message_names_the_pip_command(monkeypatch: pytest.Monke
     monkeypatch.setitem(sys.modules, "ray", None)  # import ray -> ImportError
     with pytest.raises(BackendUnavailable, match=r"pip install 'vggedge\[ray\]'"):
         run(image_set[1][:1], out=tmp_path / "o.jsonl", model=batch_model, engine="ray", **OPTS)
+
+
+def test_staged_blocks_of_a_killed_ray_run_are_collected_once(tmp_path: Path) -> None:
+    """Whole Parquet files staged by Ray are moved into the output; a half-written one is dropped (redone)."""
+    pa = pytest.importorskip("pyarrow", reason="needs pyarrow (pip install 'vggedge[batch]')")
+    import pyarrow.parquet as pq
+
+    from vggedge.apps.batch.ray_engine import collect_staged, staged_schema
+    from vggedge.apps.batch.writers import open_errors, open_writer
+
+    staged = tmp_path / "out.jsonl.ray"
+    staged.mkdir()
+    row = {"path": "/a.jpg", "top_k_index": [1], "top_k_label": ["x"], "top_k_score": [0.5], "model": "m",
+           "precision": "fp32", "backend": "ort-cpu", "decode_ms": 1.0, "infer_ms": 2.0, "error": None,
+           "kind": None, "worker": "h:1", "worker_rss_mb": 300.0, "decode_worker": "h:2", "decode_rss_mb": 90.0}
+    bad = {**{k: None for k in row}, "path": "/b.jpg", "error": "file is empty (0 bytes)", "kind": "empty",
+           "worker": "h:1", "worker_rss_mb": 310.0, "decode_worker": "h:2", "decode_rss_mb": 95.0}
+    pq.write_table(pa.Table.from_pylist([row, bad], schema=staged_schema(False)), staged / "b1.parquet")
+    (staged / "b2.parquet").write_bytes(b"PAR1 half")
+    rss: dict[str, float] = {}
+    with open_writer(tmp_path / "out.jsonl", False) as writer, open_errors(tmp_path / "out.jsonl") as errors:
+        assert collect_staged(staged, writer, errors, rss) == (1, 1)
+    assert list(staged.iterdir()) == []
+    assert read_rows(tmp_path / "out.jsonl") == [{k: row[k] for k in writer.fields}]
+    assert read_rows(errors_path_for(tmp_path / "out.jsonl")) == [
+        {"path": "/b.jpg", "kind": "empty", "reason": "file is empty (0 bytes)"}]
+    assert rss == {"h:1": 310.0, "h:2": 95.0}
