@@ -125,8 +125,12 @@ class RayInfer:
         rows: dict[int, dict[str, Any]] = {}
         if good:
             t0 = time.perf_counter()
-            outputs = self.runner.infer({self.spec.input_name: np.ascontiguousarray(batch["tensor"][good])})
-            made = self.rows.rows([str(batch["path"][i]) for i in good], outputs[self.spec.output_name],
+            tensors = np.ascontiguousarray(batch["tensor"][good])
+            low = self.runner.batch_range()[0]
+            if len(good) < low:  # a fixed-batch model: pad with the last image, drop the extra rows after
+                tensors = np.concatenate([tensors, np.repeat(tensors[-1:], low - len(good), axis=0)])
+            outputs = self.runner.infer({self.spec.input_name: tensors})[self.spec.output_name][:len(good)]
+            made = self.rows.rows([str(batch["path"][i]) for i in good], outputs,
                                   [float(batch["decode_s"][i]) for i in good], time.perf_counter() - t0)
             rows = dict(zip(good, made))
         worker, rss = _worker()
