@@ -179,6 +179,19 @@ def _features_runner(model: Path):
     return select_runner(model).runner
 
 
+def test_features_flag_writes_the_output_vector_of_a_classifier(tmp_path: Path, batch_model: Path,
+                                                                  image_set) -> None:
+    photos = image_set[1][:2]
+    run(photos, out=tmp_path / "v.jsonl", model=batch_model, features=True, **OPTS)
+    rows = read_rows(tmp_path / "v.jsonl")
+    with Classifier(batch_model) as clf:
+        from vggedge.preprocess import preprocess
+
+        want = clf.scores(preprocess(photos, clf.spec))
+    np.testing.assert_allclose([r["features"] for r in rows], want, rtol=1e-5, atol=1e-7)
+    assert "top_k_index" not in rows[0]
+
+
 def test_npy_needs_features(tmp_path: Path, batch_model: Path, image_set) -> None:
     with pytest.raises(ConfigError, match=r"\.npy holds feature vectors"):
         run(image_set[1][:1], out=tmp_path / "x.npy", model=batch_model, **OPTS)

@@ -160,8 +160,13 @@ def staged_schema(features: bool):
     return pa.schema(list(base) + [pa.field(n, t) for n, t in extra])
 
 
-def collect_staged(staged: Path, writer, errors, worker_rss: dict[str, float]) -> tuple[int, int]:
-    """Move whole staged Parquet files into the output and errors file; returns (rows, failed)."""
+def collect_staged(staged: Path, writer, errors, worker_rss: dict[str, float],
+                   stages: dict[str, float] | None = None) -> tuple[int, int]:
+    """Move whole staged Parquet files into the output and errors file; returns (rows, failed).
+
+    ``worker_rss`` gathers the peak RSS per worker, ``stages`` the decode and infer seconds of the rows.
+    """
+    stages = {} if stages is None else stages
     import pyarrow.parquet as pq
 
     images = failed = 0
@@ -179,6 +184,8 @@ def collect_staged(staged: Path, writer, errors, worker_rss: dict[str, float]) -
         for r in rows:
             for who, mb in ((r["worker"], r["worker_rss_mb"]), (r["decode_worker"], r["decode_rss_mb"])):
                 worker_rss[who] = max(worker_rss.get(who, 0.0), mb or 0.0)
+        for stage in ("decode", "infer"):
+            stages[stage] = stages.get(stage, 0.0) + sum(r[f"{stage}_ms"] or 0.0 for r in rows) / 1000.0
         images, failed = images + len(good), failed + len(bad)
         part.unlink()
     return images, failed
@@ -219,6 +226,7 @@ def run_ray(entries: list[str], out: Path, model: Path, spec: ModelSpec, opts) -
         shutil.rmtree(staged)
     batch_size, _ = batch_plan(spec, opts.batch_size)
     worker_rss: dict[str, float] = {}
+    stages: dict[str, float] = {}
     started = not ray.is_initialized()
     if started:
         ray.init(address=opts.address, include_dashboard=False, log_to_driver=False)
@@ -226,14 +234,14 @@ def run_ray(entries: list[str], out: Path, model: Path, spec: ModelSpec, opts) -
     try:
         with open_writer(out, features, resume=opts.resume, overwrite=opts.overwrite) as writer, \
                 open_errors(out, resume=opts.resume, overwrite=opts.overwrite) as errors:
-            images, failed = collect_staged(staged, writer, errors, worker_rss)
+            images, failed = collect_staged(staged, writer, errors, worker_rss, stages)
             done = (writer.done() | errors.done()) if opts.resume else set()
             todo, bad = precheck([e for e in entries if e not in done], opts.limits)
             errors.write(bad)
             failed += len(bad)
             if todo:
                 _pipeline(ray, todo, model, spec, opts, batch_size, features).write_parquet(str(staged))
-                more = collect_staged(staged, writer, errors, worker_rss)
+                more = collect_staged(staged, writer, errors, worker_rss, stages)
                 images, failed = images + more[0], failed + more[1]
             writer.finish()
             errors.finish()
@@ -244,7 +252,7 @@ def run_ray(entries: list[str], out: Path, model: Path, spec: ModelSpec, opts) -
             ray.shutdown()
     skipped = sum(1 for e in entries if e in done)
     return BatchSummary(str(out), str(errors_path_for(out)), "ray", backend, precision, images=images,
-                        failed=failed, skipped=skipped, seconds=time.perf_counter() - t0,
+                        failed=failed, skipped=skipped, seconds=time.perf_counter() - t0, stages=stages,
                         peak_rss_mb=peak_rss_mb(), worker_peak_rss_mb=worker_rss)
 
 
