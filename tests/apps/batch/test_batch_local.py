@@ -116,7 +116,10 @@ KILL_SCRIPT = textwrap.dedent("""
         return slow(self, *a, **kw)
     rows.RowMaker.rows = rows_slowly
     out, model, folder = sys.argv[1:4]
-    run([folder], out=out, model=model, batch_size=2, max_pixels=int(sys.argv[4]), progress=False)
+    try:
+        run([folder], out=out, model=model, batch_size=2, max_pixels=int(sys.argv[4]), progress=False)
+    except KeyboardInterrupt:  # SIGTERM arrives as KeyboardInterrupt once the writers are closed
+        sys.exit(130)
 """)
 
 
@@ -128,9 +131,10 @@ def progress_of(out: Path) -> int:
     return out.read_text().count("\n") if out.exists() else 0
 
 
-@pytest.mark.parametrize("suffix", [".jsonl", ".csv", ".parquet"])
-def test_sigkill_then_resume_ends_with_one_row_per_image(tmp_path: Path, batch_model: Path, image_set,
-                                                         suffix: str) -> None:
+@pytest.mark.parametrize("suffix,sig", [(".jsonl", signal.SIGKILL), (".csv", signal.SIGKILL),
+                                        (".parquet", signal.SIGKILL), (".parquet", signal.SIGTERM)])
+def test_killed_then_resumed_ends_with_one_row_per_image(tmp_path: Path, batch_model: Path, image_set,
+                                                         suffix: str, sig: int) -> None:
     _, good, broken = image_set
     out = tmp_path / f"killed{suffix}"
     script = tmp_path / "job.py"
@@ -141,8 +145,8 @@ def test_sigkill_then_resume_ends_with_one_row_per_image(tmp_path: Path, batch_m
     while progress_of(out) < 4 and proc.poll() is None and time.monotonic() < deadline:
         time.sleep(0.02)
     assert proc.poll() is None, "the job ended before it could be killed: " + proc.stderr.read().decode()[-2000:]
-    os.kill(proc.pid, signal.SIGKILL)
-    proc.wait()
+    os.kill(proc.pid, sig)
+    assert proc.wait(timeout=60) == (130 if sig == signal.SIGTERM else -signal.SIGKILL)
     if suffix == ".parquet":
         assert not out.exists()  # never half-written under its final name
     summary = run(image_set[0], out=out, model=batch_model, resume=True, **OPTS)
