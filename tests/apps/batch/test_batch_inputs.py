@@ -8,7 +8,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 import pytest
-from conftest import MAX_PIXELS
+from batch_images import MAX_PIXELS
 
 from vggedge.apps.batch.decode import Limits, header_size, load_item
 from vggedge.apps.batch.inputs import Item, count_items, expand, iter_items

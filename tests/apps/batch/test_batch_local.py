@@ -12,7 +12,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import MAX_PIXELS, PHOTOS
+from batch_images import MAX_PIXELS, PHOTOS
 
 import vggedge
 from vggedge.apps.batch.rows import TIMING_COLUMNS

@@ -6,7 +6,7 @@ from pathlib import Path
 from typing import Iterator
 
 import pytest
-from conftest import MAX_PIXELS
+from batch_images import MAX_PIXELS
 
 from vggedge.apps.batch.rows import TIMING_COLUMNS
 from vggedge.apps.batch.writers import without
