@@ -21,21 +21,27 @@ from .runtime.select import availability, select_runner
 from .spec import ModelSpec, Preprocessing
 
 __version__ = "0.1.0"
+#: Submodules loaded on first use (``vggedge.batch.run(...)``) so ``import vggedge`` stays light.
+_LAZY_MODULES = ("batch",)
 
 
 def __getattr__(name: str):
-    """Lazy public names: ``vggedge.stream`` loads the video pipeline only when used."""
+    """Lazy public names: ``vggedge.stream`` and ``vggedge.batch`` load their applications only when used."""
     if name == "stream":
         from .apps.stream import stream
 
         return stream
-    raise AttributeError(f"module 'vggedge' has no attribute {name!r}")
+    if name in _LAZY_MODULES:
+        import importlib
+
+        return importlib.import_module(f"{__name__}.{name}")
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 __all__ = [
     "BackendUnavailable", "BatchOutput", "CalibrationError", "Classified", "Classifier", "ConfigError", "DownloadError", "EngineMismatch",
     "Exported", "ImageError", "InputError", "LoadedWeights", "ModelError", "ModelSpec", "OrtOptions",
     "OrtRunner", "Prediction", "Preprocessing", "Runner", "RunnerOptions", "TensorMeta", "VGG16Options", "VggEdgeError",
-    "WeightsError", "__version__", "availability", "build_onnx", "export_vgg16", "find_engine", "load_weights",
+    "WeightsError", "__version__", "availability", "batch", "build_onnx", "export_vgg16", "find_engine", "load_weights",
     "preprocess", "read_image", "select_runner", "stream", "top_k",
 ]

@@ -1,0 +1,334 @@
+"""Result writers chosen by the output's extension: JSON lines, CSV, Parquet, NumPy (.npy features).
+
+Every writer appends one batch at a time and flushes it, so a killed job keeps
+what it finished. ``resume=True`` reads back what is already written
+(:meth:`Writer.done`) so the job skips exactly those images; a half-written last
+line is cut off first. Formats that cannot be appended (Parquet, .npy) write
+one part file per batch (``<out>.parts/``, each renamed into place when whole)
+and combine them under the final name only at :meth:`Writer.finish`, so the
+output is never half-written under its final name.
+"""
+from __future__ import annotations
+
+import csv
+import io
+import json
+import os
+import shutil
+from abc import ABC, abstractmethod
+from pathlib import Path
+from typing import Any, Iterable, Iterator
+
+import numpy as np
+
+from ...errors import ConfigError
+from .rows import ERROR_COLUMNS, columns
+
+LIST_COLUMNS = ("top_k_index", "top_k_label", "top_k_score", "features")
+
+
+def errors_path_for(out: str | Path) -> Path:
+    """The errors file next to an output: ``results.jsonl`` -> ``results.jsonl.errors.jsonl``."""
+    out = Path(out)
+    return out.with_name(out.name + ".errors.jsonl")
+
+
+def parts_dir_for(out: str | Path) -> Path:
+    out = Path(out)
+    return out.with_name(out.name + ".parts")
+
+
+def format_of(out: str | Path) -> str:
+    """``jsonl``, ``csv``, ``parquet`` or ``npy`` from the output's extension."""
+    suffix = Path(out).suffix.lower()
+    kinds = {".jsonl": "jsonl", ".ndjson": "jsonl", ".csv": "csv", ".parquet": "parquet", ".pq": "parquet",
+             ".npy": "npy"}
+    if suffix not in kinds:
+        raise ConfigError(f"output {out}: unknown extension {suffix!r}; expected .jsonl, .csv, .parquet or .npy")
+    return kinds[suffix]
+
+
+class Writer(ABC):
+    """Appends rows batch by batch; ``finish()`` makes the final file, ``close()`` keeps a resumable state."""
+
+    def __init__(self, path: str | Path, fields: tuple[str, ...], *, resume: bool = False,
+                 overwrite: bool = False) -> None:
+        self.path, self.fields = Path(path), fields
+        started = self.path.exists() or parts_dir_for(self.path).exists()
+        if started and not (resume or overwrite):
+            raise ConfigError(f"output {self.path} already exists; pass --resume to continue it "
+                              "or --overwrite to start again")
+        if started and overwrite and not resume:
+            self.path.unlink(missing_ok=True)
+            shutil.rmtree(parts_dir_for(self.path), ignore_errors=True)
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self.written = 0
+
+    @abstractmethod
+    def done(self) -> set[str]:
+        """Paths already written (read back on resume)."""
+
+    @abstractmethod
+    def write(self, rows: list[dict[str, Any]]) -> None:
+        """Append rows durably (flushed before returning)."""
+
+    def finish(self) -> Path:
+        """Make the final output (after the last batch)."""
+        self.close()
+        return self.path
+
+    def close(self) -> None:
+        """Flush and release the file; what is written stays resumable."""
+
+    def __enter__(self) -> "Writer":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+class LineWriter(Writer):
+    """Shared by JSON lines and CSV: an append-only text file, whole lines only."""
+
+    def __init__(self, path: str | Path, fields: tuple[str, ...], **kw: Any) -> None:
+        super().__init__(path, fields, **kw)
+        self._cut_partial_line()
+        self._handle = open(self.path, "a", encoding="utf-8", newline="")
+        if self._handle.tell() == 0:
+            self._write_header()
+
+    def _cut_partial_line(self) -> None:
+        """A kill in the middle of a write leaves a line without its newline: drop it."""
+        if not self.path.exists():
+            return
+        with open(self.path, "rb+") as handle:
+            data = handle.read()
+            end = data.rfind(b"\n") + 1
+            if end != len(data):
+                handle.truncate(end)
+
+    def _write_header(self) -> None:
+        pass
+
+    def write(self, rows: list[dict[str, Any]]) -> None:
+        self._handle.write("".join(self._line(row) for row in rows))
+        self._handle.flush()
+        self.written += len(rows)
+
+    @abstractmethod
+    def _line(self, row: dict[str, Any]) -> str: ...
+
+    def done(self) -> set[str]:
+        return {row["path"] for row in read_rows(self.path)} if self.path.stat().st_size else set()
+
+    def close(self) -> None:
+        if not self._handle.closed:
+            self._handle.flush()
+            os.fsync(self._handle.fileno())
+            self._handle.close()
+
+
+class JsonlWriter(LineWriter):
+    def _line(self, row: dict[str, Any]) -> str:
+        return json.dumps(row, ensure_ascii=False) + "\n"
+
+
+class CsvWriter(LineWriter):
+    """CSV with a header; list columns hold JSON text (``[3, 1, 7]``)."""
+
+    def _write_header(self) -> None:
+        self._handle.write(self._format(list(self.fields)))
+        self._handle.flush()
+
+    def _line(self, row: dict[str, Any]) -> str:
+        return self._format([json.dumps(row[f]) if f in LIST_COLUMNS else row[f] for f in self.fields])
+
+    @staticmethod
+    def _format(values: list[Any]) -> str:
+        buf = io.StringIO()
+        csv.writer(buf, lineterminator="\n").writerow(values)
+        return buf.getvalue()
+
+
+class PartsWriter(Writer):
+    """One part file per batch under ``<out>.parts/``; combined into ``out`` by :meth:`finish`."""
+
+    suffix = ".part"
+
+    def __init__(self, path: str | Path, fields: tuple[str, ...], **kw: Any) -> None:
+        super().__init__(path, fields, **kw)
+        self.parts = parts_dir_for(self.path)
+        if self.path.exists() and not self.parts.exists():  # resuming a finished job: its output is part 0
+            self.parts.mkdir()
+            self._adopt_final()
+        self.parts.mkdir(exist_ok=True)
+        for tmp in self.parts.glob("*.tmp"):  # a part killed while being written
+            tmp.unlink()
+        self._next = 1 + max((int(p.stem.split("-")[1]) for p in self._part_files()), default=-1)
+
+    def _part_files(self) -> list[Path]:
+        return sorted(self.parts.glob(f"part-*{self.suffix}"))
+
+    def _new_part(self) -> tuple[Path, Path]:
+        final = self.parts / f"part-{self._next:06d}{self.suffix}"
+        self._next += 1
+        return final, final.with_name(final.name + ".tmp")
+
+    def write(self, rows: list[dict[str, Any]]) -> None:
+        if not rows:
+            return
+        final, tmp = self._new_part()
+        self._write_part(rows, tmp)
+        os.replace(tmp, final)
+        self.written += len(rows)
+
+    def finish(self) -> Path:
+        tmp = self.path.with_name(self.path.name + ".tmp")
+        self._combine(self._part_files(), tmp)
+        os.replace(tmp, self.path)
+        shutil.rmtree(self.parts, ignore_errors=True)
+        return self.path
+
+    @abstractmethod
+    def _adopt_final(self) -> None: ...
+
+    @abstractmethod
+    def _write_part(self, rows: list[dict[str, Any]], tmp: Path) -> None: ...
+
+    @abstractmethod
+    def _combine(self, parts: list[Path], tmp: Path) -> None: ...
+
+
+def _pyarrow():
+    try:
+        import pyarrow as pa
+        import pyarrow.parquet as pq
+    except ImportError:
+        raise ConfigError("Parquet output needs pyarrow: pip install 'vggedge[batch]'") from None
+    return pa, pq
+
+
+def arrow_schema(fields: tuple[str, ...]):
+    """The Parquet schema of result rows (every part and the final file share it)."""
+    pa, _ = _pyarrow()
+    types = {"path": pa.string(), "top_k_index": pa.list_(pa.int64()), "top_k_label": pa.list_(pa.string()),
+             "top_k_score": pa.list_(pa.float64()), "features": pa.list_(pa.float32()), "model": pa.string(),
+             "precision": pa.string(), "backend": pa.string(), "decode_ms": pa.float64(), "infer_ms": pa.float64()}
+    return pa.schema([(f, types[f]) for f in fields])
+
+
+class ParquetWriter(PartsWriter):
+    suffix = ".parquet"
+
+    def _adopt_final(self) -> None:
+        os.replace(self.path, self.parts / f"part-000000{self.suffix}")
+
+    def done(self) -> set[str]:
+        _, pq = _pyarrow()
+        keys: set[str] = set()
+        for part in self._part_files():
+            keys.update(pq.read_table(part, columns=["path"]).column("path").to_pylist())
+        return keys
+
+    def _write_part(self, rows: list[dict[str, Any]], tmp: Path) -> None:
+        pa, pq = _pyarrow()
+        pq.write_table(pa.Table.from_pylist(rows, schema=arrow_schema(self.fields)), tmp)
+
+    def _combine(self, parts: list[Path], tmp: Path) -> None:
+        _, pq = _pyarrow()
+        with pq.ParquetWriter(tmp, arrow_schema(self.fields)) as out:
+            for part in parts:
+                out.write_table(pq.read_table(part).cast(arrow_schema(self.fields)))
+
+
+class NpyWriter(PartsWriter):
+    """Features as an (N, D) float32 matrix in ``out`` and its rows' paths in ``<out>.paths.txt``."""
+
+    suffix = ".npz"
+
+    @property
+    def paths_file(self) -> Path:
+        return self.path.with_name(self.path.name + ".paths.txt")
+
+    def _adopt_final(self) -> None:
+        keys = self.paths_file.read_text(encoding="utf-8").splitlines()
+        np.savez(self.parts / f"part-000000{self.suffix}", paths=np.array(keys), features=np.load(self.path))
+
+    def done(self) -> set[str]:
+        keys: set[str] = set()
+        for part in self._part_files():
+            with np.load(part) as data:
+                keys.update(str(k) for k in data["paths"])
+        return keys
+
+    def _write_part(self, rows: list[dict[str, Any]], tmp: Path) -> None:
+        with open(tmp, "wb") as handle:
+            np.savez(handle, paths=np.array([r["path"] for r in rows]),
+                     features=np.asarray([r["features"] for r in rows], np.float32))
+
+    def _combine(self, parts: list[Path], tmp: Path) -> None:
+        keys, feats = [], []
+        for part in parts:
+            with np.load(part) as data:
+                keys.extend(str(k) for k in data["paths"])
+                feats.append(data["features"])
+        with open(tmp, "wb") as handle:
+            np.save(handle, np.concatenate(feats) if feats else np.zeros((0, 0), np.float32))
+        paths_tmp = self.paths_file.with_name(self.paths_file.name + ".tmp")
+        paths_tmp.write_text("".join(k + "\n" for k in keys), encoding="utf-8")
+        os.replace(paths_tmp, self.paths_file)
+
+
+def open_writer(out: str | Path, features: bool, *, resume: bool = False, overwrite: bool = False) -> Writer:
+    """The writer for ``out``'s extension."""
+    kind = format_of(out)
+    if kind == "npy" and not features:
+        raise ConfigError(f"output {out}: .npy holds feature vectors; use a features model (include_top=False "
+                          "with pooling) or --features, or write .jsonl/.csv/.parquet")
+    cls = {"jsonl": JsonlWriter, "csv": CsvWriter, "parquet": ParquetWriter, "npy": NpyWriter}[kind]
+    return cls(out, columns(features), resume=resume, overwrite=overwrite)
+
+
+def open_errors(out: str | Path, *, resume: bool = False, overwrite: bool = False) -> JsonlWriter:
+    """The errors file next to ``out`` (JSON lines: path, kind, reason)."""
+    return JsonlWriter(errors_path_for(out), ERROR_COLUMNS, resume=resume, overwrite=overwrite)
+
+
+def read_rows(path: str | Path) -> list[dict[str, Any]]:
+    """Rows of any output format as dicts (CSV lists decoded, numbers as numbers), in file order."""
+    return list(iter_rows(path))
+
+
+def iter_rows(path: str | Path) -> Iterator[dict[str, Any]]:
+    path = Path(path)
+    kind = format_of(path) if path.suffix.lower() != ".jsonl" else "jsonl"
+    if kind == "jsonl":
+        with open(path, encoding="utf-8") as handle:
+            yield from (json.loads(line) for line in handle if line.endswith("\n"))
+    elif kind == "csv":
+        with open(path, encoding="utf-8", newline="") as handle:
+            yield from (_csv_row(row) for row in csv.DictReader(handle))
+    elif kind == "parquet":
+        _, pq = _pyarrow()
+        yield from pq.read_table(path).to_pylist()
+    else:
+        keys = path.with_name(path.name + ".paths.txt").read_text(encoding="utf-8").splitlines()
+        yield from ({"path": k, "features": [float(v) for v in f]} for k, f in zip(keys, np.load(path)))
+
+
+def _csv_row(row: dict[str, str]) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for key, value in row.items():
+        if key in LIST_COLUMNS:
+            out[key] = json.loads(value)
+        elif key.endswith("_ms"):
+            out[key] = float(value)
+        else:
+            out[key] = value
+    return out
+
+
+def without(rows: Iterable[dict[str, Any]], names: Iterable[str]) -> list[dict[str, Any]]:
+    """Rows without some columns (e.g. timing, to compare runs)."""
+    drop = set(names)
+    return [{k: v for k, v in row.items() if k not in drop} for row in rows]
