@@ -27,7 +27,7 @@ from ...errors import ConfigError, VggEdgeError
 from ...runtime.base import Runner, RunnerOptions
 from ...runtime.select import select_runner
 from ...spec import ModelSpec, load_spec_for
-from ..classify import batch_plan
+
 from .decode import Limits
 from .inputs import count_items, expand, iter_items
 from .rows import RowMaker
@@ -107,7 +107,7 @@ def _run_local(entries: list[str], out: Path, model: Path, spec: ModelSpec, opts
 
     from .local import run_local
 
-    batch_size, _ = batch_plan(spec, opts.batch_size)
+    batch_size = spec.fixed_batch or opts.batch_size  # a fixed-batch model takes exactly its batch
     selection = select_runner(model, opts.backend, precision=opts.precision,
                               options=RunnerOptions(max_batch=batch_size, threads=opts.threads))
     features = opts.features or spec.output_kind == "features"

@@ -28,7 +28,7 @@ from ...errors import BackendUnavailable, ConfigError
 from ...runtime.base import RunnerOptions
 from ...runtime.select import select_runner
 from ...spec import ModelSpec, load_spec_for
-from ..classify import batch_plan
+
 from .decode import BadImage, Limits, decode, read_bytes
 from .inputs import Item, is_tar, is_url
 from .rows import RowMaker, error_row
@@ -224,7 +224,7 @@ def run_ray(entries: list[str], out: Path, model: Path, spec: ModelSpec, opts) -
         if not opts.overwrite:
             raise ConfigError(f"{staged} holds a previous Ray run; pass --resume to continue it or --overwrite")
         shutil.rmtree(staged)
-    batch_size, _ = batch_plan(spec, opts.batch_size)
+    batch_size = spec.fixed_batch or opts.batch_size  # a fixed-batch model takes exactly its batch
     worker_rss: dict[str, float] = {}
     stages: dict[str, float] = {}
     started = not ray.is_initialized()
