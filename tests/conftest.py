@@ -27,6 +27,8 @@ from vggedge.runtime import select
 from vggedge.runtime.ort import OrtOptions, OrtRunner
 from vggedge.spec import ModelSpec, load_spec_for, spec_path_for
 
+from clips import calib_frames, write_clip  # tests/clips.py: shared by the stream tests
+
 TEN_CLASSES = VGG16Options(include_rescaling=False, include_top=True, num_classes=10, input_shape=(32, 32, 3))
 FAKE_TRT_VERSION = "10.3.0"
 FAKE_GPU = ("Orin", "8.7")
@@ -143,13 +145,6 @@ def variant_writer() -> Callable[..., Path]:
 def _no_automatic_tuning(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("VGGEDGE_TUNE", "0")
 
-REPO = Path(__file__).resolve().parents[1]
-CALIB_PHOTOS = sorted((REPO / "calib").glob("*.jpg"))
-#: frames each calib photo is held for in :func:`calib_clip`
-HOLD = 3
-CLIP_SIZE = (160, 120)
-
-
 @pytest.fixture(scope="session")
 def stream_model(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
     """A 32x32 VGG16 with data-normalised weights and 1000 classes (fast on 2 cores, stable top-1 on photos)."""
@@ -162,27 +157,6 @@ def stream_model(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
     yield path
     for leftover in path.parent.iterdir():  # about 150 MB: do not leave it in pytest's kept temp folders
         leftover.unlink()
-
-
-def calib_frames(size: tuple[int, int] = CLIP_SIZE) -> list:
-    """The calib/ photos resized to one frame size (BGR arrays)."""
-    import cv2
-
-    return [cv2.resize(cv2.imread(str(p)), size, interpolation=cv2.INTER_AREA) for p in CALIB_PHOTOS]
-
-
-def write_clip(path: Path, frames: list, hold: int = HOLD, fps: float = 10.0) -> Path:
-    """Write ``frames`` (each ``hold`` times) to an MJPEG AVI with OpenCV's VideoWriter."""
-    import cv2
-
-    h, w = frames[0].shape[:2]
-    writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"MJPG"), fps, (w, h))
-    assert writer.isOpened(), f"OpenCV cannot write {path}"
-    for frame in frames:
-        for _ in range(hold):
-            writer.write(frame)
-    writer.release()
-    return path
 
 
 @pytest.fixture(scope="session")

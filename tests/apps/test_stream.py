@@ -21,7 +21,7 @@ from vggedge.runtime.select import Selection
 from vggedge.video.sinks import CallbackSink
 from vggedge.video.sources import SourceError
 
-from conftest import CALIB_PHOTOS, HOLD, calib_frames, write_clip
+from clips import CALIB_PHOTOS, HOLD, calib_frames, write_clip
 
 
 def photo_top1(model: Path) -> list[int]:

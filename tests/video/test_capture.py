@@ -10,7 +10,7 @@ import pytest
 from vggedge.video.capture import Capture
 from vggedge.video.sources import NetworkSource, Source, SourceOptions
 
-from conftest import calib_frames
+from clips import calib_frames
 from media import MjpegServer
 
 

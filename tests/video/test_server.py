@@ -16,7 +16,7 @@ pytest.importorskip("prometheus_client", reason="the preview needs prometheus-cl
 
 from prometheus_client.parser import text_string_to_metric_families  # noqa: E402
 
-from conftest import calib_frames, write_clip  # noqa: E402
+from clips import calib_frames, write_clip  # noqa: E402
 from vggedge.apps.stream import stream  # noqa: E402
 from vggedge.errors import ConfigError  # noqa: E402
 from vggedge.video.server import PreviewServer, parse_address  # noqa: E402
