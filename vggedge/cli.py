@@ -110,8 +110,15 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("compare", help="agreement of FP16/INT8 variants with FP32 on an image set")
     p.add_argument("models", nargs="+", help="NAME=PATH pairs or paths; the first is the reference")
-    p.add_argument("--images", default=None, help="folder of images (default: the repository's calib/)")
-    p.add_argument("--augment", action="store_true", help="also use mirrored and cropped views (7 per image)")
+    p.add_argument("--images", default=None,
+                   help="folder of images (default: the repository's eval/, photos calibration never saw)")
+    p.add_argument("--augment", action="store_true",
+                   help="evaluate 84 documented views per image (flips, crops, scales, rotations, levels, JPEG)")
+    p.add_argument("--calib", action="append", default=[], metavar="DIR",
+                   help="calibration folder the images must not share images with (repeatable; INT8 sidecars "
+                        "name theirs already)")
+    p.add_argument("--allow-overlap", action="store_true",
+                   help="only warn (default: refuse) when evaluation images are calibration images too")
     p.add_argument("--backend", default="auto")
     p.add_argument("--batch-size", type=int, default=8)
     p.add_argument("--min-top1-agreement", type=float, default=None, metavar="PERCENT",
@@ -237,10 +244,11 @@ def _build(args: argparse.Namespace) -> int:
 @command("compare")
 def _compare(args: argparse.Namespace) -> int:
     from .apps.compare import check_min_top1, compare_models, format_report, name_models
-    from .paths import CALIB_DIR
+    from .paths import EVAL_DIR
 
-    report = compare_models(name_models(args.models), args.images or CALIB_DIR, backend=args.backend,
-                            batch_size=args.batch_size, augment=args.augment, strict=args.strict)
+    report = compare_models(name_models(args.models), args.images or EVAL_DIR, backend=args.backend,
+                            batch_size=args.batch_size, augment=args.augment, strict=args.strict,
+                            calibration=args.calib, allow_overlap=args.allow_overlap)
     for failure in report.failed:
         print(f"vggedge: error: {failure['error']}", file=sys.stderr)
     print(report.to_json() if args.json else format_report(report))
