@@ -107,6 +107,18 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--fp16-io", action="store_true", help="FP16 model takes and returns float16 (default float32)")
     p.add_argument("--out", default=None, help="folder for the FP16/INT8 ONNX files and engines (default: beside the model)")
     p.add_argument("--workspace-gb", type=float, default=2.0)
+    p.add_argument("--eval", default=None, metavar="DIR",
+                   help="photos to measure INT8 against FP32 on, never calibration's (default: the repository's "
+                        "eval/; 'none' skips the accuracy report)")
+    p.add_argument("--eval-plain", action="store_true",
+                   help="evaluate the photos as they are (default: 84 documented views of each)")
+    p.add_argument("--allow-overlap", action="store_true",
+                   help="only warn (default: refuse) when evaluation photos are calibration photos too")
+    p.add_argument("--min-agreement", "--accuracy-target", type=float, default=None, metavar="PERCENT",
+                   help="keep the most INT8-sensitive layers un-quantized until top-1 agreement with FP32 "
+                        "reaches PERCENT on the evaluation photos")
+    p.add_argument("--max-kept-layers", type=int, default=4,
+                   help="at most this many layers stay high-precision for --min-agreement (default 4)")
 
     p = sub.add_parser("compare", help="agreement of FP16/INT8 variants with FP32 on an image set")
     p.add_argument("models", nargs="+", help="NAME=PATH pairs or paths; the first is the reference")
@@ -235,8 +247,13 @@ def _build(args: argparse.Namespace) -> int:
     from .model.prepare import prepare_model
 
     model = Path(args.model) if args.model else prepare_model(args.weights)[0]
+    from .paths import EVAL_DIR
+
+    evaluation = None if args.eval == "none" else (args.eval or EVAL_DIR)
     report = build(model, args.precision, calib=args.calib, method=args.calib_method, batch=args.batch,
-                   out_dir=args.out, fp16_io=args.fp16_io, workspace_gb=args.workspace_gb)
+                   out_dir=args.out, fp16_io=args.fp16_io, workspace_gb=args.workspace_gb, evaluation=evaluation,
+                   eval_augment=not args.eval_plain, allow_overlap=args.allow_overlap,
+                   min_agreement=args.min_agreement, max_kept_layers=args.max_kept_layers)
     print(format_report(report))
     return 0
 
