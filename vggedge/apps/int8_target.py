@@ -26,6 +26,8 @@ from .compare import run_model
 
 log = logging.getLogger(__name__)
 SPEED_BATCH = 8
+#: timed seconds per model and round of the side-by-side speed measurement
+SPEED_SECONDS = 2.0
 
 
 def measure_int8(model: Path, report, eval_set: EvaluationSet, calib: str | Path, method: str,
@@ -77,7 +79,7 @@ def _keep_copy(path: Path, work: Path) -> Path:
     return copy
 
 
-def speed_ratio(plain: Path, mixed: Path, *, rounds: int = 2, duration_s: float = 2.0) -> dict[str, Any]:
+def speed_ratio(plain: Path, mixed: Path, *, rounds: int = 2, duration_s: float | None = None) -> dict[str, Any]:
     """Inference-only throughput of both models at batch 8 on onnxruntime's CPU provider, alternated.
 
     The best of ``rounds`` alternating runs each, so a busy moment on a shared machine
@@ -85,6 +87,7 @@ def speed_ratio(plain: Path, mixed: Path, *, rounds: int = 2, duration_s: float 
     """
     from .bench import bench
 
+    duration_s = SPEED_SECONDS if duration_s is None else duration_s
     best = {"plain": 0.0, "mixed": 0.0}
     for _ in range(rounds):
         for name, path in (("plain", plain), ("mixed", mixed)):
