@@ -132,6 +132,10 @@ def _evaluation_first(precisions: Sequence[str], calib, evaluation, augment: boo
     """The evaluation views, loaded and checked disjoint from calibration before minutes of calibration."""
     if min_agreement is not None and not 0 < min_agreement <= 100:
         raise ConfigError(f"min_agreement={min_agreement}: expected a percentage in (0, 100]")
+    if evaluation is not None and Path(evaluation) == EVAL_DIR and not EVAL_DIR.is_dir():
+        log.warning("no INT8 accuracy report: the default evaluation folder %s is missing (an installed "
+                    "package without the repository's photos); pass evaluation (`--eval DIR`)", EVAL_DIR)
+        evaluation = None
     if "int8" not in precisions or evaluation is None:
         if min_agreement is not None:
             raise ConfigError("min_agreement needs an INT8 build with an evaluation set "

@@ -5,9 +5,8 @@ import json
 import logging
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Iterable, Sequence
+from typing import Sequence
 
-import cv2
 import numpy as np
 
 from ..checks import count
