@@ -81,3 +81,5 @@ def test_evaluation_overlapping_calibration_is_refused_before_calibrating(model:
         build(model, ("fp16",), min_agreement=99)
     with pytest.raises(ConfigError, match=r"min_agreement=150: expected a percentage in \(0, 100\]"):
         build(model, ("int8",), min_agreement=150)
+    with pytest.raises(ConfigError, match="max_kept_layers=0: expected an integer >= 1"):
+        build(model, ("int8",), min_agreement=99, max_kept_layers=0)

@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Sequence
 
-from ..checks import positive
+from ..checks import count, positive
 from ..engine.flags import PRECISIONS, check_batch
 from ..engine.registry import record_engine
 from ..atomic import TargetError
@@ -95,6 +95,7 @@ def build(model: str | Path, precisions: Sequence[str] = ("fp32", "fp16", "int8"
     """
     batch = check_batch(batch)
     positive("workspace_gb", workspace_gb, "(GiB)")  # checked before minutes of INT8 calibration
+    count("max_kept_layers", max_kept_layers)
     eval_set = _evaluation_first(precisions, calib, evaluation, eval_augment, allow_overlap, min_agreement)
     report = precision_artefacts(model, precisions, calib=calib, method=method, fp16_io=fp16_io, out_dir=out_dir)
     if eval_set is not None and report.int8 is not None:
