@@ -146,11 +146,30 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--fp16-io", action="store_true", help="FP16 model takes and returns float16 (default float32)")
     p.add_argument("--out", default=None, help="folder for the FP16/INT8 ONNX files and engines (default: beside the model)")
     p.add_argument("--workspace-gb", type=float, default=2.0)
+    p.add_argument("--eval", default=None, metavar="DIR",
+                   help="photos to measure INT8 against FP32 on, never calibration's (default: the repository's "
+                        "eval/; 'none' skips the accuracy report)")
+    p.add_argument("--eval-plain", action="store_true",
+                   help="evaluate the photos as they are (default: 84 documented views of each)")
+    p.add_argument("--allow-overlap", action="store_true",
+                   help="only warn (default: refuse) when evaluation photos are calibration photos too")
+    p.add_argument("--min-agreement", "--accuracy-target", type=float, default=None, metavar="PERCENT",
+                   help="keep the most INT8-sensitive layers un-quantized until top-1 agreement with FP32 "
+                        "reaches PERCENT on the evaluation photos")
+    p.add_argument("--max-kept-layers", type=int, default=4,
+                   help="at most this many layers stay high-precision for --min-agreement (default 4)")
 
     p = sub.add_parser("compare", help="agreement of FP16/INT8 variants with FP32 on an image set")
     p.add_argument("models", nargs="+", help="NAME=PATH pairs or paths; the first is the reference")
-    p.add_argument("--images", default=None, help="folder of images (default: the repository's calib/)")
-    p.add_argument("--augment", action="store_true", help="also use mirrored and cropped views (7 per image)")
+    p.add_argument("--images", default=None,
+                   help="folder of images (default: the repository's eval/, photos calibration never saw)")
+    p.add_argument("--augment", action="store_true",
+                   help="evaluate 84 documented views per image (flips, crops, scales, rotations, levels, JPEG)")
+    p.add_argument("--calib", action="append", default=[], metavar="DIR",
+                   help="calibration folder the images must not share images with (repeatable; INT8 sidecars "
+                        "name theirs already)")
+    p.add_argument("--allow-overlap", action="store_true",
+                   help="only warn (default: refuse) when evaluation images are calibration images too")
     p.add_argument("--backend", default="auto")
     p.add_argument("--batch-size", type=int, default=8)
     p.add_argument("--min-top1-agreement", type=float, default=None, metavar="PERCENT",
@@ -315,8 +334,13 @@ def _build(args: argparse.Namespace) -> int:
     from .model.prepare import prepare_model
 
     model = Path(args.model) if args.model else prepare_model(args.weights)[0]
+    from .paths import EVAL_DIR
+
+    evaluation = None if args.eval == "none" else (args.eval or EVAL_DIR)
     report = build(model, args.precision, calib=args.calib, method=args.calib_method, batch=args.batch,
-                   out_dir=args.out, fp16_io=args.fp16_io, workspace_gb=args.workspace_gb)
+                   out_dir=args.out, fp16_io=args.fp16_io, workspace_gb=args.workspace_gb, evaluation=evaluation,
+                   eval_augment=not args.eval_plain, allow_overlap=args.allow_overlap,
+                   min_agreement=args.min_agreement, max_kept_layers=args.max_kept_layers)
     print(format_report(report))
     return 0
 
@@ -324,18 +348,19 @@ def _build(args: argparse.Namespace) -> int:
 @command("compare")
 def _compare(args: argparse.Namespace) -> int:
     from .apps.compare import check_min_top1, compare_models, format_report, name_models
-    from .paths import CALIB_DIR
+    from .paths import EVAL_DIR
 
-    if args.cpu_variants:  # openvino: CPU variants of one model
+    if args.cpu_variants:  # CPU variants of one model, each against its FP32 run
         from .apps.cpu_variants import variant_accuracy
 
         if len(args.models) != 1:
             raise VggEdgeError(f"--cpu-variants takes one FP32 model; got {len(args.models)}: {args.models}")
-        report = variant_accuracy(args.models[0], args.images or CALIB_DIR, batch_size=args.batch_size,
+        report = variant_accuracy(args.models[0], args.images or EVAL_DIR, batch_size=args.batch_size,
                                   augment=args.augment)
     else:
-        report = compare_models(name_models(args.models), args.images or CALIB_DIR, backend=args.backend,
-                                batch_size=args.batch_size, augment=args.augment, strict=args.strict)
+        report = compare_models(name_models(args.models), args.images or EVAL_DIR, backend=args.backend,
+                                batch_size=args.batch_size, augment=args.augment, strict=args.strict,
+                                calibration=args.calib, allow_overlap=args.allow_overlap)
         for failure in report.failed:
             print(f"vggedge: error: {failure['error']}", file=sys.stderr)
     print(report.to_json() if args.json else format_report(report))

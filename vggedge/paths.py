@@ -8,3 +8,5 @@ REPO_ROOT = Path(__file__).resolve().parents[1]
 CALIB_DIR = REPO_ROOT / "calib"
 #: Built artefacts (ignored by git).
 ENGINES_DIR = REPO_ROOT / "engines"
+#: Photographs calibration never sees: the default evaluation set of `vggedge compare` (sources in calib/SOURCES.md).
+EVAL_DIR = REPO_ROOT / "eval"

@@ -2,20 +2,27 @@
 from __future__ import annotations
 
 import json
+import logging
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Iterable, Sequence
+from typing import Sequence
 
-import cv2
 import numpy as np
 
 from ..checks import count
 from ..engine.registry import artefact_spec
 from ..errors import ConfigError, ImageError, VggEdgeError
+from ..model.labels import labels_for
+from ..precision.agreement import measure, shared_images
 from ..preprocess import list_images, read_image
 from ..runtime.base import RunnerOptions
 from ..runtime.select import select_runner
 from .batches import gather, run_images
+from .views import augmented_views
+
+log = logging.getLogger(__name__)
+#: flips listed in the table for humans (all of them are in the JSON)
+FLIPS_SHOWN = 20
 
 
 @dataclass
@@ -31,6 +38,17 @@ class VariantStats:
     cosine_mean: float
     max_abs_diff: float
     mean_abs_diff: float
+    #: views whose top-1 agrees, and the 95% Wilson interval of the agreement (fractions)
+    top1_agree: int = 0
+    top1_low: float = 0.0
+    top1_high: float = 1.0
+    #: KL(reference || variant) in nats, over the views
+    kl_mean: float = 0.0
+    kl_max: float = 0.0
+    #: every flipped view: {"view", "ref_top1", "ref_margin", "out_top1", "out_margin"} (labels too)
+    flips: list[dict] = field(default_factory=list)
+    #: per reference class, for models with few classes: {"index", "label", "views", "agree"}
+    per_class: list[dict] = field(default_factory=list)
 
 
 @dataclass
@@ -43,8 +61,12 @@ class CompareReport:
     variants: list[VariantStats] = field(default_factory=list)
     #: images that could not be read: {"image": path, "error": reason}; the others were compared
     failed: list[dict[str, str]] = field(default_factory=list)
-    #: image files given (``images`` counts views: 7 per readable file with augment)
+    #: image files given (``images`` counts views: 84 per readable file with augment)
     sources: int = 0
+    #: calibration folders the evaluation images were checked against (by decoded content)
+    calibration: list[str] = field(default_factory=list)
+    #: evaluation images that are also calibration images: {"image", "calibration_image"}
+    overlap: list[dict[str, str]] = field(default_factory=list)
 
     def below(self, min_top1: float) -> list[VariantStats]:
         """Variants whose top-1 agreement is under ``min_top1`` (a fraction, 0-1)."""
@@ -54,31 +76,37 @@ class CompareReport:
         return json.dumps(asdict(self), indent=2)
 
 
-def views(image: np.ndarray) -> Iterable[np.ndarray]:
-    """The image, its mirror, and five 80% crops (corners and centre): 7 deterministic views."""
-    h, w = image.shape[:2]
-    ch, cw = int(h * 0.8), int(w * 0.8)
-    yield image
-    yield cv2.flip(image, 1)
-    for top, left in ((0, 0), (0, w - cw), (h - ch, 0), (h - ch, w - cw), ((h - ch) // 2, (w - cw) // 2)):
-        yield image[top:top + ch, left:left + cw]
+def load_named_views(paths: Sequence[Path], augment: bool, *, strict: bool = False
+                     ) -> tuple[list[str], list[np.ndarray], list[dict[str, str]]]:
+    """Decode images once; with ``augment`` each becomes the 84 documented views of :mod:`.views`.
 
-
-def load_views(paths: Sequence[Path], augment: bool, *, strict: bool = False
-               ) -> tuple[list[np.ndarray], list[dict[str, str]]]:
-    """Decode images once (expanded into views when ``augment``); unreadable ones are listed, not fatal.
-
-    ``strict=True`` raises the first unreadable image's ImageError instead.
+    Returns (view names ``file`` or ``file#view``, views, unreadable images as
+    ``{"image", "error"}``); ``strict=True`` raises the first ImageError instead.
     """
-    images, failed = [], []
+    names, decoded, failed = [], [], []
     for path in paths:
         try:
-            images.append(read_image(path))
+            image = read_image(path)
         except ImageError as exc:
             if strict:
                 raise
             failed.append({"image": str(path), "error": str(exc)})
-    return ([v for img in images for v in views(img)] if augment else images), failed
+            continue
+        if augment:
+            for view, array in augmented_views(image):
+                names.append(f"{Path(path).name}#{view}")
+                decoded.append(array)
+        else:
+            names.append(Path(path).name)
+            decoded.append(image)
+    return names, decoded, failed
+
+
+def load_views(paths: Sequence[Path], augment: bool, *, strict: bool = False
+               ) -> tuple[list[np.ndarray], list[dict[str, str]]]:
+    """Decoded views (see :func:`load_named_views`) and the unreadable images."""
+    _, decoded, failed = load_named_views(paths, augment, strict=strict)
+    return decoded, failed
 
 
 def run_model(model: str | Path, images: Sequence[np.ndarray], backend: str, batch_size: int
@@ -134,26 +162,69 @@ def name_models(items: Sequence[str]) -> dict[str, str]:
     return models
 
 
-def agreement(name: str, model: str, backend: str, ref: np.ndarray, out: np.ndarray) -> VariantStats:
-    """Top-1 agreement, mean top-5 overlap, cosine similarity and absolute differences."""
+def agreement(name: str, model: str, backend: str, ref: np.ndarray, out: np.ndarray,
+              views: Sequence[str] | None = None, output_kind: str = "probabilities",
+              labels: Sequence[str] | None = None) -> VariantStats:
+    """Top-1 agreement with its Wilson interval, flips, KL, top-5 overlap, cosine and absolute differences."""
     if ref.shape != out.shape:
         raise ConfigError(f"{model}: output shape {out.shape} differs from the reference's {ref.shape}")
+    views = list(views) if views is not None else [str(i) for i in range(len(ref))]
     top5_ref = np.argsort(-ref, axis=1, kind="stable")[:, :5]
     top5_out = np.argsort(-out, axis=1, kind="stable")[:, :5]
     overlap = np.mean([len(set(a) & set(b)) / top5_ref.shape[1] for a, b in zip(top5_ref, top5_out)])
     cos = np.sum(ref * out, axis=1) / (np.linalg.norm(ref, axis=1) * np.linalg.norm(out, axis=1) + 1e-30)
     diff = np.abs(ref.astype(np.float64) - out)
-    return VariantStats(name, str(model), backend, float(np.mean(top5_ref[:, 0] == top5_out[:, 0])),
-                        float(overlap), float(cos.min()), float(cos.mean()), float(diff.max()), float(diff.mean()))
+    stats = measure(ref, out, views, output_kind=output_kind, labels=labels)
+    label = (lambda i: labels[i]) if labels else str
+    flips = [{**asdict(f), "ref_label": label(f.ref_top1), "out_label": label(f.out_top1)} for f in stats.flips]
+    return VariantStats(name, str(model), backend, stats.top1, float(overlap), float(cos.min()), float(cos.mean()),
+                        float(diff.max()), float(diff.mean()), stats.agree, stats.low, stats.high, stats.kl_mean,
+                        stats.kl_max, flips, [asdict(c) for c in stats.per_class])
+
+
+def calibration_folders(models: dict[str, str | Path]) -> list[Path]:
+    """The calibration folders recorded in the models' sidecars (INT8 artefacts record theirs)."""
+    folders = []
+    for model in models.values():
+        try:
+            recorded = artefact_spec(model).extra.get("calibration", {}).get("calib_folder")
+        except (VggEdgeError, AttributeError):
+            continue
+        if recorded and Path(recorded).is_dir() and Path(recorded) not in folders:
+            folders.append(Path(recorded))
+    return folders
+
+
+def check_disjoint(paths: Sequence[Path], calibration: Sequence[Path], *, allow_overlap: bool = False
+                   ) -> list[dict[str, str]]:
+    """Evaluation images that are calibration images too (same decoded pixels, any name).
+
+    Refused with a ConfigError naming them; with ``allow_overlap`` a loud warning instead.
+    """
+    calib_paths = [p for folder in calibration for p in list_images(folder)]
+    pairs = [{"image": str(e), "calibration_image": str(c)} for e, c in shared_images(paths, calib_paths)]
+    if pairs:
+        listed = "; ".join(f"{p['image']} = {p['calibration_image']}" for p in pairs[:10])
+        more = f" (and {len(pairs) - 10} more)" if len(pairs) > 10 else ""
+        message = (f"{len(pairs)} of {len(paths)} evaluation images are also calibration images, so the "
+                   f"agreement would flatter the INT8 model: {listed}{more}. Evaluate on images calibration never "
+                   "saw (the repository's eval/), or pass allow_overlap (`--allow-overlap`) to only warn")
+        if not allow_overlap:
+            raise ConfigError(message)
+        log.warning("WARNING: %s", message)
+    return pairs
 
 
 def compare_models(models: dict[str, str | Path], images: str | Path | Sequence[str | Path], *,
                    backend: str = "auto", batch_size: int = 8, augment: bool = False,
-                   strict: bool = False) -> CompareReport:
+                   strict: bool = False, calibration: Sequence[str | Path] = (),
+                   allow_overlap: bool = False) -> CompareReport:
     """Run every model on the same images; the first entry of ``models`` (name -> path) is the reference.
 
     Unreadable images are reported in ``report.failed`` and left out for every
-    model (``strict=True`` raises the first instead).
+    model (``strict=True`` raises the first instead). The images are checked
+    against the ``calibration`` folders and those recorded in the models'
+    sidecars: shared images are refused (``allow_overlap``: warned about).
     """
     count("batch_size", batch_size)
     if len(models) < 2:
@@ -161,16 +232,20 @@ def compare_models(models: dict[str, str | Path], images: str | Path | Sequence[
     paths = list_images(images) if isinstance(images, (str, Path)) else [Path(p) for p in images]
     if not paths:
         raise ImageError(f"{images}: no images to compare on")
-    decoded, failed = load_views(paths, augment, strict=strict)
+    folders = list(dict.fromkeys([Path(c) for c in calibration] + calibration_folders(models)))
+    overlap = check_disjoint(paths, folders, allow_overlap=allow_overlap)
+    names, decoded, failed = load_named_views(paths, augment, strict=strict)
     if not decoded:
         raise ImageError(f"{images}: none of the {len(paths)} images could be read; first: {failed[0]['error']}")
     (ref_name, ref_model), *rest = models.items()
     reference, _ = run_model(ref_model, decoded, backend, batch_size)
-    report = CompareReport(len(decoded), ref_name, artefact_spec(ref_model).output_kind, failed=failed,
-                           sources=len(paths))
+    spec = artefact_spec(ref_model)
+    labels = labels_for(spec.labels, reference.shape[1]) if spec.output_kind != "features" else None
+    report = CompareReport(len(decoded), ref_name, spec.output_kind, failed=failed, sources=len(paths),
+                           calibration=[str(f) for f in folders], overlap=overlap)
     for name, model in rest:
         out, used = run_model(model, decoded, backend, batch_size)
-        report.variants.append(agreement(name, str(model), used, reference, out))
+        report.variants.append(agreement(name, str(model), used, reference, out, names, spec.output_kind, labels))
     return report
 
 
@@ -183,13 +258,28 @@ def check_min_top1(report: CompareReport, min_top1: float) -> None:
 
 
 def format_report(report: CompareReport) -> str:
-    """A table for humans."""
+    """A table for humans, then each variant's flips (the first FLIPS_SHOWN) and per-class agreement."""
     width = max([len("variant")] + [len(v.name) for v in report.variants]) + 2
     lines = [f"{report.images} images, reference {report.reference} (outputs: {report.output_kind})",
-             f"{'variant':<{width}}{'backend':<10}{'top-1 agr':>10}{'top-5 ovl':>10}{'cos min':>9}{'cos mean':>9}"
-             f"{'max |d|':>11}{'mean |d|':>11}"]
+             f"{'variant':<{width}}{'backend':<10}{'top-1 agr':>10}{'95% interval':>16}{'flips':>7}{'top-5 ovl':>10}"
+             f"{'cos min':>9}{'cos mean':>9}{'KL mean':>10}{'max |d|':>11}{'mean |d|':>11}"]
     for v in report.variants:
-        lines.append(f"{v.name:<{width}}{v.backend:<10}{100 * v.top1_agreement:>9.1f}%{100 * v.top5_overlap:>9.1f}%"
-                     f"{v.cosine_min:>9.4f}{v.cosine_mean:>9.4f}{v.max_abs_diff:>11.4g}{v.mean_abs_diff:>11.4g}")
+        interval = f"{100 * v.top1_low:.1f}-{100 * v.top1_high:.1f}%"
+        lines.append(f"{v.name:<{width}}{v.backend:<10}{100 * v.top1_agreement:>9.1f}%{interval:>16}"
+                     f"{len(v.flips):>7}{100 * v.top5_overlap:>9.1f}%{v.cosine_min:>9.4f}{v.cosine_mean:>9.4f}"
+                     f"{v.kl_mean:>10.3g}{v.max_abs_diff:>11.4g}{v.mean_abs_diff:>11.4g}")
+    for v in report.variants:
+        if v.flips:
+            lines.append(f"{v.name}: {len(v.flips)} flipped (view: reference top-1 margin -> {v.name} top-1 margin)")
+        for f in v.flips[:FLIPS_SHOWN]:
+            lines.append(f"  {f['view']}: {f['ref_label']} {f['ref_margin']:.3g} -> {f['out_label']} "
+                         f"{f['out_margin']:.3g}")
+        if len(v.flips) > FLIPS_SHOWN:
+            lines.append(f"  ... {len(v.flips) - FLIPS_SHOWN} more (all in --json)")
+        if v.per_class:
+            lines.append(f"{v.name} per class: " + ", ".join(
+                f"{c['label']} {c['agree']}/{c['views']}" for c in v.per_class))
+    if report.overlap:
+        lines.append(f"WARNING: {len(report.overlap)} evaluation images are calibration images too")
     lines += [f"FAILED {f['image']}: {f['error']}" for f in report.failed]
     return "\n".join(lines)

@@ -109,6 +109,7 @@ def model_info(model: str | Path, backend: str = "auto", precision: str = "as-gi
     data["engines"] = [{**_engine_row(r.plan, r.identity), "status": engine_usability(r, machine)}
                        for r in (engines_for(onnx_model) if onnx_model.suffix == ".onnx" else [])]
     data["cpu_choice"] = _cpu_choice(base_model(onnx_model))
+    data["accuracy"] = _accuracy_reports(model, data["onnx_variants"])  # issue 15: INT8 accuracy reports
     try:
         data["preprocessing"] = artefact_spec(model).preprocessing.describe()
     except VggEdgeError as exc:
@@ -124,6 +125,23 @@ def model_info(model: str | Path, backend: str = "auto", precision: str = "as-gi
     except VggEdgeError as exc:
         data["would_run"] = {"error": str(exc)}
     return data
+
+
+# --- issue 15: the accuracy report `vggedge build` writes beside INT8 artefacts -------------------------
+def _accuracy_reports(model: Path, variants: list[dict[str, Any]]) -> dict[str, Any]:
+    """{artefact path: accuracy report} for the model itself and its variants that have one."""
+    from .accuracy import load_accuracy
+
+    paths = dict.fromkeys([str(model)] + [v["path"] for v in variants])
+    return {p: r for p in paths if (r := load_accuracy(p)) is not None}
+
+
+def _format_accuracy(reports: dict[str, Any]) -> list[str]:
+    from .accuracy import summary
+
+    lines = ["INT8 accuracy reports:"] if reports else []
+    return lines + [f"  {path}:\n      {summary(r)}" for path, r in reports.items()]
+# --- end issue 15 ---------------------------------------------------------------------------------------
 
 
 def _engine_row(plan: Path, identity: EngineIdentity) -> dict[str, Any]:
@@ -158,6 +176,7 @@ def format_model_info(data: dict[str, Any]) -> str:
     lines += [f"  {e['precision']:<5} batch {','.join(map(str, e['batch']))}  TensorRT {e['tensorrt_version']}  "
               f"{e['gpu']} (sm {e['compute_capability']})  {e['path']}\n      {e['status']}"
               for e in data["engines"]] or ["  (none built; `vggedge build --model M` on a TensorRT machine)"]
+    lines += _format_accuracy(data.get("accuracy", {}))  # issue 15
     cpu = data["cpu_choice"]
     if "error" in cpu:
         lines.append(f"tuned CPU choice: {cpu['error']}")

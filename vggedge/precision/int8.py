@@ -170,7 +170,7 @@ def readable_images(calib_set: CalibrationSet, min_images: int | None = None) ->
 def quantize_int8(src: str | Path, calib: str | Path, dst: str | Path | None = None, *, method: str = "minmax",
                   style: QdqStyle = TENSORRT, cache_dir: str | Path | None = None, batch_size: int = 1,
                   percentile: float = 99.999, limit: int | None = None,
-                  min_images: int | None = None) -> Int8Result:
+                  min_images: int | None = None, nodes_to_exclude: Sequence[str] = ()) -> Int8Result:
     """Calibrate an FP32 model on an image folder and write ``<stem>.int8.onnx`` + spec.
 
     The calibration ranges are cached under ``cache_dir`` keyed by model hash,
@@ -178,7 +178,8 @@ def quantize_int8(src: str | Path, calib: str | Path, dst: str | Path | None = N
     twice at once (a file lock serialises builds of one artefact; the second reuses
     the first's result), to interrupt, and beside a read-only model: onnxruntime's
     intermediates go to a private folder removed on every exit, and the artefact,
-    checked first, is renamed into place complete.
+    checked first, is renamed into place complete. ``nodes_to_exclude`` names layers
+    left un-quantized (no Q/DQ: mixed precision, see :mod:`.mixed`).
     """
     if method not in METHODS:
         raise ConfigError(f"calibration method {method!r} is unknown; choose one of {METHODS}")
@@ -190,7 +191,8 @@ def quantize_int8(src: str | Path, calib: str | Path, dst: str | Path | None = N
     dst = Path(dst) if dst else src.with_name(f"{src.stem}.int8{'' if style is TENSORRT else '-' + style.name}.onnx")
     check_target(dst, "INT8 model")
     key = {"method": method, "style": style.name, "calib_sha256": calib_set.sha256, "source_sha256": file_sha256(src),
-           "percentile": percentile if method == "percentile" else None}
+           "percentile": percentile if method == "percentile" else None,
+           "excluded": sorted(nodes_to_exclude) or None}
     log.info("INT8: building %s from %s (%d calibration images in %s)", dst, src, len(calib_set.paths), calib_set.folder)
     with artefact_lock(dst):
         done = _reusable(dst, key, calib_set)
@@ -236,7 +238,8 @@ def _quantize(src: Path, spec: ModelSpec, calib_set: CalibrationSet, dst: Path, 
             model_input=str(model_in), model_output=str(out), quant_format=QuantFormat.QDQ,
             op_types_to_quantize=QUANTIZED_OPS, per_channel=style.per_channel, reduce_range=style.reduce_range,
             activation_type=getattr(QuantType, style.activation_type),
-            weight_type=getattr(QuantType, style.weight_type), nodes_to_quantize=None, nodes_to_exclude=None,
+            weight_type=getattr(QuantType, style.weight_type), nodes_to_quantize=None,
+            nodes_to_exclude=key["excluded"],
             use_external_data_format=False, calibrate_method=method_enums()[method],
             extra_options=style.extra_options(method, percentile), **kwargs)
     if style is TENSORRT:
