@@ -28,6 +28,7 @@ from vggedge.runtime.ort import OrtOptions, OrtRunner
 from vggedge.spec import ModelSpec, load_spec_for, spec_path_for
 
 from clips import calib_frames, write_clip  # tests/clips.py: shared by the stream tests
+from small_models import normalised_32, remove
 
 TEN_CLASSES = VGG16Options(include_rescaling=False, include_top=True, num_classes=10, input_shape=(32, 32, 3))
 FAKE_TRT_VERSION = "10.3.0"
@@ -149,15 +150,9 @@ def _no_automatic_tuning(monkeypatch: pytest.MonkeyPatch) -> None:
 @pytest.fixture(scope="session")
 def stream_model(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
     """A 32x32 VGG16 with data-normalised weights and 1000 classes (fast on 2 cores, stable top-1 on photos)."""
-    from vggedge.model.export import export_vgg16
-    from vggedge.model.vgg16 import VGG16Options
-
-    path = tmp_path_factory.mktemp("stream_model") / "vgg16_32.onnx"
-    export_vgg16("normalised:0", path, VGG16Options(include_rescaling=False, include_top=True, num_classes=1000,
-                                                    input_shape=(32, 32, 3)))
-    yield path
-    for leftover in path.parent.iterdir():  # about 150 MB: do not leave it in pytest's kept temp folders
-        leftover.unlink()
+    folder = tmp_path_factory.mktemp("stream_model")
+    yield normalised_32(folder, 1000)
+    remove(folder)
 
 
 @pytest.fixture(scope="session")

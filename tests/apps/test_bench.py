@@ -125,7 +125,6 @@ def test_preprocess_bench_cases():
 
 def test_json_with_runner_options(model, tmp_path):
     """--threads passes OrtOptions through runner_options; the JSON still writes."""
-    from vggedge.runtime.ort import OrtOptions
 
     report = bench(model, "ort-cpu", (1,), warmup_s=0.0, duration_s=0.01, min_iters=2, progress=False,
                    options=RunnerOptions(threads=1))

@@ -6,6 +6,7 @@ from typing import Iterator
 
 import pytest
 from batch_images import write_image_set
+from small_models import normalised_32, remove
 
 from vggedge.model.export import export_vgg16
 from vggedge.model.vgg16 import VGG16Options
@@ -14,11 +15,9 @@ from vggedge.model.vgg16 import VGG16Options
 @pytest.fixture(scope="session")
 def batch_model(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
     """``normalised:0`` weights at 32x32 with 16 classes: each calib photo gets its own, clear top-1."""
-    path = tmp_path_factory.mktemp("batch-model") / "vgg16_32.onnx"
-    export_vgg16("normalised:0", path, VGG16Options(include_rescaling=False, include_top=True, num_classes=16,
-                                                    input_shape=(32, 32, 3)))
-    yield path
-    path.unlink()  # 135 MB: do not leave it in pytest's kept temp folders
+    folder = tmp_path_factory.mktemp("batch-model")
+    yield normalised_32(folder, 16)
+    remove(folder)
 
 
 @pytest.fixture(scope="session")
