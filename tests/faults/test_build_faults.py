@@ -64,7 +64,8 @@ def test_interrupted_int8_build_leaves_no_partial_files_and_reruns(slow_model_co
         assert result.stderr.rstrip().endswith("vggedge: interrupted; partial files were removed and finished "
                                                "ones kept")
         assert "Traceback" not in result.stderr
-        assert not model.with_name("m.int8.onnx").exists()
+        if model.with_name("m.int8.onnx").exists():  # finished before the signal (e.g. during its accuracy
+            assert_int8_complete(model)               # report): a finished artefact is kept, whole
     assert strays(model.parent, allowed=["m.onnx", "m.int8.onnx"]) == []  # nothing bigger than a sidecar
     assert before <= set(tree(model.parent))  # nothing that existed was removed
     rerun = vggedge(*INT8, "--model", model, "--calib", calib)
