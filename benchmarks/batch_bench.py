@@ -101,6 +101,7 @@ def main(argv: list[str] | None = None) -> dict:
     ap.add_argument("--backend", default="auto")
     ap.add_argument("--precision", default="auto")
     ap.add_argument("--out", default=str(ROOT / "benchmarks" / "results"))
+    ap.add_argument("--note", default="", help="machine state to record beside the numbers, e.g. 'idle'")
     args = ap.parse_args(argv)
     with tempfile.TemporaryDirectory(prefix="vggedge-batch-bench-") as tmp:
         tmp = Path(tmp)
@@ -137,7 +138,7 @@ def write(result: dict, out: Path) -> None:
             ("vggedge batch, process decode workers", result["local_processes"]),
             (f"vggedge batch, thread workers, {a['big_count']} images", result["local_big"])]
     lines = [f"# vggedge batch vs inference only, {result['date'][:10]}", "",
-             f"Machine: {result['cpu']} (shared with other jobs while measured). Model: VGG16 at "
+             f"Machine: {result['cpu']}{' (' + a['note'] + ')' if a.get('note') else ''}. Model: VGG16 at "
              f"{a['size']}x{a['size']} (random weights), backend {inf['backend']}, batch {a['batch']}. "
              f"Inputs: JPEGs of mixed sizes (320x240 to 1024x768).", "",
              "Inference only: the same runner (backend, precision, batch) fed one preprocessed batch over and "
