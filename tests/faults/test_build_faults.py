@@ -57,7 +57,7 @@ def test_interrupted_int8_build_leaves_no_partial_files_and_reruns(slow_model_co
             shutil.copy(path, calib / f"{i}-{path.name}")
     before = set(tree(model.parent))
     result = interrupt_after(start([*INT8, "--model", model, "--calib", calib]), "INT8: building", delay)
-    if delay >= 10 and result.returncode == 0:  # a fast machine finished first: then it must be complete
+    if result.returncode == 0:  # a fast (idle) machine finished before the signal: then it must be complete
         assert_int8_complete(model)
     else:
         assert result.returncode == 130, result.stderr
