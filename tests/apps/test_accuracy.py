@@ -41,8 +41,9 @@ def models(workdir: Path) -> dict[str, Path]:
     return built.onnx
 
 
-def test_fp32_model_is_structured(models: dict[str, Path]) -> None:
-    photos = list_images(CALIB)
+@pytest.mark.parametrize("folder", [CALIB, EVAL], ids=["calib", "eval"])
+def test_fp32_model_is_structured(models: dict[str, Path], folder: Path) -> None:
+    photos = list_images(folder)
     scores, _ = run_model(models["fp32"], load_views(photos, augment=False)[0], "ort-cpu", batch_size=4)
     assert scores.shape == (len(photos), 1000)
     classes = set(scores.argmax(axis=1).tolist())
@@ -59,8 +60,9 @@ def test_fp16_int8_agree_with_fp32(models: dict[str, Path], capsys: pytest.Captu
     assert report.images == 84 * len(list_images(EVAL)) == 504 and report.overlap == []
     assert report.output_kind == "logits"
     stats = {v.name: v for v in report.variants}
-    # FP16: the bound. Plain INT8 on eval/ (grayscale photos the stand-in, normalised on calib/,
-    # separates weakly: median FP32 logit margin 0.15) measured 81.9% (95% 78.3-85.1%); this guards that level.
-    bounds = {"fp16": 0.99, "int8": 0.75}
+    # FP16: the bound. Plain INT8 (minmax) measured 97.8% (95% 96.1-98.8%, 11 flips); this guards
+    # that level with room for onnxruntime versions. (With the stand-in fitted on calib/ only, eval/ photos
+    # were outside its domain, answered by near-ties, and the same INT8 agreed 81.9%.)
+    bounds = {"fp16": 0.99, "int8": 0.95}
     below = {name: stats[name].top1_agreement for name, bound in bounds.items() if stats[name].top1_agreement < bound}
     assert not below, f"top-1 agreement below {bounds}: {below}\n{format_report(report)}"

@@ -31,7 +31,7 @@ SPEED_SECONDS = 2.0
 
 
 def measure_int8(model: Path, report, eval_set: EvaluationSet, calib: str | Path, method: str,
-                 min_agreement: float | None, max_kept_layers: int) -> None:
+                 min_agreement: float | None, max_kept_layers: int, selection: str = "predicted") -> None:
     """Fill ``report.accuracy`` (and write it beside the INT8 artefact); reach ``min_agreement`` if given."""
     output_kind = load_spec_for(model).output_kind
     reference = evaluate(model, eval_set)
@@ -54,10 +54,14 @@ def measure_int8(model: Path, report, eval_set: EvaluationSet, calib: str | Path
 
                 result = mixed_precision(model, calib, int8_path, run, reference, eval_set.names, target=target,
                                          max_layers=max_kept_layers, output_kind=output_kind, method=method,
-                                         plain=plain)
+                                         plain=plain, selection=selection)
                 report.int8, kept, stats = result.int8, result.kept, result.agreement
-                extra["target"].update(met=result.met, steps=[list(s) for s in result.steps], sensitivity=[
-                    {"layer": s.layer, "kl_mean": s.kl_mean, "top1": s.top1} for s in result.sensitivity])
+                extra["target"].update(
+                    met=result.met, selection=selection,
+                    steps=[{"kept": kept_set, "top1_agreement": top1, "low95": low}
+                           for kept_set, (_, top1, low) in zip(result.tried, result.steps)],
+                    sensitivity=[{"layer": s.layer, "margin_noise": s.margin_noise, "kl_mean": s.kl_mean,
+                                  "top1": s.top1, "macs": s.macs} for s in result.sensitivity])
                 if kept:
                     extra["speed"] = speed_ratio(plain_copy, int8_path)
             if not result.met:
