@@ -37,8 +37,9 @@ def add_stream(sub: argparse._SubParsersAction) -> None:
 @command("stream")
 def _stream(args: argparse.Namespace) -> int:
     from ..model.prepare import prepare_model
-    from ..apps.stream import sigterm_as_interrupt, stream
+    from ..apps.stream import stream
     from ..apps.stream_stats import format_summary
+    from ..signals import sigterm_as_interrupt
     from ..video.sinks import JsonLinesSink, VideoFileSink
 
     model = Path(args.model) if args.model else prepare_model(args.weights)[0]
