@@ -49,8 +49,9 @@ def vggedge(*args, timeout: float = 300) -> Result:
     return Result(proc.returncode, out, err)
 
 
-def interrupt_after(proc: subprocess.Popen, ready: str, delay: float, timeout: float = 300) -> Result:
-    """Wait until stderr shows ``ready`` (the work has begun), then ``delay`` seconds, then SIGINT."""
+def interrupt_after(proc: subprocess.Popen, ready: str, delay: float, timeout: float = 300,
+                    sig: int = signal.SIGINT) -> Result:
+    """Wait until stderr shows ``ready`` (the work has begun), then ``delay`` seconds, then ``sig`` (Ctrl-C's SIGINT)."""
     lines = []
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
@@ -62,7 +63,7 @@ def interrupt_after(proc: subprocess.Popen, ready: str, delay: float, timeout: f
             break
     time.sleep(delay)
     if proc.poll() is None:
-        proc.send_signal(signal.SIGINT)
+        proc.send_signal(sig)
     out, err = proc.communicate(timeout=timeout)
     return Result(proc.returncode, out, "".join(lines) + err)
 

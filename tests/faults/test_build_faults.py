@@ -5,6 +5,7 @@ import hashlib
 import os
 import json
 import shutil
+import signal
 from pathlib import Path
 
 import onnx
@@ -45,10 +46,15 @@ def test_two_concurrent_int8_builds_both_succeed_with_one_result(model_copy: Pat
     assert sha(model_copy.with_name("m.int8.onnx")) == built
 
 
-@pytest.mark.parametrize("delay, copies", [(1.0, 1), (3.0, 2), pytest.param(10.0, 4, marks=pytest.mark.slow)])
+@pytest.mark.parametrize("delay, copies, sig", [(1.0, 1, signal.SIGINT), (3.0, 2, signal.SIGINT),
+                                               pytest.param(10.0, 4, signal.SIGINT, marks=pytest.mark.slow),
+                                               (1.0, 1, signal.SIGTERM)], ids=["int-1s", "int-3s", "int-10s", "term-1s"])
 def test_interrupted_int8_build_leaves_no_partial_files_and_reruns(slow_model_copy: Path, tmp_path: Path,
-                                                                   delay: float, copies: int) -> None:
-    """SIGINT 1, 3 and 10 s into a 224x224 INT8 build (24 and 48 images for 3 and 10 s: still running)."""
+                                                                   delay: float, copies: int, sig: int) -> None:
+    """SIGINT 1, 3 and 10 s into a 224x224 INT8 build (24 and 48 images for 3 and 10 s: still running).
+
+    SIGTERM (``kill``, ``systemctl stop``) stops the same clean way as Ctrl-C.
+    """
     model = slow_model_copy
     calib = tmp_path / "calib"
     calib.mkdir()
@@ -56,7 +62,8 @@ def test_interrupted_int8_build_leaves_no_partial_files_and_reruns(slow_model_co
         for path in sorted(CALIB.glob("*.jpg")):
             shutil.copy(path, calib / f"{i}-{path.name}")
     before = set(tree(model.parent))
-    result = interrupt_after(start([*INT8, "--model", model, "--calib", calib]), "INT8: building", delay)
+    result = interrupt_after(start([*INT8, "--model", model, "--calib", calib]), "INT8: building", delay,
+                             sig=sig)
     if result.returncode == 0:  # a fast (idle) machine finished before the signal: then it must be complete
         assert_int8_complete(model)
     else:

@@ -16,6 +16,7 @@ from ..paths import CALIB_DIR, EVAL_DIR
 from ..precision.fp16 import write_fp16
 from ..precision.int8 import METHODS, Int8Result, quantize_int8
 from ..runtime.select import engine_unavailable
+from ..signals import sigterm_as_interrupt
 from ..spec import load_spec_for
 
 log = logging.getLogger(__name__)
@@ -34,6 +35,7 @@ class BuildReport:
     accuracy_paths: list[Path] = field(default_factory=list)
 
 
+@sigterm_as_interrupt()  # `kill` cleans up as Ctrl-C does: no half-written artefacts
 def precision_artefacts(model: str | Path, precisions: Sequence[str], *, calib: str | Path | None = None,
                         method: str = "minmax", fp16_io: bool = False,
                         out_dir: str | Path | None = None) -> BuildReport:
@@ -81,6 +83,7 @@ def _beside(model: Path, precision: str, out_dir: str | Path | None) -> Path | N
     return Path(out_dir) / f"{model.stem}.{precision}.onnx" if out_dir else None
 
 
+@sigterm_as_interrupt()
 def build(model: str | Path, precisions: Sequence[str] = ("fp32", "fp16", "int8"), *,
           calib: str | Path | None = None, method: str = "minmax", batch: tuple[int, int, int] = (1, 8, 32),
           out_dir: str | Path | None = None, fp16_io: bool = False, workspace_gb: float = 2.0,

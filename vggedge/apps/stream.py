@@ -15,10 +15,8 @@ The pipeline, each stage in its own thread so they overlap:
 """
 from __future__ import annotations
 
-import contextlib
 import dataclasses
 import logging
-import signal
 import threading
 import time
 from dataclasses import dataclass, field
@@ -300,23 +298,6 @@ def stream(sources: Sequence[str], model: str | Path, *, sinks: Sequence[Sink] =
     if unknown:
         raise ConfigError(f"stream(): unknown options {sorted(unknown)}")
     return Stream(sources, model, StreamOptions(source=SourceOptions(**source_opts), **options), sinks)
-
-
-@contextlib.contextmanager
-def sigterm_as_interrupt() -> Iterator[None]:
-    """Inside the block, SIGTERM raises KeyboardInterrupt (so Ctrl-C and `kill` stop the same clean way)."""
-    if threading.current_thread() is not threading.main_thread():
-        yield
-        return
-
-    def handler(signum: int, frame: Any) -> None:
-        raise KeyboardInterrupt
-
-    previous = signal.signal(signal.SIGTERM, handler)
-    try:
-        yield
-    finally:
-        signal.signal(signal.SIGTERM, previous)
 
 
 def wait_for(predicate, timeout: float, interval: float = 0.05) -> bool:

@@ -12,12 +12,9 @@ bad images go to ``<out>.errors.jsonl``. Engines: ``local`` (:mod:`.local`) and
 """
 from __future__ import annotations
 
-import contextlib
 import logging
 import os
-import signal
 import sys
-import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -26,6 +23,7 @@ from typing import Iterator, Sequence
 from ...errors import ConfigError, VggEdgeError
 from ...runtime.base import Runner, RunnerOptions
 from ...runtime.select import select_runner
+from ...signals import sigterm_as_interrupt
 from ...spec import ModelSpec, load_spec_for
 
 from .decode import Limits
@@ -94,7 +92,7 @@ def run(inputs: Sequence[str | Path] | str | Path, out: str | Path, model: str |
     inputs = [inputs] if isinstance(inputs, (str, Path)) else list(inputs)
     spec = load_spec_for(model)
     entries = expand(inputs)
-    with _sigterm_as_interrupt():
+    with sigterm_as_interrupt():
         if engine == "ray":
             from .ray_engine import run_ray
 
@@ -151,21 +149,4 @@ def precision_of(runner: Runner, spec: ModelSpec) -> str:
         except VggEdgeError:  # a variant without a sidecar: fall back to the model's own spec
             log.debug("no spec beside %s", path)
     return spec.precision
-
-
-@contextlib.contextmanager
-def _sigterm_as_interrupt() -> Iterator[None]:
-    """SIGTERM raises KeyboardInterrupt in the main thread, so writers flush and runners close."""
-    if threading.current_thread() is not threading.main_thread():
-        yield
-        return
-
-    def handler(signum: int, frame: object) -> None:
-        raise KeyboardInterrupt(f"signal {signum}")
-
-    previous = signal.signal(signal.SIGTERM, handler)
-    try:
-        yield
-    finally:
-        signal.signal(signal.SIGTERM, previous)
 
