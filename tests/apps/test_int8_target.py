@@ -57,7 +57,7 @@ def test_build_writes_accuracy_report_and_info_shows_it(model: Path, capsys) -> 
 def test_min_agreement_keeps_the_most_sensitive_layer(model: Path, monkeypatch, capsys) -> None:
     monkeypatch.setattr(int8_target, "SPEED_SECONDS", 0.2)
     argv = ["build", "--model", str(model), "--precision", "int8", "--min-agreement", "100",
-            "--max-kept-layers", "1"]
+            "--max-kept-layers", "1", "--kept-selection", "ranked"]
     assert main(argv) == 0
     out = capsys.readouterr().out
     int8 = model.with_name("tiny.int8.onnx")
@@ -65,6 +65,7 @@ def test_min_agreement_keeps_the_most_sensitive_layer(model: Path, monkeypatch, 
     first = data["target"]["sensitivity"][0]["layer"]
     assert data["high_precision_layers"] == [first]
     assert f"high-precision layers: {first};" in out and "ratio" in out
+    assert data["target"]["selection"] == "ranked"
     assert data["target"]["min_top1_agreement"] == 1.0 and [len(s["kept"]) for s in data["target"]["steps"]] == [0, 1]
     assert data["speed"]["batch"] == 8 and data["speed"]["ratio"] > 0
     assert tensorrt_violations(onnx.load(str(int8))) == []
@@ -83,3 +84,5 @@ def test_evaluation_overlapping_calibration_is_refused_before_calibrating(model:
         build(model, ("int8",), min_agreement=150)
     with pytest.raises(ConfigError, match="max_kept_layers=0: expected an integer >= 1"):
         build(model, ("int8",), min_agreement=99, max_kept_layers=0)
+    with pytest.raises(ConfigError, match="kept_selection 'cheapest' is unknown"):
+        build(model, ("int8",), min_agreement=99, kept_selection="cheapest")

@@ -12,7 +12,7 @@ import pytest
 from vggedge.apps.compare import load_named_views, run_model
 from vggedge.precision.agreement import measure
 from vggedge.errors import ConfigError
-from vggedge.precision.mixed import (LayerSensitivity, choose_layers, expected_flips, fit_scale, layer_macs,
+from vggedge.precision.mixed import (LayerSensitivity, choose_layers, expected_flips, fit_scale, layer_macs, layers_needed,
                                      layer_sensitivity, margin_noise, mixed_precision, quantizable_layers,
                                      reference_margins, tolerable_noise)
 from vggedge.precision.qdq_check import tensorrt_violations
@@ -158,3 +158,12 @@ def test_choose_layers_takes_the_cheapest_set_that_is_expected_to_suffice() -> N
     ranking = [LayerSensitivity("conv", 0.0, 1.0, allowed * 0.9, 1000),
                LayerSensitivity("a", 0.0, 1.0, allowed * 0.5, 10), LayerSensitivity("b", 0.0, 1.0, allowed * 0.5, 10)]
     assert choose_layers(ranking, margins, 0.99, 3) == ["a", "b"]
+
+
+def test_layers_needed_counts_the_noisiest_layers_first() -> None:
+    margins = np.linspace(0.05, 3.0, 500)
+    allowed = tolerable_noise(margins, 0.99)
+    ranking = [LayerSensitivity(name, 0.0, 1.0, allowed * n, 1) for name, n in (("a", 0.4), ("b", 2.0), ("c", 0.9))]
+    assert layers_needed(ranking, margins, 0.99) == 2  # 3.3 units of noise, 1 tolerable: b (2.0) and c (0.9)
+    assert layers_needed(ranking, margins, 0.5) == 0
+    assert layers_needed(ranking, margins, 1.0) == 3  # no flip at all: every layer

@@ -15,6 +15,7 @@ from ..errors import ConfigError, ModelError
 from ..paths import CALIB_DIR, EVAL_DIR
 from ..precision.fp16 import write_fp16
 from ..precision.int8 import METHODS, Int8Result, quantize_int8
+from ..precision.mixed import SELECTIONS
 from ..runtime.select import engine_unavailable
 from ..signals import sigterm_as_interrupt
 from ..spec import load_spec_for
@@ -88,23 +89,28 @@ def build(model: str | Path, precisions: Sequence[str] = ("fp32", "fp16", "int8"
           calib: str | Path | None = None, method: str = "minmax", batch: tuple[int, int, int] = (1, 8, 32),
           out_dir: str | Path | None = None, fp16_io: bool = False, workspace_gb: float = 2.0,
           evaluation: str | Path | None = EVAL_DIR, eval_augment: bool = True, allow_overlap: bool = False,
-          min_agreement: float | None = None, max_kept_layers: int = 4) -> BuildReport:
+          min_agreement: float | None = None, max_kept_layers: int = 4,
+          kept_selection: str = "predicted") -> BuildReport:
     """Write every precision's ONNX; build TensorRT engines for them when TensorRT and a GPU are present.
 
     The INT8 model is measured against FP32 on ``evaluation`` (photos calibration never
     saw; 84 views each with ``eval_augment``) and ``<stem>.accuracy.json`` is written beside
     it. ``min_agreement`` (a percentage) keeps the most sensitive layers un-quantized, up
-    to ``max_kept_layers``, until top-1 agreement reaches it (see vggedge.precision.mixed).
+    to ``max_kept_layers``, until top-1 agreement reaches it: ``kept_selection`` "predicted"
+    (the cheapest set expected to reach it) or "ranked" (see vggedge.precision.mixed).
     """
     batch = check_batch(batch)
     positive("workspace_gb", workspace_gb, "(GiB)")  # checked before minutes of INT8 calibration
     count("max_kept_layers", max_kept_layers)
+    if kept_selection not in SELECTIONS:
+        raise ConfigError(f"kept_selection {kept_selection!r} is unknown; choose one of {SELECTIONS}")
     eval_set = _evaluation_first(precisions, calib, evaluation, eval_augment, allow_overlap, min_agreement)
     report = precision_artefacts(model, precisions, calib=calib, method=method, fp16_io=fp16_io, out_dir=out_dir)
     if eval_set is not None and report.int8 is not None:
         from .int8_target import measure_int8
 
-        measure_int8(Path(model), report, eval_set, calib or CALIB_DIR, method, min_agreement, max_kept_layers)
+        measure_int8(Path(model), report, eval_set, calib or CALIB_DIR, method, min_agreement, max_kept_layers,
+                     kept_selection)
     reason = engine_unavailable()
     if reason is not None:
         report.no_engine_reason = reason

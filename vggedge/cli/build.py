@@ -38,6 +38,9 @@ def add_build(sub: argparse._SubParsersAction) -> None:
                         "reaches PERCENT on the evaluation photos")
     p.add_argument("--max-kept-layers", type=int, default=4,
                    help="at most this many layers stay high-precision for --min-agreement (default 4)")
+    p.add_argument("--kept-selection", choices=["predicted", "ranked"], default="predicted",
+                   help="which layers --min-agreement keeps: the cheapest set (in multiply-accumulates) expected "
+                        "to reach the target from each layer's margin noise (default), or the k most sensitive")
 
 
 @command("build")
@@ -52,6 +55,7 @@ def _build(args: argparse.Namespace) -> int:
     report = build(model, args.precision, calib=args.calib, method=args.calib_method, batch=args.batch,
                    out_dir=args.out, fp16_io=args.fp16_io, workspace_gb=args.workspace_gb, evaluation=evaluation,
                    eval_augment=not args.eval_plain, allow_overlap=args.allow_overlap,
-                   min_agreement=args.min_agreement, max_kept_layers=args.max_kept_layers)
+                   min_agreement=args.min_agreement, max_kept_layers=args.max_kept_layers,
+                   kept_selection=args.kept_selection)
     print(format_report(report))
     return 0

@@ -186,6 +186,18 @@ def tolerable_noise(margins: np.ndarray, target: float, scale: float = 1.0) -> f
     return low
 
 
+def layers_needed(ranking: Sequence[LayerSensitivity], margins: np.ndarray, target: float, scale: float = 1.0) -> int:
+    """The fewest layers (the noisiest first) whose removal is expected to reach ``target``."""
+    noises = sorted((s.margin_noise for s in ranking), reverse=True)
+    tolerable = tolerable_noise(margins, target, scale)
+    left = sum(noises)
+    for k, noise in enumerate([0.0] + noises):
+        left -= noise
+        if left <= tolerable:
+            return k
+    return len(noises)
+
+
 def layer_sensitivity(src: Path, calib: str | Path, work: Path, evaluate: Evaluate, reference: np.ndarray,
                       subset: Sequence[int], *, output_kind: str, method: str = "minmax",
                       cache_dir: Path | None = None, percentile: float = 99.999) -> list[LayerSensitivity]:
@@ -269,6 +281,12 @@ def _predicted(ranking: list[LayerSensitivity], margins: np.ndarray, plain: Agre
     by_name = {s.layer: s for s in ranking}
     total = sum(s.margin_noise for s in ranking)
     scale = fit_scale(margins, total, plain.views - plain.agree)
+    needed = layers_needed(ranking, margins, target, scale)
+    if needed > max_layers:
+        log.warning("mixed precision: the target is expected to need %d of %d layers high-precision (budget %d): "
+                    "%d views have an FP32 top-1 margin under 0.05, and each layer's INT8 noise alone moves "
+                    "margins by %.3g-%.3g (rms)", needed, len(ranking), max_layers, int(np.sum(margins < 0.05)),
+                    min(s.margin_noise for s in ranking) ** 0.5, max(s.margin_noise for s in ranking) ** 0.5)
     best: tuple[list[str], Agreement] | None = None
     seen: set[tuple[str, ...]] = set()
     for _ in range(ATTEMPTS):
