@@ -51,7 +51,9 @@ def test_build_writes_accuracy_report_and_info_shows_it(model: Path, capsys) -> 
     assert main(["info", "--model", str(model)]) == 0
     out = capsys.readouterr().out
     assert f"INT8 accuracy reports:\n  {report.onnx['int8']}:\n      top-1 agreement " in out
-    assert f"{len(data['flips'])} flips in 504 views of 6 photos; high-precision layers: none" in out
+    assert (f"{len(data['flips'])} flips ({data['near_tie_flips']} near-ties) in 504 views of 6 photos; "
+            "high-precision layers: none") in out
+    assert 0 <= data["near_tie_flips"] <= data["near_ties"] <= 504
 
 
 def test_min_agreement_keeps_the_most_sensitive_layer(model: Path, monkeypatch, capsys) -> None:

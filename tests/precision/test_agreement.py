@@ -9,8 +9,8 @@ import cv2
 import numpy as np
 import pytest
 
-from vggedge.precision.agreement import (content_hash, kl_divergence, margins, measure, set_hash, shared_images,
-                                         wilson_interval)
+from vggedge.precision.agreement import (content_hash, kl_divergence, log_margins, margins, measure, set_hash,
+                                         shared_images, wilson_interval)
 
 CALIB = Path(__file__).resolve().parents[2] / "calib"
 
@@ -74,3 +74,14 @@ def test_shared_images_by_content(tmp_path: Path) -> None:
     assert pairs == [(tmp_path / "copy.jpg", a), (tmp_path / "lossless.png", b)]
     assert set_hash([a, b]) == set_hash([tmp_path / "lossless.png", tmp_path / "copy.jpg"])
     assert set_hash([a]) != set_hash([a, b])
+
+
+def test_near_ties_are_counted_and_their_flips_too() -> None:
+    ref = np.array([[0.50, 0.49, 0.01], [0.40, 0.39, 0.21], [0.9, 0.05, 0.05], [0.6, 0.3, 0.1]])
+    out = np.array([[0.49, 0.50, 0.01], [0.40, 0.39, 0.21], [0.05, 0.9, 0.05], [0.6, 0.3, 0.1]])
+    stats = measure(ref, out, list("abcd"))
+    # near-ties: runner-up within 5% of the top-1 (log ratio < 0.05): views a (0.49/0.50) and b (0.39/0.40)
+    assert (stats.near_ties, stats.near_tie_flips) == (2, 1)  # a flipped; c flipped but was no tie
+    assert len(stats.flips) == 2
+    assert measure(np.log(ref), np.log(out), list("abcd"), output_kind="logits").near_ties == 2
+    assert log_margins(ref, "probabilities") == pytest.approx(np.log([0.50 / 0.49, 0.40 / 0.39, 0.9 / 0.05, 2.0]))

@@ -69,6 +69,7 @@ def accuracy_report(artefact: str | Path, reference: str | Path, eval_set: Evalu
         "artefact": str(artefact), "reference": str(reference), "measured_on": "onnxruntime CPU provider",
         "top1_agreement": stats.top1, "top1_agree": stats.agree, "views": stats.views,
         "top1_interval95": [stats.low, stats.high], "kl_mean": stats.kl_mean, "kl_max": stats.kl_max,
+        "near_ties": stats.near_ties, "near_tie_flips": stats.near_tie_flips,
         "flips": [asdict(f) for f in stats.flips],
         "high_precision_layers": list(high_precision),
         "calibration": {"method": calibration.get("method"), "set_sha256": calibration.get("calib_sha256"),
@@ -108,6 +109,7 @@ def summary(report: dict[str, Any]) -> str:
     cal = report.get("calibration", {})
     ev = report.get("evaluation", {})
     return (f"top-1 agreement {100 * report['top1_agreement']:.2f}% (95% {100 * low:.1f}-{100 * high:.1f}%), "
-            f"{len(report['flips'])} flips in {report['views']} views of {ev.get('photos')} photos; "
+            f"{len(report['flips'])} flips ({report.get('near_tie_flips', 0)} near-ties) in {report['views']} views "
+            f"of {ev.get('photos')} photos; "
             f"high-precision layers: {kept}; calibration {cal.get('method')} "
             f"(set {str(cal.get('set_sha256'))[:12]})")

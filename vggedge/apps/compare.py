@@ -13,7 +13,7 @@ from ..checks import count
 from ..engine.registry import artefact_spec
 from ..errors import ConfigError, ImageError, VggEdgeError
 from ..model.labels import labels_for
-from ..precision.agreement import measure, shared_images
+from ..precision.agreement import NEAR_TIE, measure, shared_images
 from ..preprocess import list_images, read_image
 from ..runtime.base import RunnerOptions
 from ..runtime.select import select_runner
@@ -49,6 +49,9 @@ class VariantStats:
     flips: list[dict] = field(default_factory=list)
     #: per reference class, for models with few classes: {"index", "label", "views", "agree"}
     per_class: list[dict] = field(default_factory=list)
+    #: reference views whose runner-up is within NEAR_TIE of the top-1 (log-score), and how many flipped
+    near_ties: int = 0
+    near_tie_flips: int = 0
 
 
 @dataclass
@@ -179,7 +182,8 @@ def agreement(name: str, model: str, backend: str, ref: np.ndarray, out: np.ndar
     flips = [{**asdict(f), "ref_label": label(f.ref_top1), "out_label": label(f.out_top1)} for f in stats.flips]
     return VariantStats(name, str(model), backend, stats.top1, float(overlap), float(cos.min()), float(cos.mean()),
                         float(diff.max()), float(diff.mean()), stats.agree, stats.low, stats.high, stats.kl_mean,
-                        stats.kl_max, flips, [asdict(c) for c in stats.per_class])
+                        stats.kl_max, flips, [asdict(c) for c in stats.per_class], stats.near_ties,
+                        stats.near_tie_flips)
 
 
 def calibration_folders(models: dict[str, str | Path]) -> list[Path]:
@@ -270,7 +274,9 @@ def format_report(report: CompareReport) -> str:
                      f"{v.kl_mean:>10.3g}{v.max_abs_diff:>11.4g}{v.mean_abs_diff:>11.4g}")
     for v in report.variants:
         if v.flips:
-            lines.append(f"{v.name}: {len(v.flips)} flipped (view: reference top-1 margin -> {v.name} top-1 margin)")
+            lines.append(f"{v.name}: {len(v.flips)} flipped (view: reference top-1 margin -> {v.name} top-1 margin); "
+                         f"{v.near_tie_flips} of them near-ties (the reference has {v.near_ties} views whose "
+                         f"runner-up is within {NEAR_TIE:g} of the top-1 in log-score)")
         for f in v.flips[:FLIPS_SHOWN]:
             lines.append(f"  {f['view']}: {f['ref_label']} {f['ref_margin']:.3g} -> {f['out_label']} "
                          f"{f['out_margin']:.3g}")

@@ -18,6 +18,8 @@ import numpy as np
 Z95 = 1.959963984540054
 #: per-class agreement is listed only for models with at most this many classes
 FEW_CLASSES = 20
+#: a view is a near-tie when its runner-up's log-score is within this of the top-1 (runner-up >= 95% of it)
+NEAR_TIE = 0.05
 
 
 def wilson_interval(successes: int, trials: int, z: float = Z95) -> tuple[float, float]:
@@ -53,6 +55,18 @@ def kl_divergence(ref: np.ndarray, out: np.ndarray, output_kind: str = "probabil
     p = as_probabilities(ref, output_kind)
     q = as_probabilities(out, output_kind)
     return np.sum(p * (np.log(p + eps) - np.log(q + eps)), axis=1)
+
+
+def log_scores(outputs: np.ndarray, output_kind: str) -> np.ndarray:
+    """Logits as they are; probabilities as log-probabilities (the same gaps as the logits behind them)."""
+    x = np.asarray(outputs, dtype=np.float64)
+    return x if output_kind == "logits" else np.log(np.clip(x, 1e-30, None))
+
+
+def log_margins(outputs: np.ndarray, output_kind: str) -> np.ndarray:
+    """Top-1 minus runner-up log-score per view (for probabilities: the log of their ratio)."""
+    part = np.sort(log_scores(outputs, output_kind), axis=1)
+    return part[:, -1] - part[:, -2]
 
 
 def margins(outputs: np.ndarray) -> np.ndarray:
@@ -94,6 +108,10 @@ class Agreement:
     kl_max: float
     flips: tuple[Flip, ...]
     per_class: tuple[ClassAgreement, ...]
+    #: reference views whose runner-up is within NEAR_TIE (log-score) of the top-1, and how many of them flipped:
+    #: they flip under almost any perturbation, so they bound the agreement any quantization can reach
+    near_ties: int = 0
+    near_tie_flips: int = 0
 
     @property
     def top1(self) -> float:
@@ -120,7 +138,9 @@ def measure(ref: np.ndarray, out: np.ndarray, names: Sequence[str], *, output_ki
                           for c in range(ref.shape[1]) if np.any(top_ref == c))
     kl = kl_divergence(ref, out, output_kind)
     low, high = wilson_interval(int(same.sum()), len(same))
-    return Agreement(len(same), int(same.sum()), low, high, float(kl.mean()), float(kl.max()), flips, per_class)
+    ties = log_margins(ref, output_kind) < NEAR_TIE
+    return Agreement(len(same), int(same.sum()), low, high, float(kl.mean()), float(kl.max()), flips, per_class,
+                     int(ties.sum()), int((ties & ~same).sum()))
 
 
 def content_hash(path: str | Path) -> str:

@@ -34,7 +34,7 @@ import numpy as np
 
 from ..atomic import private_workdir
 from ..errors import ConfigError
-from .agreement import Agreement, kl_divergence, measure
+from .agreement import NEAR_TIE, Agreement, kl_divergence, log_margins, log_scores, measure
 from .int8 import QUANTIZED_OPS, Int8Result, quantize_int8
 
 log = logging.getLogger(__name__)
@@ -117,16 +117,9 @@ def margin_noise(reference: np.ndarray, out: np.ndarray, output_kind: str) -> fl
     return float(np.mean((gap_new - gap_ref) ** 2))
 
 
-def log_scores(outputs: np.ndarray, output_kind: str) -> np.ndarray:
-    """Logits as they are; probabilities as log-probabilities (the same gaps as the logits behind them)."""
-    x = np.asarray(outputs, dtype=np.float64)
-    return x if output_kind == "logits" else np.log(np.clip(x, 1e-30, None))
-
-
 def reference_margins(reference: np.ndarray, output_kind: str) -> np.ndarray:
     """Top-1 minus runner-up log-score per view."""
-    part = np.sort(log_scores(reference, output_kind), axis=1)
-    return part[:, -1] - part[:, -2]
+    return log_margins(reference, output_kind)
 
 
 def expected_flips(margins: np.ndarray, noise: float) -> float:
@@ -284,8 +277,8 @@ def _predicted(ranking: list[LayerSensitivity], margins: np.ndarray, plain: Agre
     needed = layers_needed(ranking, margins, target, scale)
     if needed > max_layers:
         log.warning("mixed precision: the target is expected to need %d of %d layers high-precision (budget %d): "
-                    "%d views have an FP32 top-1 margin under 0.05, and each layer's INT8 noise alone moves "
-                    "margins by %.3g-%.3g (rms)", needed, len(ranking), max_layers, int(np.sum(margins < 0.05)),
+                    "%d views are near-ties (FP32 runner-up within %g of the top-1 in log-score), and each layer's INT8 noise alone moves "
+                    "margins by %.3g-%.3g (rms)", needed, len(ranking), max_layers, int(np.sum(margins < NEAR_TIE)), NEAR_TIE,
                     min(s.margin_noise for s in ranking) ** 0.5, max(s.margin_noise for s in ranking) ** 0.5)
     best: tuple[list[str], Agreement] | None = None
     seen: set[tuple[str, ...]] = set()
