@@ -137,6 +137,8 @@ def test_flip_listing_on_a_constructed_case() -> None:
     text = format_report(report)
     assert "int8: 2 flipped" in text and "  b: y 0.3 -> z 0.3" in text and "  d: x 0.05 -> y 0.05" in text
     assert "int8 per class: x 1/2, y 0/1, z 1/1" in text
+    assert (stats.near_ties, stats.near_tie_flips) == (0, 0)  # d: 0.45 / 0.5 is no near-tie (log ratio 0.105)
+    assert "0 of them near-ties (the reference has 0 views whose runner-up is within 0.05" in text
 
 
 def test_overlapping_sets_refused_or_warned(models: dict[str, Path], tmp_path: Path, caplog, capsys) -> None:
