@@ -7,7 +7,7 @@ from typing import Sequence
 from ..errors import ImageError
 from ..preprocess import list_images
 from ..runtime.base import RunnerOptions
-from ..runtime.cpu import CpuFeatures, cpu_features, runner_for, variant_path, variants_for
+from ..runtime.cpu import CpuFeatures, cpu_features, current_variant, runner_for, variant_path, variants_for
 from ..spec import load_spec_for
 from .batches import gather, run_images
 from .compare import CompareReport, agreement, load_views
@@ -24,7 +24,7 @@ def variant_accuracy(fp32: str | Path, images: str | Path | Sequence[str | Path]
     decoded, failed = load_views(paths, augment)
     spec = load_spec_for(fp32)
     options = RunnerOptions(max_batch=batch_size)
-    variants = [v for v in variants_for(features) if variant_path(fp32, v.model).exists()]
+    variants = [v for v in variants_for(features) if current_variant(fp32, v.model) is not None]
     reference = next(v for v in variants if v.key == "fp32")
 
     def outputs(variant):

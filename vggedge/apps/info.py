@@ -103,7 +103,7 @@ def model_info(model: str | Path, backend: str = "auto", precision: str = "as-gi
         identity = EngineIdentity.load(model)
         data["engine"] = _engine_row(model, identity)
         onnx_model = Path(identity.model_path) if identity.model_path else model
-    data["onnx_variants"] = [{"path": str(v.path), "precision": v.precision, "tag": v.tag or "fp32"}
+    data["onnx_variants"] = [{"path": str(v.path), "precision": v.precision, "tag": v.tag or "fp32", "stale": v.stale}
                              for v in onnx_variants(onnx_model)]
     machine = engine_machine()
     data["engines"] = [{**_engine_row(r.plan, r.identity), "status": engine_usability(r, machine)}
@@ -153,14 +153,15 @@ def _engine_row(plan: Path, identity: EngineIdentity) -> dict[str, Any]:
 
 def _cpu_choice(fp32: Path) -> dict[str, Any]:
     """The variant the tuned CPU path would take for ``precision="auto"``, and whether its file exists."""
-    from ..runtime.cpu import choose, cpu_features, variant_path
+    from ..runtime.cpu import choose, cpu_features, current_variant, variant_path
 
     try:
         variant = choose(cpu_features())
     except VggEdgeError as exc:
         return {"error": str(exc)}
     path = variant_path(fp32, variant.model)
-    return {"variant": variant.key, "label": variant.label, "file": str(path), "exists": path.is_file()}
+    return {"variant": variant.key, "label": variant.label, "file": str(path),
+            "exists": current_variant(fp32, variant.model) is not None}
 
 
 def format_model_info(data: dict[str, Any]) -> str:
@@ -171,7 +172,9 @@ def format_model_info(data: dict[str, Any]) -> str:
         lines.append(f"  engine: {e['precision']}, batch {','.join(map(str, e['batch']))}, TensorRT "
                      f"{e['tensorrt_version']}, {e['gpu']} (sm {e['compute_capability']}), from {e['source']}")
     lines.append("ONNX variants:")
-    lines += [f"  {v['tag']:<12} {v['precision']:<5} {v['path']}" for v in data["onnx_variants"]] or ["  (none)"]
+    lines += [f"  {v['tag']:<12} {v['precision']:<5} {v['path']}"
+              + (f"\n      STALE, not used: {v['stale']}" if v.get("stale") else "")
+              for v in data["onnx_variants"]] or ["  (none)"]
     lines.append("TensorRT engines:")
     lines += [f"  {e['precision']:<5} batch {','.join(map(str, e['batch']))}  TensorRT {e['tensorrt_version']}  "
               f"{e['gpu']} (sm {e['compute_capability']})  {e['path']}\n      {e['status']}"

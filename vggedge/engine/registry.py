@@ -64,22 +64,57 @@ def base_model(model: PathLike) -> Path:
 
 @dataclass(frozen=True)
 class OnnxVariant:
-    """One ONNX file beside a model: its precision (from its spec) and file-name tag."""
+    """One ONNX file beside a model: its precision (from its spec), file-name tag, and whether it is stale."""
 
     path: Path
     precision: str
     tag: str  # "" for the FP32 base, else fp16 | int8 | int8-cpu | int8-cpu-rr
+    #: why this file was not written from the model beside it (None: it was): never run, never matched
+    stale: str | None = None
 
 
 def onnx_variants(model: PathLike) -> list[OnnxVariant]:
-    """Every ONNX variant of ``model`` that exists beside it (the FP32 base first)."""
+    """Every ONNX variant of ``model`` that exists beside it (the FP32 base first), stale ones flagged."""
     base = base_model(model)
     found = []
     for tag in ("", "fp16", "int8", "int8-cpu", "int8-cpu-rr"):
         path = base if not tag else base.with_name(f"{base.stem}.{tag}.onnx")
         if path.is_file():
-            found.append(OnnxVariant(path, _spec_precision(path, tag), tag))
+            found.append(OnnxVariant(path, _spec_precision(path, tag), tag, stale_reason(path, base)))
     return found
+
+
+def recorded_source(variant: PathLike) -> str | None:
+    """The sha256 of the FP32 model a variant was written from, as its spec records it (None: not recorded)."""
+    try:
+        extra = load_spec_for(variant).extra
+    except ModelError:
+        return None
+    return extra.get("source_sha256") or (extra.get("calibration") or {}).get("source_sha256")
+
+
+def stale_reason(variant: PathLike, base: PathLike | None = None) -> str | None:
+    """Why ``variant`` (``m.int8.onnx`` ...) was not written from the FP32 model beside it; None when it was.
+
+    A variant whose spec records no source (older files) counts as current when it is
+    newer than the model. A stale variant would give another model's answers.
+    """
+    variant = Path(variant)
+    base = Path(base) if base else base_model(variant)
+    if variant == base or not base.is_file():
+        return None
+    tag = _tag(variant)
+    redo = (f"`vggedge build --model {base} --precision {tag}`" if tag in ("fp16", "int8")
+            else "`vggedge demo` or vggedge.runtime.cpu.prepare_variants()")
+    recorded = recorded_source(variant)
+    if recorded is None:
+        if variant.stat().st_mtime_ns >= base.stat().st_mtime_ns:
+            return None
+        return f"{variant} is older than {base} and does not record which model it came from; rewrite it with {redo}"
+    if recorded != model_sha256(base):
+        return (f"{variant} was written from another {base.name} (sha256 {recorded[:12]}..., the model now is "
+                f"{model_sha256(base)[:12]}...): it would give the old model's answers; rewrite it with {redo}")
+    return None
 
 
 def _tag(path: Path) -> str:
@@ -109,6 +144,9 @@ def onnx_for_precision(model: PathLike, precision: str) -> Path:
     if not path.is_file():
         raise ModelError(f"{path}: no {precision} variant of {base} (write it with "
                          f"`vggedge build --model {base} --precision {precision}`)")
+    stale = stale_reason(path, base)
+    if stale:
+        raise ModelError(stale)
     return path
 
 
@@ -201,7 +239,7 @@ def engines_for(model: PathLike, folders: Optional[Sequence[PathLike]] = None) -
             log.warning("skipping engine %s: %s", plan, exc)
             continue
         if not hashes:
-            hashes = {model_sha256(v.path) for v in onnx_variants(base)}
+            hashes = {model_sha256(v.path) for v in onnx_variants(base) if not v.stale}
         if identity.model_sha256 in hashes:
             records.append(EngineRecord(plan, identity))
     return records
@@ -302,4 +340,4 @@ def engine_usability(record: EngineRecord, machine: Optional[Machine]) -> str:
 __all__ = ["ENGINE_SUFFIXES", "PRECISION_CHOICES", "EngineChoice", "EngineRecord", "Machine", "OnnxVariant",
            "SIDECAR_SUFFIX", "artefact_spec", "base_model", "check_precision_choice", "engine_usability",
            "engines_for", "find_engine", "index_path", "is_engine", "model_sha256", "onnx_for_precision",
-           "onnx_variants", "record_engine", "this_machine"]
+           "onnx_variants", "record_engine", "recorded_source", "stale_reason", "this_machine"]

@@ -14,6 +14,7 @@ import onnx
 
 from ..atomic import atomic_target, check_target
 from ..errors import ModelError
+from ..model.weights.base import file_sha256
 from ..spec import ModelSpec, load_spec_for, spec_path_for
 
 log = logging.getLogger(__name__)
@@ -60,7 +61,8 @@ def write_fp16(src: str | Path, dst: str | Path | None = None, *, fp16_io: bool 
     with atomic_target(check_target(dst, "FP16 model")) as tmp:  # removed on any exit, Ctrl-C included
         onnx.save(converted, tmp)
     io = "float16" if fp16_io else "float32"
-    fp16_spec: ModelSpec = spec.replace(precision="fp16", dtype=io, output_dtype=io)
+    fp16_spec: ModelSpec = spec.replace(precision="fp16", dtype=io, output_dtype=io,
+                                        extra={**spec.extra, "source_sha256": file_sha256(src)})
     fp16_spec.save(spec_path_for(dst))
     log.info("wrote %s (FP16 weights and compute, %s input/output)", dst, io)
     return dst

@@ -187,8 +187,8 @@ def prepare_variants(fp32: str | Path, calib: str | Path, *, features: CpuFeatur
     written: dict[str, Path] = {}
     for variant in variants_for(features):
         path = variant_path(fp32, variant.model)
-        if variant.model not in written and not path.exists():
-            quantize_int8(fp32, calib, path, method=method, style=STYLES[variant.model])
+        if variant.model not in written and current_variant(fp32, variant.model) is None:
+            quantize_int8(fp32, calib, path, method=method, style=STYLES[variant.model])  # missing or stale
         written[variant.model] = path
     return written
 
@@ -222,6 +222,20 @@ def cpu_runner(model: str | Path | bytes, runner_options: RunnerOptions | None =
     return OrtRunner(model, _threaded(tuned.options, runner_options), runner_options)
 
 
+def current_variant(fp32: str | Path, model: str) -> Path | None:
+    """The variant's file when it exists and was written from this FP32 model; a stale one is reported, not used."""
+    from ..engine.registry import stale_reason
+
+    path = variant_path(fp32, model)
+    if not path.is_file():
+        return None
+    stale = stale_reason(path, fp32)
+    if stale:
+        log.warning("not using %s: %s", path.name, stale)
+        return None
+    return path
+
+
 def auto_variant(fp32: str | Path, features: CpuFeatures, override: str | None = None,
                  runner_options: RunnerOptions | None = None) -> tuple[CpuVariant, Path] | None:
     """The variant ``precision="auto"`` runs and its file; None when no variant's file exists."""
@@ -230,9 +244,9 @@ def auto_variant(fp32: str | Path, features: CpuFeatures, override: str | None =
     if wanted:
         first = [choose(features, wanted)]
         path = variant_path(fp32, first[0].model)
-        if not path.exists():
-            raise BackendUnavailable(f"{path}: the {wanted} CPU variant you asked for needs this file; write it "
-                                     f"with `vggedge build --model {fp32} --precision int8`")
+        if current_variant(fp32, first[0].model) is None:
+            raise BackendUnavailable(f"{path}: the {wanted} CPU variant you asked for needs this file, written from "
+                                     f"{fp32}; write it with `vggedge build --model {fp32} --precision int8`")
     elif env.tune_enabled():
         from .tune import tuned_variant
 
@@ -243,8 +257,8 @@ def auto_variant(fp32: str | Path, features: CpuFeatures, override: str | None =
             found = None
         first = [found] if found else []
     for candidate in first + variants_for(features):
-        path = variant_path(fp32, candidate.model)
-        if path.exists():
+        path = current_variant(fp32, candidate.model)
+        if path is not None:
             log.info("CPU variant: %s (%s)", candidate.label, path.name)
             return candidate, path
     return None
@@ -267,8 +281,9 @@ def runner_for(variant: CpuVariant, model_dir_or_fp32: str | Path,
     if fp32.is_dir():
         fp32 = fp32 / "vgg16.onnx"
     path = variant_path(fp32, variant.model)
-    if not path.exists():
-        raise BackendUnavailable(f"{path}: the {variant.key} CPU variant needs this file; write it with "
+    if current_variant(fp32, variant.model) is None:
+        raise BackendUnavailable(f"{path}: the {variant.key} CPU variant needs this file, written from {fp32}; "
+                                 "write it with "
                                  f"`vggedge build --model {fp32} --precision int8` or prepare_variants()")
     runner_options = runner_options or RunnerOptions()
     return OrtRunner(path, _threaded(variant.options, runner_options), runner_options)

@@ -178,7 +178,7 @@ def _artefact(entry: Backend, model: Path, options: RunnerOptions, precision: st
             return base_model(model), {"precision": "auto"}, None
         return onnx_for_precision(model, precision), {"precision": "as-given"}, None
     if precision == "auto":  # GPU onnxruntime: FP16 when it was built, else the model given
-        fp16 = [v.path for v in onnx_variants(model) if v.tag == "fp16"]
+        fp16 = [v.path for v in onnx_variants(model) if v.tag == "fp16" and not v.stale]
         return (fp16[0] if fp16 else model), {}, None
     return onnx_for_precision(model, precision), {}, None
 

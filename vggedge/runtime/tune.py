@@ -27,7 +27,8 @@ import numpy as np
 from .. import env
 from ..errors import VggEdgeError
 from .base import RunnerOptions
-from .cpu import CpuFeatures, CpuVariant, cpu_features, cpu_model_name, runner_for, variant_path, variants_for
+from .cpu import (CpuFeatures, CpuVariant, cpu_features, cpu_model_name, current_variant, runner_for, variant_path,
+                  variants_for)
 
 log = logging.getLogger(__name__)
 PACKAGES = ("vggedge", "onnxruntime", "onnxruntime-ep-openvino", "onnxruntime-openvino")
@@ -115,7 +116,7 @@ def package_versions() -> tuple[tuple[str, str], ...]:
 
 def runnable(fp32: str | Path, features: CpuFeatures) -> list[CpuVariant]:
     """The variants this machine offers whose file exists beside the FP32 model."""
-    return [v for v in variants_for(features) if variant_path(fp32, v.model).exists()]
+    return [v for v in variants_for(features) if current_variant(fp32, v.model) is not None]
 
 
 def key_for(fp32: str | Path, batch: int, features: CpuFeatures, variants: list[CpuVariant],
