@@ -42,8 +42,18 @@ def read_image(path: str | Path, *, need: tuple[int, int, int] | None = None) ->
         data = np.fromfile(path, dtype=np.uint8)
     except OSError as exc:
         raise ImageError(f"{path}: cannot read image file ({exc.strerror or exc})") from None
+    return decode_image(data, need=need, source=str(path))
+
+
+def decode_image(data: bytes | memoryview | np.ndarray, *, need: tuple[int, int, int] | None = None,
+                 source: str = "<bytes>") -> np.ndarray:
+    """Decode an encoded image held in memory exactly as :func:`read_image` decodes a file.
+
+    For bytes that never were a local file (tar shards, URLs); ``source`` names them in errors.
+    """
+    data = data if isinstance(data, np.ndarray) else np.frombuffer(data, dtype=np.uint8)
     if data.size == 0:
-        raise ImageError(f"{path}: image file is empty (0 bytes)")
+        raise ImageError(f"{source}: image file is empty (0 bytes)")
     view = memoryview(data)
     if image_meta.is_jpeg(view):
         orientation, stored = image_meta.jpeg_header(view)
@@ -54,8 +64,8 @@ def read_image(path: str | Path, *, need: tuple[int, int, int] | None = None) ->
         orientation = image_meta.orientation_of(view)
         image = cv2.imdecode(data, cv2.IMREAD_UNCHANGED)  # 16-bit and alpha kept; orientation never applied
     if image is None or image.size == 0:
-        raise ImageError(f"{path}: not a decodable image ({data.size} bytes); expected JPEG, PNG, BMP, TIFF or WebP")
-    return to_bgr(image_meta.apply_orientation(image, orientation), source=str(path))
+        raise ImageError(f"{source}: not a decodable image ({data.size} bytes); expected JPEG, PNG, BMP, TIFF or WebP")
+    return to_bgr(image_meta.apply_orientation(image, orientation), source=source)
 
 
 def reduced_scale(stored: tuple[int, int], orientation: int, need: tuple[int, int, int]) -> int:
