@@ -113,3 +113,14 @@ def test_load_item_decodes_upright_through_read_images_decoder(tmp_path: Path) -
     stored = cv2.imdecode(np.fromfile(path, np.uint8), cv2.IMREAD_COLOR | cv2.IMREAD_IGNORE_ORIENTATION)
     assert np.abs(prepare(stored, spec) - expected).mean() > 0.1  # the stored (sideways) pixels differ
     assert np.abs(prepare(upright, spec) - expected).mean() < np.abs(prepare(stored, spec) - expected).mean() / 4
+
+
+def test_load_item_follows_the_reduced_decode_switch(decodes, monkeypatch) -> None:
+    photo = Path(__file__).resolve().parents[3] / "calib" / "astronaut.jpg"  # 512x512 for 32x32: 1/8 covers it
+    spec = ModelSpec(height=32, width=32)
+    full = load_item(Item(str(photo)), spec, Limits())
+    monkeypatch.setenv("VGGEDGE_REDUCED_DECODE", "1")
+    small = load_item(Item(str(photo)), spec, Limits())
+    assert decodes.reduced == [False, True]
+    np.testing.assert_array_equal(small.tensor, prepare(photo, spec, reduced_decode=True))
+    assert full.tensor.shape == small.tensor.shape

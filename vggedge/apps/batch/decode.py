@@ -18,7 +18,7 @@ import cv2
 import numpy as np
 
 from ...errors import ImageError
-from ...preprocess import decode_image, prepare
+from ...preprocess import decode_image, decode_need, prepare, reduced_decode_enabled
 from ...spec import ModelSpec
 from .inputs import Item, fsspec_module, is_url
 
@@ -133,10 +133,15 @@ def decode(data: bytes, limits: Limits, need: tuple[int, int, int] | None = None
 
 
 def load_item(item: Item, spec: ModelSpec, limits: Limits) -> Loaded:
-    """Read, decode and preprocess one item; failures come back as ``Loaded.error`` (never raised)."""
+    """Read, decode and preprocess one item; failures come back as ``Loaded.error`` (never raised).
+
+    Large JPEGs decode at a reduced scale when the process-wide switch is on
+    (:func:`vggedge.preprocess.reduced_decode_enabled`), as in every other app.
+    """
     t0 = time.perf_counter()
     try:
-        tensor = prepare(decode(read_bytes(item, limits), limits), spec)
+        need = decode_need(spec) if reduced_decode_enabled() else None
+        tensor = prepare(decode(read_bytes(item, limits), limits, need), spec)
         return Loaded(item.key, tensor, seconds=time.perf_counter() - t0)
     except BadImage as exc:
         return Loaded(item.key, None, str(exc), exc.kind, time.perf_counter() - t0)
