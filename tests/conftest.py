@@ -147,6 +147,44 @@ def _no_automatic_tuning(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("VGGEDGE_TUNE", "0")
 
 
+class DecodeSpy:
+    """Records the flags of every ``cv2.imdecode`` call (any thread)."""
+
+    def __init__(self) -> None:
+        self.flags: list[int] = []
+
+    @property
+    def reduced(self) -> list[bool]:
+        """Per decode: was it one of libjpeg's reduced scales (1/2, 1/4, 1/8)?"""
+        import cv2
+
+        scales = {cv2.IMREAD_REDUCED_COLOR_2, cv2.IMREAD_REDUCED_COLOR_4, cv2.IMREAD_REDUCED_COLOR_8}
+        return [(f & ~cv2.IMREAD_IGNORE_ORIENTATION) in scales for f in self.flags]
+
+
+@pytest.fixture
+def decodes(monkeypatch: pytest.MonkeyPatch) -> DecodeSpy:
+    """Spy on OpenCV's decoder, with the reduced-decode switch off (module flag and environment)."""
+    import cv2
+
+    import vggedge
+    from vggedge.preprocess import preprocess
+
+    spy = DecodeSpy()
+    real = cv2.imdecode
+
+    def imdecode(buf, flags):
+        spy.flags.append(flags)
+        return real(buf, flags)
+
+    monkeypatch.setattr(cv2, "imdecode", imdecode)
+    monkeypatch.delenv("VGGEDGE_REDUCED_DECODE", raising=False)
+    monkeypatch.setattr(sys.modules["vggedge.preprocess"], "REDUCED_DECODE", False)
+    monkeypatch.setattr(preprocess, "REDUCED_DECODE", False, raising=False)
+    assert vggedge.preprocess is preprocess  # the exported function: see reduced_decode_enabled()
+    return spy
+
+
 @pytest.fixture(scope="session")
 def stream_model(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
     """A 32x32 VGG16 with data-normalised weights and 1000 classes (fast on 2 cores, stable top-1 on photos)."""

@@ -222,3 +222,19 @@ def test_count_options_checked(model_path: Path, argv: list[str], message: str,
     assert main([argv[0], "--model", str(model_path), *argv[1:], *extra]) == 1
     captured = capsys.readouterr()
     assert captured.err == f"vggedge: error: {message}\n" and captured.out == ""
+
+
+HEAVY = ("onnx", "onnxruntime", "tqdm", "vggedge.apps", "vggedge.model", "vggedge.runtime", "vggedge.engine")
+
+
+def test_cli_import_and_help_load_no_heavy_module() -> None:
+    """What the console script imports before main() runs is light (argparse, numpy, OpenCV), so Ctrl-C
+    while Python starts rarely meets an import; each command imports its library parts when it runs."""
+    code = ("import contextlib, io, sys\nfrom vggedge.cli import main\n"
+            "with contextlib.redirect_stdout(io.StringIO()) as out, contextlib.suppress(SystemExit):\n"
+            "    main(['build', '--help'])\n"
+            "assert '--min-agreement' in out.getvalue()\n"
+            f"print([m for m in {HEAVY!r} if m in sys.modules])")
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=REPO)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == "[]"

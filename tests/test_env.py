@@ -19,6 +19,7 @@ def test_valid_and_unset_values_pass():
 @pytest.mark.parametrize("name, value, expected", [
     ("VGGEDGE_CPU_VARIANT", "bogus", r"VGGEDGE_CPU_VARIANT='bogus': expected one of ov-int8, ov-bf16, int8, int8-trt, fp32"),
     ("VGGEDGE_TUNE", "yes", r"VGGEDGE_TUNE='yes': expected 0 \(off\) or 1 \(on\)"),
+    ("VGGEDGE_REDUCED_DECODE", "on", r"VGGEDGE_REDUCED_DECODE='on': expected 0 \(off\) or 1 \(on\)"),
 ])
 def test_bad_values_are_named(name, value, expected):
     with pytest.raises(ConfigError, match=expected):

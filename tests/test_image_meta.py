@@ -127,3 +127,28 @@ def test_reduced_decode_is_used_and_keeps_orientation(tmp_path: Path) -> None:
     b = prepare(path, spec, reduced_decode=True)
     assert a.shape == b.shape == (3, 224, 224)
     assert np.corrcoef(a.ravel(), b.ravel())[0, 1] > 0.98
+
+
+@pytest.mark.parametrize("how", ["module", "exported-name", "setter", "environment"])
+def test_the_one_switch_reaches_the_decoder_and_a_caller_overrides_it(decodes, monkeypatch, how: str) -> None:
+    """Each way of turning reduced decoding on is seen by the decoder; an explicit reduced_decode wins."""
+    import sys
+
+    import vggedge
+    from vggedge.preprocess import set_reduced_decode
+
+    spec = ModelSpec(height=32, width=32)
+    path = REPO / "calib" / "astronaut.jpg"  # 512x512: 1/8 still covers 32x32
+    prepare(path, spec)
+    if how == "module":
+        monkeypatch.setattr(sys.modules["vggedge.preprocess"], "REDUCED_DECODE", True)
+    elif how == "exported-name":  # `vggedge.preprocess.REDUCED_DECODE = True`: lands on the exported function
+        monkeypatch.setattr(vggedge.preprocess, "REDUCED_DECODE", True)
+    elif how == "setter":
+        set_reduced_decode(True)  # the fixture restores the module flag afterwards
+    else:
+        monkeypatch.setenv("VGGEDGE_REDUCED_DECODE", "1")
+    on = prepare(path, spec)
+    off = prepare(path, spec, reduced_decode=False)
+    assert decodes.reduced == [False, True, False]
+    assert on.shape == off.shape == (3, 32, 32)

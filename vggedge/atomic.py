@@ -3,12 +3,15 @@
 Every artefact and cache entry vggedge writes goes through :func:`atomic_target`,
 so a final name only ever holds a complete file, and nothing is left behind when
 a step fails or is interrupted (Ctrl-C included). Builds of the same artefact are
-serialised with :func:`artefact_lock` (the ``filelock`` package).
+serialised with :func:`artefact_lock` (the ``filelock`` package), whose lock files live in
+the vggedge cache folder, not beside the user's artefacts.
 """
 from __future__ import annotations
 
 import contextlib
 import errno
+import hashlib
+import logging
 import os
 import shutil
 import tempfile
@@ -17,6 +20,8 @@ from pathlib import Path
 from typing import Iterator
 
 from .errors import VggEdgeError
+
+log = logging.getLogger(__name__)
 
 #: Longest wait for another process building the same artefact (a full INT8 build takes minutes).
 LOCK_TIMEOUT_S = 3600.0
@@ -98,24 +103,61 @@ def private_workdir(near: str | Path, prefix: str = "vggedge-") -> Iterator[Path
         shutil.rmtree(folder, ignore_errors=True)
 
 
-@contextlib.contextmanager
-def artefact_lock(dst: str | Path, timeout: float = LOCK_TIMEOUT_S) -> Iterator[None]:
-    """Hold an exclusive lock on building ``dst`` (a hidden, empty ``.NAME.lock`` file beside it)."""
-    from filelock import FileLock, Timeout
+def lock_path(dst: str | Path) -> Path:
+    """Where the lock on building ``dst`` lives: ``<vggedge cache>/locks/``, never beside the artefact.
+
+    Keyed by the artefact's resolved absolute path (a symlinked folder gives the same lock),
+    so every process with the same cache folder (``VGGEDGE_CACHE``) serialises on it. Lock
+    files are never deleted: with ``fcntl`` locks, deleting on release is racy (filelock's
+    guidance); one empty file per artefact path stays in the cache instead of the model folder.
+    """
+    from .env import cache_dir
 
     dst = Path(dst)
-    lock = FileLock(str(dst.parent / f".{dst.name}.lock"), timeout=timeout)
+    key = hashlib.sha256(str(dst.resolve()).encode()).hexdigest()[:16]
+    return cache_dir() / "locks" / f"{dst.name[:96]}-{key}.lock"
+
+
+def _beside(dst: Path) -> Path:
+    return dst.parent / f".{dst.name}.lock"
+
+
+@contextlib.contextmanager
+def artefact_lock(dst: str | Path, timeout: float = LOCK_TIMEOUT_S) -> Iterator[None]:
+    """Hold an exclusive lock on building ``dst`` (an empty file in the cache's ``locks/``, see :func:`lock_path`).
+
+    Where the cache folder cannot be written, the lock is a hidden ``.NAME.lock`` beside ``dst``.
+    Processes with different cache folders do not exclude each other; each artefact is still
+    renamed into place whole (:func:`atomic_target`), so the cost is only a duplicated build.
+    """
+    from filelock import FileLock
+
+    dst = Path(dst)
+    path = lock_path(dst)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        lock = _acquire(FileLock(str(path), timeout=timeout), dst, timeout)
+    except OSError as exc:  # a read-only or missing home: lock beside the artefact instead
+        log.debug("cannot lock in %s (%s); locking beside %s", path.parent, exc.strerror or exc, dst)
+        lock = _acquire(FileLock(str(_beside(dst)), timeout=timeout), dst, timeout, beside=True)
+    try:
+        yield
+    finally:
+        lock.release()
+
+
+def _acquire(lock, dst: Path, timeout: float, beside: bool = False):
+    """``lock`` acquired; a timeout or (beside the artefact) an unwritable folder is a clear VggEdgeError."""
+    from filelock import Timeout
+
     try:
         lock.acquire()
     except Timeout:
         raise VggEdgeError(f"{dst}: another process has been building it for {timeout:.0f} s; "
                            f"stop it or remove {lock.lock_file} if no build is running") from None
     except OSError as exc:
-        if exc.errno in (errno.EACCES, errno.EROFS, errno.EPERM):
+        if beside and exc.errno in (errno.EACCES, errno.EROFS, errno.EPERM):
             raise TargetError(f"{dst}: folder {dst.parent} is not writable ({exc.strerror}); "
                               "expected a writable folder for the artefact") from None
         raise
-    try:
-        yield
-    finally:
-        lock.release()
+    return lock

@@ -62,6 +62,8 @@ VARIABLES: dict[str, EnvVar] = {v.name: v for v in (
            _flag),
     EnvVar("VGGEDGE_CACHE", "cache folder (default $XDG_CACHE_HOME/vggedge or ~/.cache/vggedge)", _folder),
     EnvVar("VGGEDGE_KERNELS_FATBIN", "compiled CUDA preprocessing kernels", _nonempty),
+    EnvVar("VGGEDGE_REDUCED_DECODE", "1: decode large JPEGs at 1/2, 1/4 or 1/8 scale in every app (default 0)",
+           _flag),
 )}
 
 
@@ -119,3 +121,9 @@ def cache_dir() -> Path:
     if os.environ.get("XDG_CACHE_HOME"):
         return Path(os.environ["XDG_CACHE_HOME"]).expanduser() / "vggedge"
     return Path.home() / ".cache" / "vggedge"
+
+
+def reduced_decode() -> bool:
+    """``VGGEDGE_REDUCED_DECODE``: off unless set to 1 (read by :func:`vggedge.preprocess.reduced_decode_enabled`)."""
+    value = _get("VGGEDGE_REDUCED_DECODE")
+    return False if value is None else _FLAGS[value]

@@ -14,6 +14,7 @@ import cv2
 import numpy as np
 
 from . import image_meta
+from .env import reduced_decode as _reduced_from_environment
 from .errors import ImageError
 from .spec import ModelSpec, Preprocessing
 
@@ -25,6 +26,8 @@ IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp", ".p
 
 #: Decode JPEGs at a reduced scale (libjpeg's DCT scaling) when the model needs at most half the size.
 #: Off by default: on the FP32 model its top-1 agreement with full-size decoding was below 100% (README).
+#: The one switch for every app (classify, compare, demo, bench --end-to-end, batch, calibration): set it
+#: with :func:`set_reduced_decode` or ``VGGEDGE_REDUCED_DECODE=1``; see :func:`reduced_decode_enabled`.
 REDUCED_DECODE = False
 _REDUCED = {2: cv2.IMREAD_REDUCED_COLOR_2, 4: cv2.IMREAD_REDUCED_COLOR_4, 8: cv2.IMREAD_REDUCED_COLOR_8}
 
@@ -42,8 +45,18 @@ def read_image(path: str | Path, *, need: tuple[int, int, int] | None = None) ->
         data = np.fromfile(path, dtype=np.uint8)
     except OSError as exc:
         raise ImageError(f"{path}: cannot read image file ({exc.strerror or exc})") from None
+    return decode_image(data, need=need, source=str(path))
+
+
+def decode_image(data: bytes | memoryview | np.ndarray, *, need: tuple[int, int, int] | None = None,
+                 source: str = "<bytes>") -> np.ndarray:
+    """Decode an encoded image held in memory exactly as :func:`read_image` decodes a file.
+
+    For bytes that never were a local file (tar shards, URLs); ``source`` names them in errors.
+    """
+    data = data if isinstance(data, np.ndarray) else np.frombuffer(data, dtype=np.uint8)
     if data.size == 0:
-        raise ImageError(f"{path}: image file is empty (0 bytes)")
+        raise ImageError(f"{source}: image file is empty (0 bytes)")
     view = memoryview(data)
     if image_meta.is_jpeg(view):
         orientation, stored = image_meta.jpeg_header(view)
@@ -54,8 +67,27 @@ def read_image(path: str | Path, *, need: tuple[int, int, int] | None = None) ->
         orientation = image_meta.orientation_of(view)
         image = cv2.imdecode(data, cv2.IMREAD_UNCHANGED)  # 16-bit and alpha kept; orientation never applied
     if image is None or image.size == 0:
-        raise ImageError(f"{path}: not a decodable image ({data.size} bytes); expected JPEG, PNG, BMP, TIFF or WebP")
-    return to_bgr(image_meta.apply_orientation(image, orientation), source=str(path))
+        raise ImageError(f"{source}: not a decodable image ({data.size} bytes); expected JPEG, PNG, BMP, TIFF or WebP")
+    return to_bgr(image_meta.apply_orientation(image, orientation), source=source)
+
+
+def set_reduced_decode(on: bool) -> None:
+    """Turn reduced-scale JPEG decoding on or off for every app in this process (:data:`REDUCED_DECODE`)."""
+    global REDUCED_DECODE
+    REDUCED_DECODE = bool(on)
+
+
+def reduced_decode_enabled(reduced_decode: bool | None = None) -> bool:
+    """Whether JPEGs decode at a reduced scale: the caller's choice when given, else the process-wide switch.
+
+    The switch is on when :data:`REDUCED_DECODE` is set, when ``VGGEDGE_REDUCED_DECODE=1``
+    (reaches the CLI and worker processes), or when ``vggedge.preprocess.REDUCED_DECODE = True``
+    was written: ``vggedge.preprocess`` is the exported :func:`preprocess` function, not this
+    module, so that assignment lands on the function and is honoured from there.
+    """
+    if reduced_decode is not None:
+        return bool(reduced_decode)
+    return bool(REDUCED_DECODE or getattr(preprocess, "REDUCED_DECODE", False) or _reduced_from_environment())
 
 
 def reduced_scale(stored: tuple[int, int], orientation: int, need: tuple[int, int, int]) -> int:
@@ -123,16 +155,15 @@ def prepare(image: ImageLike, spec: ModelSpec, out: np.ndarray | None = None, *,
     """One image (path or BGR array) -> one normalised tensor in the spec's layout and dtype.
 
     ``out`` (optional) receives the result, e.g. a slice of a pinned batch buffer.
-    Files are decoded upright (EXIF orientation); ``reduced_decode`` (default
-    :data:`REDUCED_DECODE`) lets large JPEGs decode at 1/2, 1/4 or 1/8 scale when
+    Files are decoded upright (EXIF orientation); ``reduced_decode`` (default: the
+    switch, :func:`reduced_decode_enabled`) lets large JPEGs decode at 1/2, 1/4 or 1/8 scale when
     that still covers the model's input.
     """
     source = str(image) if not isinstance(image, np.ndarray) else "<array>"
     if isinstance(image, np.ndarray):
         bgr = to_bgr(image, source)
     else:
-        reduced = REDUCED_DECODE if reduced_decode is None else reduced_decode
-        bgr = read_image(image, need=decode_need(spec) if reduced else None)
+        bgr = read_image(image, need=decode_need(spec) if reduced_decode_enabled(reduced_decode) else None)
     if spec.channels != 3:
         raise ImageError(f"{source}: the model takes {spec.channels} channels; image preprocessing supports 3")
     pixels = resize_for(bgr, spec)

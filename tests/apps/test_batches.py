@@ -94,3 +94,17 @@ def test_expand_images_lists_folders_keeps_files(tmp_path: Path) -> None:
 def test_expand_images_refuses_nothing(tmp_path: Path) -> None:
     with pytest.raises(ImageError, match=r"no images found in .*; expected image files or folders"):
         expand_images([str(tmp_path)])
+
+
+def test_prepare_images_passes_reduced_decode_to_the_decoder(decodes, monkeypatch) -> None:
+    """The default prepare step (classify, demo, compare) follows the switch; a caller's choice overrides it."""
+    from vggedge.apps.batches import prepare_images
+
+    photo = REPO / "calib" / "astronaut.jpg"  # 512x512 for a 4x4 input: 1/8 scale covers it
+    with SumRunner(RunnerOptions(max_batch=2)) as runner:
+        list(run_images(runner, SPEC, [photo], 1))  # switch off: full-size decode
+        list(run_images(runner, SPEC, [photo], 1, prepare_fn=prepare_images(SPEC, reduced_decode=True)))
+        monkeypatch.setenv("VGGEDGE_REDUCED_DECODE", "1")
+        list(run_images(runner, SPEC, [photo], 1))  # switch on: reduced, in the prepare worker thread
+        list(run_images(runner, SPEC, [photo], 1, prepare_fn=prepare_images(SPEC, reduced_decode=False)))
+    assert decodes.reduced == [False, True, True, False]

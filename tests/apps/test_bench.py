@@ -64,6 +64,20 @@ def test_end_to_end_decodes_files_through_run(model, monkeypatch):
     assert "JPEG decoding" in format_report(report)
 
 
+def test_end_to_end_takes_the_reduced_decode_path_when_the_switch_is_on(model, decodes, monkeypatch):
+    """`VGGEDGE_REDUCED_DECODE=1 vggedge bench --end-to-end` decodes the files reduced; off by default."""
+    kw = dict(warmup_s=0.0, duration_s=0.02, min_iters=3, progress=False, end_to_end=True)
+    off = bench(model, "ort-cpu", (2,), **kw)
+    assert off.settings["reduced_decode"] is False and decodes.flags and not any(decodes.reduced)
+    decodes.flags.clear()
+    monkeypatch.setenv("VGGEDGE_REDUCED_DECODE", "1")
+    on = bench(model, "ort-cpu", (2,), **kw)
+    assert on.settings["reduced_decode"] is True and any(decodes.reduced)
+    decodes.flags.clear()
+    asked_off = bench(model, "ort-cpu", (2,), reduced_decode=False, **kw)  # the caller's choice wins
+    assert asked_off.settings["reduced_decode"] is False and not any(decodes.reduced)
+
+
 def test_json_is_complete(report, tmp_path):
     data = json.loads(report.write_json(tmp_path / "b.json").read_text())
     assert data["backend"] == "ort-cpu" and data["precision"] == "fp32"

@@ -19,6 +19,7 @@ from vggedge.engine import build
 from vggedge.engine.build import build_engine, load_engine, tensorrt_version
 from vggedge.engine.trt_log import process_logger
 from vggedge.engine.identity import EngineIdentity, engine_filename, sidecar_path
+from vggedge.atomic import TargetError
 from vggedge.errors import BackendUnavailable, ConfigError, EngineMismatch, ModelError
 from vggedge.spec import ModelSpec, spec_path_for
 
@@ -385,3 +386,54 @@ def test_real_tiny_engine(tmp_path: Path) -> None:
     loaded = load_engine(plan, precision="fp32", batch=(1, 2, 4))
     assert loaded.engine.num_io_tensors == 2
     assert (tmp_path / "timing.cache").stat().st_size > 0
+
+
+def _files(folder: Path) -> dict[str, bytes]:
+    return {p.name: p.read_bytes() for p in sorted(folder.iterdir()) if p.is_file()}
+
+
+@pytest.mark.parametrize("stop", ["plan", "sidecar"])
+def test_interrupted_write_leaves_no_partial_plan_or_sidecar(use, onnx, tmp_path: Path, monkeypatch,
+                                                               stop: str) -> None:
+    """Ctrl-C/SIGTERM (KeyboardInterrupt) while the plan or its sidecar is written: nothing half-written, no
+    temporaries, and the previous plan + sidecar of the same name stay whole."""
+    use("10.3.0", plan=b"NEW-PLAN" * 1000)
+    model, out = onnx("fp16"), tmp_path / "engines"
+    out.mkdir()
+    kw = dict(precision="fp16", gpu=GPU, log=lambda line: None, timing_cache_path=out / "timing.cache")
+    first = build_engine(model, out / "x.plan", **kw)
+    first.write_bytes(b"OLD-PLAN")  # a complete earlier build under the final name
+    before = _files(out)
+    real_write_text = Path.write_text
+
+    def half_then_interrupt(self: Path, text: str, *a, **k):  # the process dies half-way through the write
+        real_write_text(self, text[: len(text) // 2], *a, **k)
+        raise KeyboardInterrupt
+
+    if stop == "plan":  # stopped after the plan's bytes, before its sidecar
+        monkeypatch.setattr(EngineIdentity, "save", lambda self, plan: (_ for _ in ()).throw(KeyboardInterrupt()))
+    else:
+        monkeypatch.setattr(Path, "write_text", half_then_interrupt)
+    with pytest.raises(KeyboardInterrupt):
+        build_engine(model, out / "x.plan", **kw)
+    after = _files(out)
+    assert [n for n in after if n.endswith(".tmp")] == []
+    assert after.keys() == before.keys()
+    assert after["x.plan"] == b"OLD-PLAN" and after["x.engine.json"] == before["x.engine.json"]
+    EngineIdentity.load(first)  # the sidecar still parses
+
+
+def test_interrupted_first_build_leaves_nothing_under_final_names(use, onnx, tmp_path: Path, monkeypatch) -> None:
+    use("10.3.0", plan=b"PLAN")
+    monkeypatch.setattr(EngineIdentity, "save", lambda self, plan: (_ for _ in ()).throw(KeyboardInterrupt()))
+    with pytest.raises(KeyboardInterrupt):
+        build_engine(onnx("fp16"), tmp_path / "engines" / "x.plan", precision="fp16", gpu=GPU, log=lambda l: None)
+    assert list((tmp_path / "engines").iterdir()) == []  # no plan without its sidecar, no temporaries
+
+
+def test_unwritable_engine_folder_is_refused_before_building(use, onnx, tmp_path: Path) -> None:
+    rec = use("10.3.0", plan=b"PLAN")
+    (tmp_path / "file").write_text("x")
+    with pytest.raises(TargetError, match="is a file, not a folder"):
+        build_engine(onnx("fp16"), tmp_path / "file" / "x.plan", precision="fp16", gpu=GPU, log=lambda l: None)
+    assert rec.parsed is None  # refused before TensorRT parsed (let alone built) anything

@@ -74,14 +74,15 @@ def tree(folder: Path) -> dict[str, int]:
 
 
 def strays(folder: Path, allowed: Sequence[str] = ()) -> list[str]:
-    """Files that look like partial work: temporaries, onnxruntime intermediates, big files not allowed."""
+    """Files that look like partial work or litter: temporaries, onnxruntime intermediates, lock files, big files
+    not allowed."""
     found = []
     for name, size in tree(folder).items():
         base = Path(name).name
-        if name in allowed or base.endswith(".lock"):
+        if name in allowed:
             continue
         if base.endswith(".tmp") or "-inferred" in base or "augmented" in base or ".tmp" in name \
-                or size > SIDECAR_MAX:
+                or base.endswith(".lock") or size > SIDECAR_MAX:  # locks live in the cache, not here
             found.append(f"{name} ({size} bytes)")
     return found
 

@@ -54,14 +54,15 @@ def test_out_in_a_read_only_folder(tmp_path: Path) -> None:
     assert tree(folder) == {}
 
 
-def test_interrupt_while_the_model_is_written_leaves_no_temporary(tmp_path: Path) -> None:
-    """SIGINT the moment the temporary file appears: it is removed, and nothing takes the final name."""
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM], ids=["sigint", "sigterm"])
+def test_interrupt_while_the_model_is_written_leaves_no_temporary(tmp_path: Path, sig: int) -> None:
+    """SIGINT or SIGTERM the moment the temporary file appears: it is removed, and nothing takes the final name."""
     out = tmp_path / "m.onnx"
     proc = start(["export", *SMALL, "--out", out])
     deadline = time.monotonic() + 300
     while proc.poll() is None and time.monotonic() < deadline:
         if any(p.name.endswith(".tmp") for p in tmp_path.iterdir()):
-            proc.send_signal(signal.SIGINT)
+            proc.send_signal(sig)
             break
         time.sleep(0.002)
     _, err = proc.communicate(timeout=300)

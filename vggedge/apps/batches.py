@@ -91,15 +91,19 @@ def image_batches(images: Iterable[ImageLike], size: int) -> Iterator[ImageBatch
         yield ImageBatch(start, chunk)
 
 
-def prepare_images(spec: ModelSpec) -> ImagePrepareFn:
-    """The default prepare function: decode and preprocess each source into the next free row."""
+def prepare_images(spec: ModelSpec, *, reduced_decode: bool | None = None) -> ImagePrepareFn:
+    """The default prepare function: decode and preprocess each source into the next free row.
+
+    ``reduced_decode`` reaches the decoder: None follows the process-wide switch
+    (:func:`vggedge.preprocess.reduced_decode_enabled`), True/False overrides it.
+    """
     def prepare_batch(batch: ImageBatch, inputs: dict[str, np.ndarray]) -> int:
         target = inputs[spec.input_name]
         batch.rows.clear()
         batch.errors.clear()
         for offset, source in enumerate(batch.sources):
             try:
-                prepare(source, spec, out=target[len(batch.rows)])
+                prepare(source, spec, out=target[len(batch.rows)], reduced_decode=reduced_decode)
             except ImageError as exc:
                 batch.errors[offset] = exc
                 continue

@@ -30,7 +30,7 @@ from ..checks import count, seconds
 from ..engine.registry import artefact_spec
 from ..errors import ConfigError, ImageError
 from ..paths import CALIB_DIR
-from ..preprocess import list_images, preprocess, read_image
+from ..preprocess import list_images, preprocess, read_image, reduced_decode_enabled
 from ..runtime.base import BatchOutput, PrepareFn, Runner, RunnerOptions
 from ..runtime.select import Selection, select_runner
 from ..spec import ModelSpec
@@ -160,7 +160,8 @@ def _phase(runner: Runner, item: Any, prepare: PrepareFn | None, seconds: float,
 
 
 def bench_batch(runner: Runner, spec: ModelSpec, sources: list, batch: int, *, warmup_s: float,
-                duration_s: float, min_iters: int, progress: bool = False, rounds: int = 3) -> BatchResult:
+                duration_s: float, min_iters: int, progress: bool = False, rounds: int = 3,
+                reduced_decode: bool | None = None) -> BatchResult:
     """Inference only and the overlapped pipeline over ``sources`` (frames or files), side by side.
 
     After a warm-up of each, the two phases alternate for ``rounds`` rounds
@@ -174,7 +175,7 @@ def bench_batch(runner: Runner, spec: ModelSpec, sources: list, batch: int, *, w
     feed = {spec.input_name: preprocess(load_frames(chosen) if isinstance(chosen[0], Path) else chosen, spec)}
 
     def prepare(items: list, inputs: dict[str, np.ndarray]) -> int:  # decode (files) and preprocess
-        preprocess(items, spec, out=inputs[spec.input_name][:len(items)])
+        preprocess(items, spec, out=inputs[spec.input_name][:len(items)], reduced_decode=reduced_decode)
         return len(items)
 
     result = BatchResult(batch)
@@ -211,11 +212,13 @@ def bench_batch(runner: Runner, spec: ModelSpec, sources: list, batch: int, *, w
 def bench(model: str | Path, backend: str = "auto", batches: Sequence[int] = (1, 8), *, warmup_s: float = 1.0,
           duration_s: float = 3.0, min_iters: int = 10, images=None, progress: bool = True,
           options: RunnerOptions | None = None, precision: str = "as-given",
-          end_to_end: bool = False, rounds: int = 3) -> BenchReport:
+          end_to_end: bool = False, rounds: int = 3, reduced_decode: bool | None = None) -> BenchReport:
     """Benchmark a model (ONNX with spec, or engine) on one backend over several batch sizes.
 
     ``end_to_end=True`` feeds image files (decoded in the prepare worker) instead
     of decoded frames to the pipeline phase; the two phases alternate ``rounds`` times.
+    ``reduced_decode`` (None: the process-wide switch) decodes those JPEGs at reduced
+    scale; the settings record whether it was on.
     """
     seconds("warmup", warmup_s, allow_zero=True)
     seconds("duration", duration_s)
@@ -235,7 +238,7 @@ def bench(model: str | Path, backend: str = "auto", batches: Sequence[int] = (1,
     fed = "image files (decode + preprocess)" if end_to_end else "decoded frames (preprocess)"
     settings = {"warmup_s": warmup_s, "duration_s": duration_s, "min_iters": min_iters, "batches": list(batches),
                 "runner_options": dataclasses.asdict(options), "frames": len(sources), "end_to_end": end_to_end,
-                "rounds": rounds,
+                "rounds": rounds, "reduced_decode": end_to_end and reduced_decode_enabled(reduced_decode),
                 "timed": f"inference only, then {fed} overlapped with inference through Runner.run()"}
     ran = artefact_spec(selection.artefact) if selection.artefact else spec  # e.g. the int8 variant chosen
     with selection.runner as runner:
@@ -243,7 +246,8 @@ def bench(model: str | Path, backend: str = "auto", batches: Sequence[int] = (1,
                              environment(selection, ran, settings), settings)
         for batch in batches:
             report.results.append(bench_batch(runner, ran, sources, batch, warmup_s=warmup_s, duration_s=duration_s,
-                                              min_iters=min_iters, progress=progress, rounds=rounds))
+                                              min_iters=min_iters, progress=progress, rounds=rounds,
+                                              reduced_decode=reduced_decode))
     return report
 
 

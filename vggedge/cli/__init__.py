@@ -13,6 +13,7 @@ import sys
 from typing import Sequence
 
 from ..errors import EXIT_ERROR, EXIT_INTERRUPTED, VggEdgeError
+from ..signals import sigterm_as_interrupt
 from . import batch, build, inference, models, stream, tune
 from .common import COMMANDS, command
 
@@ -37,7 +38,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """Parse, dispatch, and turn VggEdgeError into a one-line message and exit status 1 (Ctrl-C: 130)."""
+    """Parse, dispatch, and turn VggEdgeError into a one-line message and exit status 1 (Ctrl-C, SIGTERM: 130)."""
     parser = build_parser()
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,
@@ -46,7 +47,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         from ..env import check as check_environment
 
         check_environment()  # environment overrides are refused before any work starts
-        return COMMANDS[args.command](args)
+        with sigterm_as_interrupt():  # `kill` stops every command as Ctrl-C does: temporaries removed, exit 130
+            return COMMANDS[args.command](args)
     except VggEdgeError as exc:
         print(f"vggedge: error: {exc}", file=sys.stderr)
         return EXIT_ERROR

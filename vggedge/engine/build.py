@@ -8,11 +8,11 @@ The unit tests replace :func:`_trt` with a fake module: they check *our* calls
 from __future__ import annotations
 
 import logging
-import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Optional, Union
 
+from ..atomic import atomic_target, check_target
 from ..errors import BackendUnavailable, ConfigError, EngineMismatch, ModelError
 from ..model.weights.base import file_sha256
 from ..spec import ModelSpec, load_spec_for
@@ -101,12 +101,23 @@ def _add_profile(builder: Any, network: Any, config: Any, input_name: str, batch
         raise ConfigError(f"TensorRT rejected the batch profile {batch} for input {input_name!r} {shape}")
 
 
-def _write_atomic(path: Path, data: Any) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    with open(tmp, "wb") as handle:
+def _write_bytes(path: Path, data: Any) -> None:
+    """``data`` (bytes or a TensorRT host buffer) to ``path``, through a temporary name (never half-written)."""
+    with atomic_target(path) as tmp, open(tmp, "wb") as handle:
         handle.write(data)
-    os.replace(tmp, path)
+
+
+def _write_plan(plan_path: Path, serialized: Any, identity: EngineIdentity) -> None:
+    """The plan and its sidecar, each complete or absent under its final name.
+
+    The sidecar is renamed into place first and the plan last, so a plan under its
+    final name always has its sidecar; a build stopped in between leaves at most a
+    sidecar (ignored without its plan), never a plan that cannot be checked.
+    """
+    with atomic_target(plan_path) as tmp:
+        with open(tmp, "wb") as handle:
+            handle.write(serialized)
+        identity.save(plan_path)
 
 
 def _attach_timing_cache(config: Any, path: Path, echo: LogFn) -> None:
@@ -143,7 +154,7 @@ def _build(trt: Any, plan: BuildPlan, onnx_path: Path, op: OperationLog, input_n
         raise ModelError(f"{onnx_path}: TensorRT {plan.version} could not build a {plan.precision} engine "
                          f"({plan.describe()})" + _said(op))
     if cache_path is not None:
-        _write_atomic(cache_path, config.get_timing_cache().serialize())
+        _write_bytes(cache_path, config.get_timing_cache().serialize())
     return serialized
 
 
@@ -176,16 +187,18 @@ def build_engine(onnx_path: PathLike, plan_path: PathLike, *, precision: str,
     if plan_path.is_dir():
         plan_path = plan_path / engine_filename(model_sha256, precision, batch, trt.__version__, gpu_name, cc,
                                                 name=spec.name)
-    echo(plan.describe())
+    check_target(plan_path, "TensorRT engine")  # before minutes of building
     cache_path = Path(timing_cache_path) if timing_cache_path is not None else None
+    if cache_path is not None:
+        check_target(cache_path, "TensorRT timing cache")
+    echo(plan.describe())
     with process_logger(trt).operation(echo) as op:
         serialized = _build(trt, plan, onnx_path, op, input_name or spec.input_name, cache_path, echo)
-    _write_atomic(plan_path, serialized)
     if calibration is None and isinstance(spec.extra.get("calibration"), dict):
         calibration = spec.extra["calibration"]
-    EngineIdentity(model_sha256, precision, batch, str(trt.__version__), gpu_name, cc,
-                   spec=spec.replace(precision=precision), calibration=calibration,
-                   model_path=str(onnx_path)).save(plan_path)
+    _write_plan(plan_path, serialized, EngineIdentity(model_sha256, precision, batch, str(trt.__version__), gpu_name,
+                                                      cc, spec=spec.replace(precision=precision),
+                                                      calibration=calibration, model_path=str(onnx_path)))
     echo(f"wrote {plan_path}")
     return plan_path
 

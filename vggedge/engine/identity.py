@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Optional, Union
 
+from ..atomic import write_text_atomic
 from ..errors import BackendUnavailable, ConfigError, EngineMismatch, ModelError
 from ..spec import ModelSpec, checked_fields
 from .flags import TrtVersion, check_batch, check_precision
@@ -130,10 +131,8 @@ class EngineIdentity:
             raise ModelError(f"{source}: engine sidecar is invalid ({exc})") from None
 
     def save(self, plan_path: Union[str, Path]) -> Path:
-        """Write the sidecar beside ``plan_path`` and return its path."""
-        path = sidecar_path(plan_path)
-        path.write_text(json.dumps(self.to_dict(), indent=2, sort_keys=True) + "\n")
-        return path
+        """Write the sidecar beside ``plan_path`` (atomically: complete or absent) and return its path."""
+        return write_text_atomic(sidecar_path(plan_path), json.dumps(self.to_dict(), indent=2, sort_keys=True) + "\n")
 
     @classmethod
     def load(cls, plan_path: Union[str, Path]) -> "EngineIdentity":

@@ -85,3 +85,42 @@ def test_load_item_matches_the_one_preprocessing_path_and_reports_bad_files(imag
     cv2.imwrite(str(gray), np.full((40, 40), 40000, np.uint16))
     np.testing.assert_array_equal(load_item(Item(str(gray)), spec, limits).tensor, prepare(gray, spec))
     os.unlink(gray)
+
+
+def _jpeg_with_orientation(image: np.ndarray, orientation: int) -> bytes:
+    """A real JPEG with a minimal Exif APP1 segment (IFD0: Orientation only) after SOI, as cameras write it."""
+    import struct
+
+    exif = (b"II" + struct.pack("<HI", 42, 8) + struct.pack("<H", 1) + struct.pack("<HHI", 0x0112, 3, 1)
+            + struct.pack("<H", orientation) + b"\0\0" + struct.pack("<I", 0))
+    payload = b"Exif\0\0" + exif
+    data = cv2.imencode(".jpg", image, [cv2.IMWRITE_JPEG_QUALITY, 95])[1].tobytes()
+    return data[:2] + b"\xff\xe1" + struct.pack(">H", len(payload) + 2) + payload + data[2:]
+
+
+def test_load_item_decodes_upright_through_read_images_decoder(tmp_path: Path) -> None:
+    """A camera JPEG stored sideways (EXIF orientation 6) reaches the model upright, from a file or from bytes."""
+    calib = Path(__file__).resolve().parents[3] / "calib" / "coffee.jpg"
+    upright = np.ascontiguousarray(cv2.imread(str(calib))[40:136, 60:220])  # 96x160: rotation matters
+    path = tmp_path / "sideways.jpg"
+    path.write_bytes(_jpeg_with_orientation(cv2.rotate(upright, cv2.ROTATE_90_COUNTERCLOCKWISE), 6))
+    spec = ModelSpec(height=24, width=40)
+    expected = prepare(path, spec)  # read_image: EXIF applied
+    from_file = load_item(Item(str(path)), spec, Limits())
+    from_bytes = load_item(Item("shard.tar::sideways.jpg", data=path.read_bytes()), spec, Limits())
+    np.testing.assert_array_equal(from_file.tensor, expected)
+    np.testing.assert_array_equal(from_bytes.tensor, expected)
+    stored = cv2.imdecode(np.fromfile(path, np.uint8), cv2.IMREAD_COLOR | cv2.IMREAD_IGNORE_ORIENTATION)
+    assert np.abs(prepare(stored, spec) - expected).mean() > 0.1  # the stored (sideways) pixels differ
+    assert np.abs(prepare(upright, spec) - expected).mean() < np.abs(prepare(stored, spec) - expected).mean() / 4
+
+
+def test_load_item_follows_the_reduced_decode_switch(decodes, monkeypatch) -> None:
+    photo = Path(__file__).resolve().parents[3] / "calib" / "astronaut.jpg"  # 512x512 for 32x32: 1/8 covers it
+    spec = ModelSpec(height=32, width=32)
+    full = load_item(Item(str(photo)), spec, Limits())
+    monkeypatch.setenv("VGGEDGE_REDUCED_DECODE", "1")
+    small = load_item(Item(str(photo)), spec, Limits())
+    assert decodes.reduced == [False, True]
+    np.testing.assert_array_equal(small.tensor, prepare(photo, spec, reduced_decode=True))
+    assert full.tensor.shape == small.tensor.shape

@@ -2,9 +2,10 @@
 
 Bad files never stop a job: :func:`load_item` returns a :class:`Loaded` with
 ``error`` and ``kind`` set (``unreadable``, ``empty``, ``too-large``,
-``truncated``, ``not-an-image``) instead of raising. Pixels are decoded exactly
-as :func:`vggedge.preprocess.read_image` decodes them and then go through the
-one preprocessing path, :func:`vggedge.preprocess.prepare`.
+``truncated``, ``not-an-image``) instead of raising. Pixels are decoded by the
+one decoder, :func:`vggedge.preprocess.decode_image` (what ``read_image`` uses:
+EXIF orientation applied), and go through the one preprocessing path,
+:func:`vggedge.preprocess.prepare`.
 """
 from __future__ import annotations
 
@@ -17,9 +18,11 @@ import cv2
 import numpy as np
 
 from ...errors import ImageError
-from ...preprocess import prepare, to_bgr
+from ...preprocess import decode_image, decode_need, prepare, reduced_decode_enabled
 from ...spec import ModelSpec
 from .inputs import Item, fsspec_module, is_url
+
+_SOURCE = "<bytes>"  # the name decode_image's messages carry; the job's error rows name the file
 
 
 @dataclass(frozen=True)
@@ -108,31 +111,37 @@ def check_complete(data: bytes) -> None:
         raise BadImage("truncated", f"PNG is truncated ({len(data)} bytes, no IEND chunk)")
 
 
-def decode(data: bytes, limits: Limits) -> np.ndarray:
-    """Checked bytes -> a 3-channel BGR image, decoded as read_image decodes files."""
+def decode(data: bytes, limits: Limits, need: tuple[int, int, int] | None = None) -> np.ndarray:
+    """Checked bytes -> a 3-channel BGR image, upright, through the one decoder (:func:`decode_image`).
+
+    The size and truncation checks run first, on the encoded bytes; ``need`` allows a
+    reduced-scale JPEG decode as :func:`vggedge.preprocess.read_image` does.
+    """
     size = header_size(data)
     if size and size[0] * size[1] > limits.max_pixels:
         raise BadImage("too-large", f"image is {size[0]}x{size[1]} pixels; the limit is {limits.max_pixels} "
                                     "(--max-pixels)")
     check_complete(data)
-    image = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_UNCHANGED)
-    if image is None or image.size == 0:
-        raise BadImage("not-an-image", f"not a decodable image ({len(data)} bytes); expected JPEG, PNG, BMP, "
-                                       "TIFF or WebP")
-    if image.shape[0] * image.shape[1] > limits.max_pixels:
+    try:
+        image = decode_image(data, need=need, source=_SOURCE)
+    except ImageError as exc:
+        raise BadImage("not-an-image", str(exc).replace(f"{_SOURCE}: ", "")) from None
+    if image.shape[0] * image.shape[1] > limits.max_pixels:  # formats whose header size is not read above
         raise BadImage("too-large", f"image is {image.shape[1]}x{image.shape[0]} pixels; the limit is "
                                     f"{limits.max_pixels} (--max-pixels)")
-    try:
-        return to_bgr(image)
-    except ImageError as exc:
-        raise BadImage("not-an-image", str(exc).replace("<array>: ", "")) from None
+    return image
 
 
 def load_item(item: Item, spec: ModelSpec, limits: Limits) -> Loaded:
-    """Read, decode and preprocess one item; failures come back as ``Loaded.error`` (never raised)."""
+    """Read, decode and preprocess one item; failures come back as ``Loaded.error`` (never raised).
+
+    Large JPEGs decode at a reduced scale when the process-wide switch is on
+    (:func:`vggedge.preprocess.reduced_decode_enabled`), as in every other app.
+    """
     t0 = time.perf_counter()
     try:
-        tensor = prepare(decode(read_bytes(item, limits), limits), spec)
+        need = decode_need(spec) if reduced_decode_enabled() else None
+        tensor = prepare(decode(read_bytes(item, limits), limits, need), spec)
         return Loaded(item.key, tensor, seconds=time.perf_counter() - t0)
     except BadImage as exc:
         return Loaded(item.key, None, str(exc), exc.kind, time.perf_counter() - t0)
