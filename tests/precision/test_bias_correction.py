@@ -101,3 +101,21 @@ def test_quantize_int8_option(tiny_net: Path, plain: Path, tmp_path: Path) -> No
                             cache_dir=plain.parent / "calibration-cache")
     assert not rebuilt.reused  # the option is part of the reuse key
     assert load_spec_for(rebuilt.path).extra["calibration"]["bias_correction"] is None
+
+
+def test_accuracy_report_names_the_levers(tiny_net: Path, plain: Path, tmp_path: Path) -> None:
+    import types
+
+    from vggedge.apps.accuracy import accuracy_report
+    from vggedge.precision.agreement import measure
+
+    result = quantize_int8(tiny_net, CALIB, tmp_path / "lv.int8.onnx", limit=4, bias_correction=True, calib_views=2,
+                           cache_dir=tmp_path / "cache")
+    scores = np.eye(3, dtype=np.float32)
+    report = accuracy_report(result.path, tiny_net, types.SimpleNamespace(describe=dict),
+                             measure(scores, scores, ["a", "b", "c"]))
+    assert report["calibration"]["bias_correction"] is True and report["calibration"]["views_per_photo"] == 2
+    plain_report = accuracy_report(plain, tiny_net, types.SimpleNamespace(describe=dict),
+                                   measure(scores, scores, ["a", "b", "c"]))
+    assert plain_report["calibration"]["bias_correction"] is False
+    assert plain_report["calibration"]["views_per_photo"] is None
