@@ -123,13 +123,12 @@ def correct_biases(qdq: onnx.ModelProto, fp32: onnx.ModelProto | str | Path, fee
         raise ModelError(f"bias correction: the FP32 model has no tensor(s) {missing[:4]}; it must be the model "
                          "the Q/DQ model was quantized from")
     biases = _own_biases(qdq, layers)
-    probe = _biases_as_inputs(qdq, biases, outputs)
-    session = _session(probe, threads)
+    probe = _biases_as_inputs(qdq, biases, [])
     values = {name: numpy_helper.to_array(_initializer(qdq, name)).astype(np.float32) for name in biases.values()}
     done = []
     for node in layers:
         output, bias = node.output[0], biases[node.name]
-        measured = _mean_with(session, output, feeds, values)
+        measured = _mean_with(_session(_up_to(probe, output), threads), output, feeds, values)
         error = measured - reference[output]
         values[bias] = (values[bias] - error).astype(np.float32)
         done.append(LayerCorrection(node.name, output, bias, float(np.abs(error).mean()), float(np.abs(error).max())))
@@ -145,7 +144,7 @@ def _mean_with(session, output: str, feeds: Sequence[Feed], biases: dict[str, np
     inputs = {i.name for i in session.get_inputs()}
     total, count = 0.0, 0
     for feed in feeds:
-        value = session.run([output], {**{k: v for k, v in feed.items() if k in inputs}, **biases})[0]
+        value = session.run([output], {k: v for k, v in {**feed, **biases}.items() if k in inputs})[0]
         part, n = _channel_sum(value)
         total, count = total + part, count + n
     return total / count
@@ -200,6 +199,27 @@ def _biases_as_inputs(model: onnx.ModelProto, biases: dict[str, str], outputs: S
     for tensor in moved:
         probe.graph.input.append(onnx.helper.make_tensor_value_info(tensor.name, tensor.data_type, list(tensor.dims)))
     return probe
+
+
+def _up_to(model: onnx.ModelProto, output: str) -> onnx.ModelProto:
+    """The part of ``model`` that computes ``output`` (its only graph output): a layer's mean needs no later layer."""
+    producers = {name: node for node in model.graph.node for name in node.output}
+    needed, stack, kept = set(), [output], set()
+    while stack:
+        name = stack.pop()
+        if name in needed:
+            continue
+        needed.add(name)
+        node = producers.get(name)
+        if node is not None and id(node) not in kept:
+            kept.add(id(node))
+            stack.extend(i for i in node.input if i)
+    graph = onnx.helper.make_graph(
+        [n for n in model.graph.node if id(n) in kept], model.graph.name,
+        [i for i in model.graph.input if i.name in needed],
+        [onnx.helper.make_tensor_value_info(output, onnx.TensorProto.FLOAT, None)],
+        [t for t in model.graph.initializer if t.name in needed])
+    return onnx.helper.make_model(graph, opset_imports=model.opset_import, ir_version=model.ir_version)
 
 
 def _with_outputs(model: onnx.ModelProto, outputs: Sequence[str]) -> onnx.ModelProto:
