@@ -77,3 +77,13 @@ def test_views_in_reuse_key_cache_tag_and_sidecar(tiny_net: Path, tmp_path: Path
     back = quantize_int8(tiny_net, CALIB, dst, limit=2, cache_dir=cache)
     assert not back.reused and back.cache_hit and back.cache_path == plain.cache_path
     assert load_spec_for(dst).extra["calibration"]["calib_views"] is None
+
+
+def test_calibration_in_chunks_gives_the_same_minmax_ranges(tiny_net: Path, tmp_path: Path,
+                                                            monkeypatch: pytest.MonkeyPatch) -> None:
+    import vggedge.precision.int8 as int8_module
+
+    monkeypatch.setattr(int8_module, "COLLECT_IMAGES", 100)
+    whole = _ranges(tiny_net, tmp_path, 4, "whole")
+    monkeypatch.setattr(int8_module, "COLLECT_IMAGES", 5)  # 12 views in chunks of 5, 5 and 2
+    assert _ranges(tiny_net, tmp_path, 4, "chunked") == whole
