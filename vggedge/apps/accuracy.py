@@ -73,7 +73,9 @@ def accuracy_report(artefact: str | Path, reference: str | Path, eval_set: Evalu
         "flips": [asdict(f) for f in stats.flips],
         "high_precision_layers": list(high_precision),
         "calibration": {"method": calibration.get("method"), "set_sha256": calibration.get("calib_sha256"),
-                        "images": calibration.get("images"), "folder": calibration.get("calib_folder")},
+                        "images": calibration.get("images"), "folder": calibration.get("calib_folder"),
+                        "percentile": calibration.get("percentile"), "views_per_photo": calibration.get("calib_views"),
+                        "bias_correction": bool(calibration.get("bias_correction"))},
         "evaluation": eval_set.describe(), **(extra or {}),
     }
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import itertools
 import math
 import logging
 import os
@@ -22,12 +23,15 @@ from ..errors import CalibrationError, ConfigError, ImageError, ModelError
 from ..model.weights.base import file_sha256
 from ..preprocess import list_images, preprocess, read_image
 from . import calib_cache
+from .calib_views import PhotoViews, view_indices
 from ..spec import ModelSpec, load_spec_for, spec_path_for
 
 log = logging.getLogger(__name__)
 METHODS = ("minmax", "entropy", "percentile")
 MIN_REPRESENTATIVE = 100
 QUANTIZED_OPS = ["Conv", "Gemm", "MatMul", "MaxPool"]
+#: images per onnxruntime ``collect_data`` call (12 photos: one call, as before views were added)
+COLLECT_IMAGES = 16
 
 
 @dataclass(frozen=True)
@@ -98,25 +102,30 @@ def _reader_class():
     class ImageCalibrationReader(CalibrationDataReader):
         """Feeds preprocessed batches: ``get_next()`` returns ``{input: batch}`` or None at the end.
 
-        A fixed-batch model gets its last batch padded by repeating the last image
-        (as ``classify`` does); repeats leave min/max ranges unchanged.
+        With ``views`` > 0 each photo is fed as that many augmented views
+        (:mod:`.calib_views`) instead of as itself. A fixed-batch model gets its last
+        batch padded by repeating the last image (as ``classify`` does); repeats leave
+        min/max ranges unchanged.
         """
 
-        def __init__(self, paths: Sequence[Path], spec: ModelSpec, batch_size: int) -> None:
+        def __init__(self, paths: Sequence[Path], spec: ModelSpec, batch_size: int, views: int = 0) -> None:
             self.paths, self.spec, self.batch_size = list(paths), spec, batch_size
+            self.items = [(p, v) for p in self.paths for v in range(views)] if views else self.paths
+            self.views = PhotoViews(views) if views else None
             self.position = 0
 
         def get_next(self):
-            if self.position >= len(self.paths):
+            if self.position >= len(self.items):
                 return None
-            chunk = self.paths[self.position:self.position + self.batch_size]
+            chunk = self.items[self.position:self.position + self.batch_size]
             self.position += self.batch_size
             if self.spec.fixed_batch and len(chunk) < self.spec.fixed_batch:  # the model takes no other batch
                 chunk = chunk + [chunk[-1]] * (self.spec.fixed_batch - len(chunk))
-            return {self.spec.input_name: preprocess(chunk, self.spec)}
+            images = [self.views.view(*item) for item in chunk] if self.views else chunk
+            return {self.spec.input_name: preprocess(images, self.spec)}
 
         def __len__(self) -> int:
-            return len(self.paths)
+            return len(self.items)
 
         def rewind(self) -> None:
             self.position = 0
@@ -124,9 +133,10 @@ def _reader_class():
     return ImageCalibrationReader
 
 
-def image_reader(paths: Sequence[Path], spec: ModelSpec, batch_size: int = 1):
-    """A onnxruntime ``CalibrationDataReader`` over images, through the inference preprocessing."""
-    return _reader_class()(paths, spec, batch_size)
+def image_reader(paths: Sequence[Path], spec: ModelSpec, batch_size: int = 1, views: int = 0):
+    """A onnxruntime ``CalibrationDataReader`` over images (or ``views`` augmented views of each), through
+    the inference preprocessing."""
+    return _reader_class()(paths, spec, batch_size, views)
 
 
 @dataclass(frozen=True)
@@ -170,7 +180,8 @@ def readable_images(calib_set: CalibrationSet, min_images: int | None = None) ->
 def quantize_int8(src: str | Path, calib: str | Path, dst: str | Path | None = None, *, method: str = "minmax",
                   style: QdqStyle = TENSORRT, cache_dir: str | Path | None = None, batch_size: int = 1,
                   percentile: float = 99.999, limit: int | None = None,
-                  min_images: int | None = None, nodes_to_exclude: Sequence[str] = ()) -> Int8Result:
+                  min_images: int | None = None, nodes_to_exclude: Sequence[str] = (), calib_views: int = 0,
+                  bias_correction: bool = False) -> Int8Result:
     """Calibrate an FP32 model on an image folder and write ``<stem>.int8.onnx`` + spec.
 
     The calibration ranges are cached under ``cache_dir`` keyed by model hash,
@@ -179,10 +190,16 @@ def quantize_int8(src: str | Path, calib: str | Path, dst: str | Path | None = N
     the first's result), to interrupt, and beside a read-only model: onnxruntime's
     intermediates go to a private folder removed on every exit, and the artefact,
     checked first, is renamed into place complete. ``nodes_to_exclude`` names layers
-    left un-quantized (no Q/DQ: mixed precision, see :mod:`.mixed`).
+    left un-quantized (no Q/DQ: mixed precision, see :mod:`.mixed`). ``calib_views`` > 0
+    calibrates on that many augmented views of each photo (:mod:`.calib_views`);
+    ``bias_correction`` then corrects the quantized layers' float biases against the
+    FP32 model on the same calibration data (:mod:`.bias_correction`). Both are part
+    of the artefact's reuse key; the views count is part of the range cache's key.
     """
     if method not in METHODS:
         raise ConfigError(f"calibration method {method!r} is unknown; choose one of {METHODS}")
+    if calib_views:
+        view_indices(calib_views)  # refuses a count outside 1..84 before any work
     src = Path(src)
     spec = load_spec_for(src)
     if spec.precision != "fp32":
@@ -192,7 +209,8 @@ def quantize_int8(src: str | Path, calib: str | Path, dst: str | Path | None = N
     check_target(dst, "INT8 model")
     key = {"method": method, "style": style.name, "calib_sha256": calib_set.sha256, "source_sha256": file_sha256(src),
            "percentile": percentile if method == "percentile" else None,
-           "excluded": sorted(nodes_to_exclude) or None}
+           "excluded": sorted(nodes_to_exclude) or None, "calib_views": calib_views or None,
+           "bias_correction": bool(bias_correction) or None}
     log.info("INT8: building %s from %s (%d calibration images in %s)", dst, src, len(calib_set.paths), calib_set.folder)
     with artefact_lock(dst):
         done = _reusable(dst, key, calib_set)
@@ -212,13 +230,14 @@ def _quantize(src: Path, spec: ModelSpec, calib_set: CalibrationSet, dst: Path, 
     method = key["method"]
     model_in = _private_link(src, work)  # onnxruntime writes <model>-inferred.onnx beside the path it is given
     folder = Path(cache_dir) if cache_dir else dst.parent / "calibration-cache"
+    views = key["calib_views"] or 0
     cache_path = calib_cache.entry_path(folder, key["source_sha256"], calib_set.sha256,
-                                        _tag(method, percentile, style)) if calib_cache.supported() else None
-    batch = _batch_for(spec, batch_size)
+                                        _tag(method, percentile, style, views)) if calib_cache.supported() else None
+    batch, paths = _batch_for(spec, batch_size), None
     if cache_path is None:
         log.warning("this onnxruntime cannot cache calibration ranges (needs 1.31+): every build recalibrates")
         paths, skipped = readable_images(calib_set, min_images)
-        kwargs: dict = {"calibration_data_reader": image_reader(paths, spec, batch)}
+        kwargs: dict = {"calibration_data_reader": image_reader(paths, spec, batch, views)}
         hit, used = False, len(paths)
     else:
         folder.mkdir(parents=True, exist_ok=True)
@@ -226,8 +245,8 @@ def _quantize(src: Path, spec: ModelSpec, calib_set: CalibrationSet, dst: Path, 
             hit = calib_cache.usable(cache_path, method)
             if not hit:
                 paths, skipped = readable_images(calib_set, min_images)
-                calibrate(model_in, image_reader(paths, spec, batch), method, percentile,
-                          style.activation_symmetric, cache_path, work=work, skipped=skipped)
+                calibrate(model_in, image_reader(paths, spec, batch, views), method, percentile,
+                          style.activation_symmetric, cache_path, work=work, skipped=skipped, images=len(paths))
             used, skipped = calib_cache.recorded(cache_path, len(calib_set.paths))
         kwargs = {"calibration_data_reader": None, "calibration_cache_path": cache_path}
     log.info("INT8 (%s style, %s): %s on %d images from %s%s", style.name, method, src.name, used,
@@ -242,6 +261,12 @@ def _quantize(src: Path, spec: ModelSpec, calib_set: CalibrationSet, dst: Path, 
             nodes_to_exclude=key["excluded"],
             use_external_data_format=False, calibrate_method=method_enums()[method],
             extra_options=style.extra_options(method, percentile), **kwargs)
+    if key["bias_correction"]:
+        from .bias_correction import correct_file
+
+        paths = paths or readable_images(calib_set, min_images)[0]
+        corrected = correct_file(out, model_in, image_reader(paths, spec, batch, views))
+        key = {**key, "bias_corrected_layers": len(corrected)}  # recorded, not compared on reuse
     if style is TENSORRT:
         _check_tensorrt_rules(out, dst)
     details = {**key, "images": used, "calib_folder": str(calib_set.folder), "skipped": list(skipped)}
@@ -315,13 +340,16 @@ def method_enums() -> dict:
 
 
 def calibrate(src: Path, reader, method: str, percentile: float, symmetric: bool, cache_path: Path, *,
-              work: Path | None = None, skipped: Sequence[str] = ()) -> None:
+              work: Path | None = None, skipped: Sequence[str] = (), images: int | None = None) -> None:
     """Run onnxruntime's calibrator and write its ranges to ``cache_path`` in onnxruntime's cache format.
 
     Done here rather than inside ``quantize_static`` so entropy and percentile get
     2048 histogram bins (``quantize_static`` leaves entropy at 128, which makes it
     pick the same thresholds as minmax). The augmented model goes to ``work`` (a
-    private folder; a fresh temporary one when not given).
+    private folder; a fresh temporary one when not given). Batches reach the calibrator
+    :data:`COLLECT_IMAGES` images at a time: onnxruntime holds every intermediate tensor
+    of a ``collect_data`` call in memory (about 110 MB per 224x224 VGG16 image). ``images``: the photo count
+    recorded in the cache (default: the reader's length).
     """
     import tempfile
 
@@ -338,14 +366,31 @@ def calibrate(src: Path, reader, method: str, percentile: float, symmetric: bool
         calibrator = create_calibrator(model, QUANTIZED_OPS, augmented_model_path=str(folder / "augmented.onnx"),
                                        calibrate_method=method_enums()[method], use_external_data_format=False,
                                        extra_options=options)
-        calibrator.collect_data(reader)
-        calib_cache.write(calibrator.compute_data(), cache_path, len(reader), list(skipped))
+        batches = iter(reader.get_next, None)
+        while chunk := list(itertools.islice(batches, max(1, COLLECT_IMAGES // _batch_rows(reader)))):
+            calibrator.collect_data(_Batches(chunk))  # ranges and histograms merge across calls
+        calib_cache.write(calibrator.compute_data(), cache_path, len(reader) if images is None else images,
+                          list(skipped))
+
+
+class _Batches:
+    """A calibration reader over batches already read."""
+
+    def __init__(self, batches: list) -> None:
+        self.batches = iter(batches)
+
+    def get_next(self):
+        return next(self.batches, None)
+
+
+def _batch_rows(reader) -> int:
+    return max(1, int(getattr(reader, "batch_size", 1)))
 
 
 def _batch_for(spec: ModelSpec, batch_size: int) -> int:
     return spec.fixed_batch or batch_size
 
 
-def _tag(method: str, percentile: float, style: QdqStyle) -> str:
+def _tag(method: str, percentile: float, style: QdqStyle, views: int = 0) -> str:
     tag = f"{method}-p{percentile:g}" if method == "percentile" else method
-    return tag + ("-sym" if style.activation_symmetric else "-asym")
+    return tag + ("-sym" if style.activation_symmetric else "-asym") + (f"-v{views}" if views else "")
