@@ -10,11 +10,11 @@ import onnx
 import pytest
 
 from vggedge.apps.compare import load_named_views, run_model
-from vggedge.precision.agreement import measure
+from vggedge.precision.agreement import log_margins, measure
 from vggedge.errors import ConfigError
 from vggedge.precision.mixed import (LayerSensitivity, choose_layers, expected_flips, fit_scale, layer_macs, layers_needed,
                                      layer_sensitivity, margin_noise, mixed_precision, quantizable_layers,
-                                     reference_margins, tolerable_noise)
+                                     tolerable_noise)
 from vggedge.precision.qdq_check import tensorrt_violations
 from vggedge.preprocess import list_images
 from vggedge.spec import load_spec_for
@@ -99,7 +99,7 @@ def test_predicted_selection_keeps_the_cheapest_set_expected_to_reach_the_target
     result = mixed_precision(setup["model"], CALIB, dst, setup["evaluate"], setup["reference"], setup["names"],
                              target=1.0, max_layers=2, output_kind="probabilities", sensitivity_views=84)
     assert result.tried[0] == [] and result.tried[-1] == result.kept and len(result.tried) == len(result.steps)
-    margins = reference_margins(setup["reference"], "probabilities")
+    margins = log_margins(setup["reference"], "probabilities")
     plain_flips = round((1 - result.steps[0][1]) * len(margins))
     scale = fit_scale(margins, sum(s.margin_noise for s in result.sensitivity), plain_flips)
     assert result.tried[1] == choose_layers(result.sensitivity, margins, 1.0, 2, scale)  # the first choice
@@ -128,7 +128,7 @@ def test_margin_noise_is_the_mean_squared_change_of_the_top_gap() -> None:
     probs = np.exp(ref) / np.exp(ref).sum(axis=1, keepdims=True)
     probs_out = np.exp(out) / np.exp(out).sum(axis=1, keepdims=True)
     assert margin_noise(probs, probs_out, "probabilities") == pytest.approx(0.245)  # the same gaps
-    assert list(reference_margins(ref, "logits")) == [2.0, 0.5]
+    assert list(log_margins(ref, "logits")) == [2.0, 0.5]
 
 
 def test_expected_flips_and_the_fitted_scale() -> None:

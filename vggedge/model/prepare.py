@@ -8,8 +8,7 @@ from ..paths import ENGINES_DIR
 from ..spec import ModelSpec, spec_path_for
 from .export import export_options, export_vgg16
 from .weights import download as dl
-from .weights import file_sha256, is_synthetic
-from .weights.normalised import photos_fingerprint, repository_photos
+from .weights import is_synthetic, weights_identity
 
 log = logging.getLogger(__name__)
 #: where the demo, classify, build and bench put the default model
@@ -46,14 +45,10 @@ def prepare_model(weights: str | Path | None, out_dir: Path = DEFAULT_MODEL_DIR,
                     "photos). The labels printed below are MEANINGLESS. Run `vggedge weights download keras` on a "
                     "machine with internet, or pass --weights FILE. ***", source)
     onnx_path = Path(out_dir) / "vgg16.onnx"
-    wanted = str(source) if is_random else file_sha256(source)
     if onnx_path.exists() and spec_path_for(onnx_path).exists():
         spec = ModelSpec.load(spec_path_for(onnx_path))
-        if str(source).startswith("normalised"):  # the same seed fitted on other photos is another model
-            fits = spec.weights_source == wanted and spec.weights_sha256 == photos_fingerprint(repository_photos())
-        else:
-            fits = wanted in (spec.weights_source, spec.weights_sha256)
-        if fits:
+        same_source = spec.weights_source == str(source) if is_random else True  # a file is known by its bytes
+        if same_source and spec.weights_sha256 == weights_identity(source):
             log.info("reusing %s (built from the same weights)", onnx_path)
             return onnx_path, is_random
     export_vgg16(source, onnx_path, export_options(source))  # a .keras archive brings its own options

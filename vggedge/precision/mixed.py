@@ -117,11 +117,6 @@ def margin_noise(reference: np.ndarray, out: np.ndarray, output_kind: str) -> fl
     return float(np.mean((gap_new - gap_ref) ** 2))
 
 
-def reference_margins(reference: np.ndarray, output_kind: str) -> np.ndarray:
-    """Top-1 minus runner-up log-score per view."""
-    return log_margins(reference, output_kind)
-
-
 def expected_flips(margins: np.ndarray, noise: float) -> float:
     """Expected top-1 flips when the gap of each view moves by Gaussian noise of variance ``noise``."""
     if noise <= 0:
@@ -262,7 +257,7 @@ def mixed_precision(src: str | Path, calib: str | Path, dst: str | Path, evaluat
                 if stats.top1 >= target:
                     break
         else:
-            kept, stats = _predicted(ranking, reference_margins(reference, output_kind), stats, target, max_layers,
+            kept, stats = _predicted(ranking, log_margins(reference, output_kind), stats, target, max_layers,
                                      attempt)
         result = quantize_int8(src, calib, dst, nodes_to_exclude=kept, **quant)
     return MixedResult(result, kept, target, stats, stats.top1 >= target, ranking, steps, tried)

@@ -31,6 +31,19 @@ def is_synthetic(source: str | Path) -> bool:
     return str(source).split(":")[0] in ("random", "normalised")
 
 
+def weights_identity(source: str | Path) -> str | None:
+    """The ``weights_sha256`` an export from ``source`` records: the file's sha256, the photo set's
+    fingerprint for ``normalised[:SEED]`` (the same seed fitted on other photos is another model), None for ``random``."""
+    text = str(source)
+    if text.split(":")[0] == "normalised":
+        from .normalised import photos_fingerprint, repository_photos
+
+        return photos_fingerprint(repository_photos())
+    if text.split(":")[0] == "random":
+        return None
+    return file_sha256(source)
+
+
 def load_random(options: VGG16Options, seed: int = 0) -> LoadedWeights:
     """Deterministic random weights (labels are meaningless; for tests and benchmarks)."""
     return LoadedWeights(random_weights(options, seed), CAFFE_RGB, f"random:{seed}")
