@@ -25,8 +25,9 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from vggedge.runtime.cpu import cpu_model_name, variant_path  # noqa: E402
-from vggedge.runtime.openvino_ep import OpenVinoOptions  # noqa: E402
+from vggedge.runtime.cpu.features import cpu_model_name  # noqa: E402
+from vggedge.runtime.cpu.variants import variant_path  # noqa: E402
+from vggedge.runtime.cpu.openvino_ep import OpenVinoOptions  # noqa: E402
 
 SETTINGS = {
     "LATENCY (default threads/streams)": OpenVinoOptions("LATENCY"),

@@ -36,11 +36,11 @@ from vggedge.apps.stats import summarize  # noqa: E402
 from vggedge.model.export import export_vgg16  # noqa: E402
 from vggedge.model.vgg16 import VGG16Options  # noqa: E402
 from vggedge.preprocess import list_images, preprocess  # noqa: E402
-from vggedge.runtime import cpu as vcpu  # noqa: E402
-from vggedge.runtime import openvino_ep  # noqa: E402
-from vggedge.runtime import tune as vtune  # noqa: E402
+from vggedge.runtime.cpu import features as cpuf, variants as cpuv, runner as cpur  # noqa: E402
+from vggedge.runtime.cpu import openvino_ep  # noqa: E402
+from vggedge.runtime.cpu import tune as vtune  # noqa: E402
 from vggedge.runtime.base import RunnerOptions  # noqa: E402
-from vggedge.runtime.openvino_ep import OpenVinoOptions  # noqa: E402
+from vggedge.runtime.cpu.openvino_ep import OpenVinoOptions  # noqa: E402
 from vggedge.spec import load_spec_for  # noqa: E402
 
 GMAC_PER_IMAGE = 15.47
@@ -156,9 +156,9 @@ def openvino_peer(model: Path, options: OpenVinoOptions = OpenVinoOptions("LATEN
     return lambda x: request.infer({0: x})
 
 
-def vggedge_runner(variant: vcpu.CpuVariant, model_dir: Path):
+def vggedge_runner(variant: cpuv.CpuVariant, model_dir: Path):
     """vggedge's own CPU path, exactly as `Classifier(..., backend='ort-cpu')` would run it."""
-    runner = vcpu.runner_for(variant, model_dir)
+    runner = cpuv.runner_for(variant, model_dir)
     runner.activate()
     return lambda x: runner.infer({"images": x})
 
@@ -166,7 +166,7 @@ def vggedge_runner(variant: vcpu.CpuVariant, model_dir: Path):
 def vggedge_auto(fp32: Path):
     """`precision="auto"` as an app at each batch size gets it: one runner per batch size, each on the
     variant measured fastest at that batch (tuned now unless cached; VGGEDGE_TUNE=0 gives the feature order)."""
-    runners = {b: vcpu.cpu_runner(fp32, RunnerOptions(max_batch=b), precision="auto").activate() for b in BATCHES}
+    runners = {b: cpur.cpu_runner(fp32, RunnerOptions(max_batch=b), precision="auto").activate() for b in BATCHES}
     print("auto path: " + ", ".join(f"b{b} {r.describe()}" for b, r in runners.items()), flush=True)
     return lambda x: runners[x.shape[0]].infer({"images": x})
 
@@ -178,7 +178,7 @@ def unavailable(reason: str):
     return factory
 
 
-def plugin_rows(features: vcpu.CpuFeatures) -> dict:
+def plugin_rows(features: cpuf.CpuFeatures) -> dict:
     """Rows for the plugin variants this machine cannot run (the runnable ones come from variants_for)."""
     if features.openvino_plugin or not features.x86:
         return {}
@@ -206,7 +206,7 @@ def head_to_head(a, b, inputs: dict[int, np.ndarray], rounds: int, seconds: floa
 def acceptance_ratios(fp32: Path, inputs: dict[int, np.ndarray], quick: bool) -> dict:
     """Issue 12's check: the auto path's speed as a share of OpenVINO native INT8 (>= 0.95 wanted)."""
     try:
-        auto, native = vggedge_auto(fp32), openvino_peer(vcpu.variant_path(fp32, "tensorrt"))
+        auto, native = vggedge_auto(fp32), openvino_peer(cpuv.variant_path(fp32, "tensorrt"))
     except Exception as exc:  # reported, not fatal
         return {"error": f"{type(exc).__name__}: {exc}"}
     time_ratio = head_to_head(auto, native, inputs, 2 if quick else 4, 0.5 if quick else 2.0)
@@ -218,7 +218,7 @@ def prepare(model_dir: Path) -> Path:
     fp32 = model_dir / "vgg16.onnx"
     if not fp32.exists():
         export_vgg16("normalised:0", fp32, VGG16Options(include_rescaling=False, include_top=True, num_classes=1000))
-    vcpu.prepare_variants(fp32, ROOT / "calib")
+    cpuv.prepare_variants(fp32, ROOT / "calib")
     return fp32
 
 
@@ -280,9 +280,9 @@ def main() -> None:
     spec = load_spec_for(fp32)
     photos = list_images(ROOT / "calib")
     inputs = {b: preprocess([photos[i % len(photos)] for i in range(b)], spec) for b in BATCHES}
-    features = vcpu.cpu_features()
+    features = cpuf.cpu_features()
     peers = {"onnxruntime FP32, default session (baseline)": (lambda: ort_default(fp32), "fp32")}
-    for variant in vcpu.variants_for(features):
+    for variant in cpuv.variants_for(features):
         peers[f"vggedge {variant.label}"] = (lambda v=variant: vggedge_runner(v, model_dir), variant.precision)
     peers.update(plugin_rows(features))
     peers[AUTO] = (lambda: vggedge_auto(fp32), "int8")
@@ -294,7 +294,7 @@ def main() -> None:
         lambda: openvino_peer(fp32), "bf16" if features.bf16 else "fp32")
     if torch_cuda():
         peers["PyTorch eager FP16 channels-last (GPU)"] = (lambda: torch_vgg(fp32, "fp16", "cuda"), "fp16-gpu")
-    peers[NATIVE] = (lambda: openvino_peer(vcpu.variant_path(fp32, "tensorrt")), "int8")
+    peers[NATIVE] = (lambda: openvino_peer(cpuv.variant_path(fp32, "tensorrt")), "int8")
     ceiling = ceilings(args.quick)
     results = measure(peers, inputs, args.quick)
     acceptance = acceptance_ratios(fp32, inputs, args.quick)

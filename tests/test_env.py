@@ -75,7 +75,7 @@ def test_cli_refuses_a_bad_override_before_any_work(argv, monkeypatch, tmp_path,
 
 def test_api_refuses_a_bad_override_before_any_work(monkeypatch, tmp_path):
     from vggedge.apps.demo import run_demo
-    from vggedge.runtime.cpu import cpu_runner
+    from vggedge.runtime.cpu.runner import cpu_runner
 
     monkeypatch.setenv("VGGEDGE_CPU_VARIANT", "bogus")
     with pytest.raises(ConfigError, match="VGGEDGE_CPU_VARIANT='bogus'"):

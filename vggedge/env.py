@@ -20,7 +20,7 @@ from .errors import ConfigError
 
 log = logging.getLogger(__name__)
 
-#: Every CPU variant key any machine may offer (runtime/cpu.py decides which ones run here).
+#: Every CPU variant key any machine may offer (runtime/cpu/ decides which ones run here).
 CPU_VARIANT_KEYS = ("ov-int8", "ov-bf16", "int8", "int8-trt", "fp32")
 _FLAGS = {"0": False, "1": True}
 

@@ -47,9 +47,9 @@ def test_acceptance_line_reports_the_ratio_honestly():
 def test_plugin_rows_say_why_the_plugin_cannot_run():
     import dataclasses
 
-    from vggedge.runtime import cpu
+    from vggedge.runtime.cpu import features as cpuf
 
-    features = cpu.parse_cpuinfo("flags\t\t: avx2 avx512_bf16\n", "x86_64", 2, ("CPUExecutionProvider",))
+    features = cpuf.parse_cpuinfo("flags\t\t: avx2 avx512_bf16\n", "x86_64", 2, ("CPUExecutionProvider",))
     rows = peers.plugin_rows(features)
     assert set(rows) == {"vggedge INT8 Q/DQ on the OpenVINO plugin EP",
                          "vggedge FP32 file in bfloat16 on the OpenVINO plugin EP"}

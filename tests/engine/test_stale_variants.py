@@ -13,7 +13,7 @@ from vggedge.engine.registry import onnx_for_precision, onnx_variants, recorded_
 from vggedge.errors import ModelError, VggEdgeError
 from vggedge.precision.fp16 import write_fp16
 from vggedge.precision.int8 import quantize_int8
-from vggedge.runtime import cpu
+from vggedge.runtime.cpu import features as cpuf, variants as cpuv, planner as cpup
 from vggedge.runtime.select import select_runner
 from vggedge.spec import spec_path_for
 
@@ -62,16 +62,16 @@ def test_reexported_model_makes_its_variants_stale(model: Path) -> None:
 
 def test_cpu_auto_skips_a_stale_variant_and_prepare_variants_rewrites_it(model: Path, monkeypatch) -> None:
     monkeypatch.setenv("VGGEDGE_TUNE", "0")
-    features = cpu.cpu_features()
+    features = cpuf.cpu_features()
     tensorrt_style = model.with_name("tiny.int8.onnx")
-    assert cpu.current_variant(model, "tensorrt") == tensorrt_style
+    assert cpuv.current_variant(model, "tensorrt") == tensorrt_style
     reexport(model)
-    assert cpu.current_variant(model, "tensorrt") is None
-    chosen = cpu.auto_variant(model, features)
+    assert cpuv.current_variant(model, "tensorrt") is None
+    chosen = cpup.auto_variant(model, features)
     assert chosen is None or chosen[1] != tensorrt_style
-    written = cpu.prepare_variants(model, CALIB, features=features)
+    written = cpuv.prepare_variants(model, CALIB, features=features)
     assert all(stale_reason(path, model) is None for path in written.values())
-    assert cpu.current_variant(model, "tensorrt") == tensorrt_style
+    assert cpuv.current_variant(model, "tensorrt") == tensorrt_style
 
 
 def test_a_variant_without_a_recorded_source_is_judged_by_age(model: Path) -> None:

@@ -6,7 +6,7 @@ import pytest
 from vggedge.errors import BackendUnavailable, ConfigError
 from vggedge.model.export import export_vgg16
 from vggedge.model.vgg16 import VGG16Options
-from vggedge.runtime import cpu
+from vggedge.runtime.cpu import features as cpuf, variants as cpuv, runner as cpur
 
 ZEN4 = "flags\t\t: fpu sse2 avx avx2 fma avx512f avx512bw avx512_bf16 avx512_vnni\n"
 HASWELL = "flags\t\t: fpu sse2 avx avx2 fma\n"
@@ -26,18 +26,18 @@ WITH_OV = ("OpenVINOExecutionProvider", "CPUExecutionProvider")
     ("", "x86_64", dict(avx2=False, vnni=False)),
 ])
 def test_parse_cpuinfo(text, arch, expected):
-    features = cpu.parse_cpuinfo(text, arch, 2, CPU_ONLY)
+    features = cpuf.parse_cpuinfo(text, arch, 2, CPU_ONLY)
     for key, value in expected.items():
         assert getattr(features, key) == value, key
 
 
 def keys(text, arch, providers=CPU_ONLY):
-    return [v.key for v in cpu.variants_for(cpu.parse_cpuinfo(text, arch, 4, providers))]
+    return [v.key for v in cpuv.variants_for(cpuf.parse_cpuinfo(text, arch, 4, providers))]
 
 
 def test_openvino_ep_first_when_installed_on_x86():
     assert keys(ZEN4, "x86_64", WITH_OV)[0] == "ov-int8"
-    ov = cpu.variants_for(cpu.parse_cpuinfo(ZEN4, "x86_64", 4, WITH_OV))[0]
+    ov = cpuv.variants_for(cpuf.parse_cpuinfo(ZEN4, "x86_64", 4, WITH_OV))[0]
     assert ov.options.providers[0][0] == "OpenVINOExecutionProvider"
     assert ov.options.providers[0][1]["num_of_threads"] == "4" and ov.model == "tensorrt"
     assert ov.options.providers[-1] == "CPUExecutionProvider"  # the plain provider stays the fallback
@@ -46,36 +46,36 @@ def test_openvino_ep_first_when_installed_on_x86():
 def test_jetson_arm_uses_plain_onnxruntime():
     """ARM boards: never the OpenVINO EP, INT8 with dot-product instructions, FP32 last."""
     assert keys(ORIN, "aarch64", WITH_OV) == ["int8", "int8-trt", "fp32"]
-    variants = cpu.variants_for(cpu.parse_cpuinfo(NANO, "aarch64", 4, CPU_ONLY))
+    variants = cpuv.variants_for(cpuf.parse_cpuinfo(NANO, "aarch64", 4, CPU_ONLY))
     assert variants[0].model == "cpu" and all(v.options.providers == ("CPUExecutionProvider",) for v in variants)
 
 
 def test_x86_without_vnni_uses_reduce_range():
-    assert cpu.variants_for(cpu.parse_cpuinfo(HASWELL, "x86_64", 2, CPU_ONLY))[0].model == "cpu-rr"
-    assert cpu.variants_for(cpu.parse_cpuinfo(ZEN4, "x86_64", 2, CPU_ONLY))[0].model == "cpu"
+    assert cpuv.variants_for(cpuf.parse_cpuinfo(HASWELL, "x86_64", 2, CPU_ONLY))[0].model == "cpu-rr"
+    assert cpuv.variants_for(cpuf.parse_cpuinfo(ZEN4, "x86_64", 2, CPU_ONLY))[0].model == "cpu"
 
 
 def test_threads_follow_cores():
-    for variant in cpu.variants_for(cpu.parse_cpuinfo(ZEN4, "x86_64", 6, CPU_ONLY)):
+    for variant in cpuv.variants_for(cpuf.parse_cpuinfo(ZEN4, "x86_64", 6, CPU_ONLY)):
         assert variant.options.intra_op_threads == 6 and variant.options.inter_op_threads == 1
 
 
 def test_override(monkeypatch):
-    features = cpu.parse_cpuinfo(ZEN4, "x86_64", 2, CPU_ONLY)
-    assert cpu.choose(features).key == "int8"
-    assert cpu.choose(features, "fp32").key == "fp32"
+    features = cpuf.parse_cpuinfo(ZEN4, "x86_64", 2, CPU_ONLY)
+    assert cpuv.choose(features).key == "int8"
+    assert cpuv.choose(features, "fp32").key == "fp32"
     monkeypatch.setenv("VGGEDGE_CPU_VARIANT", "int8-trt")
-    assert cpu.choose(features).key == "int8-trt"
+    assert cpuv.choose(features).key == "int8-trt"
     with pytest.raises(ConfigError, match=r"'ov-int8' is not available here; choose one of \['int8', 'int8-trt', 'fp32'\]"):
-        cpu.choose(features, "ov-int8")
+        cpuv.choose(features, "ov-int8")
 
 
 def test_variant_paths(tmp_path):
     fp32 = tmp_path / "vgg16.onnx"
-    assert cpu.variant_path(fp32, "fp32") == fp32
-    assert cpu.variant_path(fp32, "tensorrt").name == "vgg16.int8.onnx"
-    assert cpu.variant_path(fp32, "cpu").name == "vgg16.int8-cpu.onnx"
-    assert cpu.variant_path(fp32, "cpu-rr").name == "vgg16.int8-cpu-rr.onnx"
+    assert cpuv.variant_path(fp32, "fp32") == fp32
+    assert cpuv.variant_path(fp32, "tensorrt").name == "vgg16.int8.onnx"
+    assert cpuv.variant_path(fp32, "cpu").name == "vgg16.int8-cpu.onnx"
+    assert cpuv.variant_path(fp32, "cpu-rr").name == "vgg16.int8-cpu-rr.onnx"
 
 
 @pytest.fixture(scope="module")
@@ -86,17 +86,17 @@ def small(tmp_path_factory):
 
 
 def test_runner_for_missing_variant_says_how_to_build(small):
-    variant = cpu.choose(cpu.parse_cpuinfo(ZEN4, "x86_64", 2, CPU_ONLY))
+    variant = cpuv.choose(cpuf.parse_cpuinfo(ZEN4, "x86_64", 2, CPU_ONLY))
     with pytest.raises(BackendUnavailable, match=r"vgg16\.int8-cpu\.onnx: .*vggedge build"):
-        cpu.runner_for(variant, small)
+        cpuv.runner_for(variant, small)
 
 
 def test_auto_precision_picks_best_existing_file(small, monkeypatch):
-    monkeypatch.setattr(cpu, "cpu_features", lambda: cpu.parse_cpuinfo(ZEN4, "x86_64", 2, CPU_ONLY))
-    assert cpu.cpu_runner(small, precision="auto").model == small  # no INT8 file yet: FP32
-    written = cpu.prepare_variants(small, "calib", features=cpu.parse_cpuinfo(ZEN4, "x86_64", 2, CPU_ONLY))
+    monkeypatch.setattr(cpuf, "cpu_features", lambda: cpuf.parse_cpuinfo(ZEN4, "x86_64", 2, CPU_ONLY))
+    assert cpur.cpu_runner(small, precision="auto").model == small  # no INT8 file yet: FP32
+    written = cpuv.prepare_variants(small, "calib", features=cpuf.parse_cpuinfo(ZEN4, "x86_64", 2, CPU_ONLY))
     assert set(written) == {"cpu", "tensorrt", "fp32"} and all(p.exists() for p in written.values())
-    runner = cpu.cpu_runner(small, precision="auto")
+    runner = cpur.cpu_runner(small, precision="auto")
     assert runner.model == written["cpu"]
     with runner:
         assert runner.providers()[0] == "CPUExecutionProvider"
@@ -106,10 +106,10 @@ def test_openvino_ep_follows_the_spec_not_the_file_name(tmp_path, monkeypatch):
     """An INT8 model (by its spec) gets the OpenVINO EP when installed, whatever its file is called."""
     from vggedge.spec import ModelSpec, spec_path_for
 
-    monkeypatch.setattr(cpu, "cpu_features", lambda: cpu.parse_cpuinfo(ZEN4, "x86_64", 2, WITH_OV))
+    monkeypatch.setattr(cpuf, "cpu_features", lambda: cpuf.parse_cpuinfo(ZEN4, "x86_64", 2, WITH_OV))
     quantized, plain = tmp_path / "mine.onnx", tmp_path / "other.int8.onnx"
     ModelSpec(precision="int8").save(spec_path_for(quantized))
     ModelSpec(precision="fp32").save(spec_path_for(plain))
-    assert cpu.cpu_runner(quantized).options.providers[0][0] == "OpenVINOExecutionProvider"
-    assert cpu.cpu_runner(plain).options.providers == ("CPUExecutionProvider",)
-    assert cpu.cpu_runner(b"onnx bytes").options.providers == ("CPUExecutionProvider",)
+    assert cpur.cpu_runner(quantized).options.providers[0][0] == "OpenVINOExecutionProvider"
+    assert cpur.cpu_runner(plain).options.providers == ("CPUExecutionProvider",)
+    assert cpur.cpu_runner(b"onnx bytes").options.providers == ("CPUExecutionProvider",)

@@ -9,8 +9,8 @@ from types import SimpleNamespace
 import pytest
 
 from vggedge.errors import BackendUnavailable, ConfigError
-from vggedge.runtime import cpu, openvino_ep
-from vggedge.runtime.openvino_ep import OpenVinoOptions
+from vggedge.runtime.cpu import openvino_ep, features as cpuf, variants as cpuv, runner as cpur
+from vggedge.runtime.cpu.openvino_ep import OpenVinoOptions
 
 ZEN4 = "flags\t\t: avx2 avx512f avx512_bf16 avx512_vnni\n"
 ICELAKE = "flags\t\t: avx2 avx512f avx512_vnni\n"
@@ -18,8 +18,8 @@ SAPPHIRE = "flags\t\t: avx2 avx512f avx512_vnni avx512_bf16 amx_bf16 amx_int8 am
 CPU_ONLY = ("CPUExecutionProvider",)
 
 
-def with_plugin(text: str, cores: int = 2) -> cpu.CpuFeatures:
-    return dataclasses.replace(cpu.parse_cpuinfo(text, "x86_64", cores, CPU_ONLY), openvino_plugin=True)
+def with_plugin(text: str, cores: int = 2) -> cpuf.CpuFeatures:
+    return dataclasses.replace(cpuf.parse_cpuinfo(text, "x86_64", cores, CPU_ONLY), openvino_plugin=True)
 
 
 def test_option_mapping():
@@ -56,26 +56,26 @@ def test_device_filtering():
 
 
 def test_plugin_variants_and_order():
-    keys = [v.key for v in cpu.variants_for(with_plugin(ZEN4))]
+    keys = [v.key for v in cpuv.variants_for(with_plugin(ZEN4))]
     assert keys == ["ov-int8", "int8", "int8-trt", "ov-bf16", "fp32"]
-    assert [v.key for v in cpu.variants_for(with_plugin(SAPPHIRE))][:2] == ["ov-int8", "ov-bf16"]  # AMX: bf16 next
-    assert "ov-bf16" not in [v.key for v in cpu.variants_for(with_plugin(ICELAKE))]  # no bf16 instructions
-    ov_int8, bf16 = (next(v for v in cpu.variants_for(with_plugin(ZEN4)) if v.key == k) for k in ("ov-int8", "ov-bf16"))
+    assert [v.key for v in cpuv.variants_for(with_plugin(SAPPHIRE))][:2] == ["ov-int8", "ov-bf16"]  # AMX: bf16 next
+    assert "ov-bf16" not in [v.key for v in cpuv.variants_for(with_plugin(ICELAKE))]  # no bf16 instructions
+    ov_int8, bf16 = (next(v for v in cpuv.variants_for(with_plugin(ZEN4)) if v.key == k) for k in ("ov-int8", "ov-bf16"))
     assert ov_int8.model == "tensorrt" and ov_int8.options.openvino == OpenVinoOptions("LATENCY")
     assert bf16.model == "fp32" and bf16.options.openvino.inference_precision == "bf16"
     assert ov_int8.options.intra_op_threads == 2  # the plain provider (fallback for the rest) keeps its tuning
 
 
 def test_user_threads_reach_openvino(tmp_path):
-    variant = next(v for v in cpu.variants_for(with_plugin(ZEN4)) if v.key == "ov-int8")
+    variant = next(v for v in cpuv.variants_for(with_plugin(ZEN4)) if v.key == "ov-int8")
     (tmp_path / "vgg16.int8.onnx").write_bytes(b"x")
-    runner = cpu.runner_for(variant, tmp_path / "vgg16.onnx", cpu.RunnerOptions(threads=1))
+    runner = cpuv.runner_for(variant, tmp_path / "vgg16.onnx", cpur.RunnerOptions(threads=1))
     assert runner.options.openvino.threads == 1 and runner.options.intra_op_threads == 1
 
 
 def test_full_build_keeps_the_classic_provider_list():
-    features = cpu.parse_cpuinfo(ZEN4, "x86_64", 4, ("OpenVINOExecutionProvider", "CPUExecutionProvider"))
-    ov = cpu.variants_for(features)[0]
+    features = cpuf.parse_cpuinfo(ZEN4, "x86_64", 4, ("OpenVINOExecutionProvider", "CPUExecutionProvider"))
+    ov = cpuv.variants_for(features)[0]
     assert ov.key == "ov-int8" and ov.options.openvino is None
     assert ov.options.providers[0] == ("OpenVINOExecutionProvider", {"device_type": "CPU", "precision": "FP32",
                                                                       "num_of_threads": "4"})
@@ -156,8 +156,8 @@ def test_session_on_the_plugin(plugin, small):
 
 
 def test_this_machine_leaves_out_what_it_cannot_run(plugin):
-    features = cpu.cpu_features()
-    keys = [v.key for v in cpu.variants_for(features)]
+    features = cpuf.cpu_features()
+    keys = [v.key for v in cpuv.variants_for(features)]
     assert features.openvino_plugin == openvino_ep.status().usable
     assert ("ov-int8" in keys) == (features.openvino_plugin or "OpenVINOExecutionProvider" in features.providers)
 
@@ -177,8 +177,8 @@ def test_a_plugin_that_fails_to_load_is_a_reason_not_a_crash(monkeypatch):
         assert "onnxruntime-ep-openvino" in found.reason and "failed to load" in found.reason
         with pytest.raises(BackendUnavailable, match="failed to load"):
             openvino_ep.cpu_device()
-        features = cpu.cpu_features()
+        features = cpuf.cpu_features()
         assert not features.openvino_plugin
-        assert all(v.options.openvino is None for v in cpu.variants_for(features))
+        assert all(v.options.openvino is None for v in cpuv.variants_for(features))
     finally:
         assert openvino_ep.unregister()  # forget the failed attempt (nothing was registered)

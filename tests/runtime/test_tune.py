@@ -9,10 +9,10 @@ import pytest
 from vggedge.errors import BackendUnavailable
 from vggedge.model.export import export_vgg16
 from vggedge.model.vgg16 import VGG16Options
-from vggedge.runtime import cpu, tune
+from vggedge.runtime.cpu import tune, features as cpuf, variants as cpuv, runner as cpur
 from vggedge.runtime.base import RunnerOptions
 
-ZEN4 = cpu.parse_cpuinfo("flags\t\t: avx2 avx512f avx512_bf16 avx512_vnni\n", "x86_64", 2, ("CPUExecutionProvider",))
+ZEN4 = cpuf.parse_cpuinfo("flags\t\t: avx2 avx512f avx512_bf16 avx512_vnni\n", "x86_64", 2, ("CPUExecutionProvider",))
 
 
 @pytest.fixture
@@ -20,7 +20,7 @@ def model(tmp_path, monkeypatch):
     """A fake FP32 file with both INT8 files beside it (timings are faked: nothing is loaded)."""
     monkeypatch.setenv("VGGEDGE_TUNE", "1")
     monkeypatch.setenv("VGGEDGE_CACHE", str(tmp_path / "cache"))
-    monkeypatch.setattr(cpu, "cpu_features", lambda: ZEN4)
+    monkeypatch.setattr(cpuf, "cpu_features", lambda: ZEN4)
     fp32 = tmp_path / "vgg16.onnx"
     for name in ("vgg16.onnx", "vgg16.int8.onnx", "vgg16.int8-cpu.onnx"):
         (tmp_path / name).write_bytes(name.encode())
@@ -79,8 +79,8 @@ def test_a_changed_key_re_tunes(model, monkeypatch, change):
 def test_core_count_is_part_of_the_key(model):
     import dataclasses
 
-    a = tune.key_for(model, 8, ZEN4, cpu.variants_for(ZEN4))
-    b = tune.key_for(model, 8, dataclasses.replace(ZEN4, cores=16), cpu.variants_for(ZEN4))
+    a = tune.key_for(model, 8, ZEN4, cpuv.variants_for(ZEN4))
+    b = tune.key_for(model, 8, dataclasses.replace(ZEN4, cores=16), cpuv.variants_for(ZEN4))
     assert a.digest() != b.digest()
 
 
@@ -88,10 +88,10 @@ def test_auto_runs_the_measured_winner_and_announces_tuning(model, monkeypatch, 
     timer = FakeTimer({"int8": 0.3, "int8-trt": 0.5, "fp32": 0.1})
     monkeypatch.setattr(tune, "time_variant", timer)
     with caplog.at_level("INFO"):
-        runner = cpu.cpu_runner(model, RunnerOptions(max_batch=2), precision="auto")
+        runner = cpur.cpu_runner(model, RunnerOptions(max_batch=2), precision="auto")
     assert runner.model == model  # fp32 measured fastest here, against the feature order
     assert sum("tuning the CPU path for vgg16.onnx at batch 2" in r.message for r in caplog.records) == 1
-    cpu.cpu_runner(model, RunnerOptions(max_batch=2), precision="auto")
+    cpur.cpu_runner(model, RunnerOptions(max_batch=2), precision="auto")
     assert len(timer.calls) == 3  # the second runner read the cache
 
 
@@ -99,10 +99,10 @@ def test_user_override_and_explicit_precision_win(model, monkeypatch):
     timer = FakeTimer({"int8": 0.3, "int8-trt": 0.5, "fp32": 0.1})
     monkeypatch.setattr(tune, "time_variant", timer)
     monkeypatch.setenv("VGGEDGE_CPU_VARIANT", "int8-trt")
-    assert cpu.cpu_runner(model, precision="auto").model.name == "vgg16.int8.onnx"
-    assert cpu.cpu_runner(model, precision="auto", variant="int8").model.name == "vgg16.int8-cpu.onnx"
+    assert cpur.cpu_runner(model, precision="auto").model.name == "vgg16.int8.onnx"
+    assert cpur.cpu_runner(model, precision="auto", variant="int8").model.name == "vgg16.int8-cpu.onnx"
     monkeypatch.delenv("VGGEDGE_CPU_VARIANT")
-    assert cpu.cpu_runner(model, precision="as-given").model == model
+    assert cpur.cpu_runner(model, precision="as-given").model == model
     assert timer.calls == []  # nothing was timed
 
 
@@ -110,14 +110,14 @@ def test_override_without_its_file_says_how_to_build(model, monkeypatch):
     (model.parent / "vgg16.int8.onnx").unlink()
     monkeypatch.setenv("VGGEDGE_CPU_VARIANT", "int8-trt")
     with pytest.raises(BackendUnavailable, match=r"vgg16\.int8\.onnx: the int8-trt CPU variant .*vggedge build"):
-        cpu.cpu_runner(model, precision="auto")
+        cpur.cpu_runner(model, precision="auto")
 
 
 def test_tuning_off_keeps_the_feature_order(model, monkeypatch):
     timer = FakeTimer({})
     monkeypatch.setattr(tune, "time_variant", timer)
     monkeypatch.setenv("VGGEDGE_TUNE", "0")
-    assert cpu.cpu_runner(model, precision="auto").model.name == "vgg16.int8-cpu.onnx"  # variants_for order
+    assert cpur.cpu_runner(model, precision="auto").model.name == "vgg16.int8-cpu.onnx"  # variants_for order
     assert timer.calls == []
 
 
@@ -150,9 +150,9 @@ def test_real_short_tune_on_the_tiny_model(tmp_path, monkeypatch, capsys):
     monkeypatch.setenv("VGGEDGE_CACHE", str(tmp_path / "cache"))
     opts = VGG16Options(include_rescaling=False, include_top=True, num_classes=10, input_shape=(32, 32, 3))
     fp32 = export_vgg16("random:5", tmp_path / "vgg16.onnx", opts).onnx_path
-    cpu.prepare_variants(fp32, "calib")
+    cpuv.prepare_variants(fp32, "calib")
     result = tune.tune(fp32, RunnerOptions(max_batch=2), seconds=0.2)
-    runnable = [v.key for v in tune.runnable(fp32, cpu.cpu_features())]
+    runnable = [v.key for v in tune.runnable(fp32, cpuf.cpu_features())]
     assert set(result.seconds_per_batch) | set(result.failed) == set(runnable) and len(runnable) >= 3
     assert all(s > 0 for s in result.seconds_per_batch.values()) and result.winner in result.seconds_per_batch
     assert main(["tune", "--model", str(fp32), "--batch-size", "2", "--seconds", "0.2"]) == 0
@@ -175,6 +175,6 @@ def test_unwritable_cache_or_failed_tuning_never_breaks_inference(model, monkeyp
         raise BackendUnavailable("nothing runs")
     monkeypatch.setattr(tune, "time_variant", broken)
     with caplog.at_level("WARNING"):
-        runner = cpu.cpu_runner(model, precision="auto")
+        runner = cpur.cpu_runner(model, precision="auto")
     assert runner.model.name == "vgg16.int8-cpu.onnx"  # the feature-detection order
     assert "CPU tuning failed" in caplog.text

@@ -7,7 +7,8 @@ from typing import Sequence
 from ..errors import ImageError
 from ..preprocess import list_images
 from ..runtime.base import RunnerOptions
-from ..runtime.cpu import CpuFeatures, cpu_features, current_variant, runner_for, variant_path, variants_for
+from ..runtime.cpu.features import CpuFeatures, cpu_features
+from ..runtime.cpu.variants import current_variant, runner_for, variant_path, variants_for
 from ..spec import load_spec_for
 from .batches import gather, run_images
 from .compare import CompareReport, agreement, load_views

@@ -49,10 +49,11 @@ def cpu_path() -> dict:
     """CPU features, onnxruntime's providers, and the CPU variants in the order they would be chosen."""
     from dataclasses import asdict
 
-    from ..runtime.cpu import cpu_features, variants_for
+    from ..runtime.cpu.features import cpu_features
+    from ..runtime.cpu.variants import variants_for
 
     features = cpu_features()
-    from ..runtime.openvino_ep import describe  # openvino: plugin found, version, devices, skip reason
+    from ..runtime.cpu.openvino_ep import describe  # openvino: plugin found, version, devices, skip reason
 
     return {"features": asdict(features), "variants": [f"{v.key}: {v.label}" for v in variants_for(features)],
             "openvino": describe()}
@@ -75,7 +76,7 @@ def format_info(data: dict) -> str:
     lines.append(f"cpu path: {features['arch']}, {features['cores']} cores, {flags}; "
                  f"onnxruntime providers {', '.join(features['providers'])}")
     lines += [f"  {i + 1}. {v}" for i, v in enumerate(data["cpu"]["variants"])]
-    from ..runtime.openvino_ep import format_description  # the OpenVINO plugin EP: found, version, devices
+    from ..runtime.cpu.openvino_ep import format_description  # the OpenVINO plugin EP: found, version, devices
 
     lines += format_description(data["cpu"]["openvino"])
     return "\n".join(lines)
@@ -83,7 +84,7 @@ def format_info(data: dict) -> str:
 
 def _tuned_lines(data: dict[str, Any]) -> list[str]:
     """The measured CPU variant tables of a model (`vggedge tune`), as text."""
-    from ..runtime.tune import TuneResult, format_table
+    from ..runtime.cpu.tune import TuneResult, format_table
 
     tables = [TuneResult.from_json(t) for t in data["tuned"]["tables"]]
     lines = [f"tuned CPU variants of {data['tuned']['model']}: " + ("" if tables else "none yet (run `vggedge tune`)")]
@@ -114,7 +115,7 @@ def model_info(model: str | Path, backend: str = "auto", precision: str = "as-gi
         data["preprocessing"] = artefact_spec(model).preprocessing.describe()
     except VggEdgeError as exc:
         data["preprocessing"] = f"unknown ({exc})"
-    from ..runtime.tune import table_for
+    from ..runtime.cpu.tune import table_for
 
     data["tuned"] = {"model": str(base_model(onnx_model)),
                      "tables": [t.to_json() for t in table_for(base_model(onnx_model))]}
@@ -153,7 +154,8 @@ def _engine_row(plan: Path, identity: EngineIdentity) -> dict[str, Any]:
 
 def _cpu_choice(fp32: Path) -> dict[str, Any]:
     """The variant the tuned CPU path would take for ``precision="auto"``, and whether its file exists."""
-    from ..runtime.cpu import choose, cpu_features, current_variant, variant_path
+    from ..runtime.cpu.features import cpu_features
+    from ..runtime.cpu.variants import choose, current_variant, variant_path
 
     try:
         variant = choose(cpu_features())
@@ -194,7 +196,7 @@ def format_model_info(data: dict[str, Any]) -> str:
         lines.append(f"would run: {run['backend']} on {run['artefact']} (precision {run['precision']})")
         lines += [f"  skipped {name}: {reason}" for name, reason in run["skipped"].items()]
     lines += _tuned_lines(data)
-    from ..runtime.openvino_ep import describe, format_description
+    from ..runtime.cpu.openvino_ep import describe, format_description
 
     lines += format_description(describe())
     return "\n".join(lines)

@@ -5,7 +5,7 @@ from pathlib import Path
 
 from ..errors import ConfigError, ModelError
 from ..runtime.base import RunnerOptions
-from ..runtime.tune import TuneResult, format_table, tune
+from ..runtime.cpu.tune import TuneResult, format_table, tune
 
 
 def run_tune(model: str | Path, *, batch_size: int = 8, seconds: float = 2.0, force: bool = False,
@@ -20,7 +20,7 @@ def run_tune(model: str | Path, *, batch_size: int = 8, seconds: float = 2.0, fo
 
 def format_report(model: str | Path, result: TuneResult) -> str:
     """The table, and what `precision="auto"` will now run."""
-    from ..runtime import openvino_ep
+    from ..runtime.cpu import openvino_ep
 
     lines = [f"{model}: CPU variants on {result.key.cpu}"] + format_table(result)
     if openvino_ep.installed() and not openvino_ep.status().usable:

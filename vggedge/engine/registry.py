@@ -31,7 +31,7 @@ ENGINE_SUFFIXES = (".plan", ".engine")
 PRECISION_CHOICES = ("as-given", "auto", "fp32", "fp16", "int8")
 #: engines tried by ``precision="auto"``, fastest first
 ENGINE_AUTO_ORDER = ("int8", "fp16", "fp32")
-#: ONNX variant suffixes beside ``<stem>.onnx`` (see precision/ and runtime/cpu.py)
+#: ONNX variant suffixes beside ``<stem>.onnx`` (see precision/ and runtime/cpu/)
 _VARIANT = re.compile(r"^(?P<base>.+?)\.(?P<tag>fp16|int8|int8-cpu|int8-cpu-rr)$")
 INDEX_SUFFIX = ".engines.json"
 
@@ -105,7 +105,7 @@ def stale_reason(variant: PathLike, base: PathLike | None = None) -> str | None:
         return None
     tag = _tag(variant)
     redo = (f"`vggedge build --model {base} --precision {tag}`" if tag in ("fp16", "int8")
-            else "`vggedge demo` or vggedge.runtime.cpu.prepare_variants()")
+            else "`vggedge demo` or vggedge.runtime.cpu.variants.prepare_variants()")
     recorded = recorded_source(variant)
     if recorded is None:
         if variant.stat().st_mtime_ns >= base.stat().st_mtime_ns:

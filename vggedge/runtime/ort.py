@@ -12,7 +12,7 @@ from ..errors import BackendUnavailable, ModelError, VggEdgeError
 from .base import Runner, RunnerOptions, TensorMeta
 
 if TYPE_CHECKING:
-    from .openvino_ep import OpenVinoOptions
+    from .cpu.openvino_ep import OpenVinoOptions
 
 ORT_TYPES = {"tensor(float)": np.float32, "tensor(float16)": np.float16, "tensor(double)": np.float64,
              "tensor(int8)": np.int8, "tensor(uint8)": np.uint8, "tensor(int32)": np.int32,
@@ -55,7 +55,7 @@ class OrtOptions:
             opts.add_session_config_entry(key, value)
         opts.log_severity_level = 3
         if self.openvino is not None:
-            from .openvino_ep import add_cpu_provider
+            from .cpu.openvino_ep import add_cpu_provider
 
             add_cpu_provider(opts, self.openvino)
         return opts
@@ -64,7 +64,7 @@ class OrtOptions:
     def first_provider(self) -> str:
         """The provider the session is expected to run first."""
         if self.openvino is not None:
-            from .openvino_ep import EP_NAME
+            from .cpu.openvino_ep import EP_NAME
 
             return EP_NAME
         wanted = self.providers[0]
@@ -92,7 +92,7 @@ class OrtRunner(Runner):
         plugin = self.options.openvino is not None
         providers = None if plugin else list(self.options.providers)  # the plugin comes through the options
         if plugin:
-            from . import openvino_ep
+            from .cpu import openvino_ep
 
             openvino_ep.acquire()  # counted before the session exists: never unregistered under it
         try:
@@ -115,7 +115,7 @@ class OrtRunner(Runner):
     def _deactivate(self) -> None:
         self.session = None
         if self.options.openvino is not None:
-            from . import openvino_ep
+            from .cpu import openvino_ep
 
             openvino_ep.release()  # after the session is dropped
 

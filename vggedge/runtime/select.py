@@ -92,8 +92,8 @@ def _load(path: str) -> Callable[..., Any]:
 BACKENDS: dict[str, Backend] = {
     "trt": Backend("trt", "vggedge.runtime.gpu.trt:TrtRunner", probe_trt, "engine"),
     "ort-cuda": Backend("ort-cuda", "vggedge.runtime.gpu.ort_cuda:OrtCudaRunner", probe_ort_cuda, "onnx"),
-    "ort-cpu": Backend("ort-cpu", "vggedge.runtime.cpu:cpu_runner", probe_ort_cpu, "onnx", True,
-                       "vggedge.runtime.cpu:prepare_variants"),
+    "ort-cpu": Backend("ort-cpu", "vggedge.runtime.cpu.runner:cpu_runner", probe_ort_cpu, "onnx", True,
+                       "vggedge.runtime.cpu.variants:prepare_variants"),
 }
 AUTO_ORDER = ("trt", "ort-cuda", "ort-cpu")
 

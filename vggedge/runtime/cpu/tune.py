@@ -24,11 +24,12 @@ from typing import Callable
 
 import numpy as np
 
-from .. import env
-from ..errors import VggEdgeError
-from .base import RunnerOptions
-from .cpu import (CpuFeatures, CpuVariant, cpu_features, cpu_model_name, current_variant, runner_for, variant_path,
-                  variants_for)
+from ... import env
+from ...errors import VggEdgeError
+from ..base import RunnerOptions
+from . import features as _features
+from .features import CpuFeatures, cpu_model_name
+from .variants import CpuVariant, current_variant, runner_for, variants_for
 
 log = logging.getLogger(__name__)
 PACKAGES = ("vggedge", "onnxruntime", "onnxruntime-ep-openvino", "onnxruntime-openvino")
@@ -184,7 +185,7 @@ def tune(fp32: str | Path, options: RunnerOptions | None = None, *, features: Cp
     ``timer``, default :func:`time_variant`) and cached."""
     timer = timer or time_variant
     fp32, options = Path(fp32), options or RunnerOptions()
-    features = features or cpu_features()
+    features = features or _features.cpu_features()
     variants = runnable(fp32, features)
     if not variants:
         raise VggEdgeError(f"{fp32}: no CPU variant's file exists here (the FP32 model itself is missing?)")

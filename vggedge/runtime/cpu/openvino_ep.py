@@ -29,7 +29,7 @@ import threading
 from dataclasses import dataclass
 from typing import Any, Iterable
 
-from ..errors import BackendUnavailable, ConfigError
+from ...errors import BackendUnavailable, ConfigError
 
 log = logging.getLogger(__name__)
 

@@ -1,0 +1,148 @@
+"""The CPU configurations ("variants") this machine can run, their files beside the FP32 model,
+and an inactive runner for each."""
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from ... import env
+from ...errors import BackendUnavailable, ConfigError
+from ..base import RunnerOptions
+from ..ort import OrtOptions, OrtRunner
+from . import features as _features
+from .features import CpuFeatures
+from .openvino_ep import OpenVinoOptions
+
+log = logging.getLogger(__name__)
+OPENVINO_EP = "OpenVINOExecutionProvider"
+
+
+@dataclass(frozen=True)
+class CpuVariant:
+    """One runnable CPU configuration: which model file, which provider, which session settings."""
+
+    key: str
+    label: str
+    precision: str
+    model: str  # "fp32" | "tensorrt" | "cpu" | "cpu-rr": the file variant (see module docstring)
+    options: OrtOptions = field(default_factory=OrtOptions)
+
+
+def _ort_options(features: CpuFeatures, providers: tuple = ("CPUExecutionProvider",),
+                 openvino: OpenVinoOptions | None = None) -> OrtOptions:
+    return OrtOptions(intra_op_threads=features.cores, inter_op_threads=1, allow_spinning=True,
+                      graph_optimization="all", providers=providers, openvino=openvino)
+
+
+def _openvino_variants(features: CpuFeatures) -> list[CpuVariant]:
+    """The plugin EP's variants (INT8 file; FP32 file in bf16 where the CPU has bf16), else the full
+    build's INT8 variant. LATENCY hint, OpenVINO's own threads/streams: what measured best
+    (benchmarks/results/openvino-options.md)."""
+    if not features.x86:
+        return []
+    if features.openvino_plugin:
+        out = [CpuVariant("ov-int8", "INT8 Q/DQ on the OpenVINO plugin EP", "int8", "tensorrt",
+                          _ort_options(features, openvino=OpenVinoOptions("LATENCY")))]
+        if features.bf16:
+            out.append(CpuVariant("ov-bf16", "FP32 file in bfloat16 on the OpenVINO plugin EP", "bf16", "fp32",
+                                  _ort_options(features, openvino=OpenVinoOptions("LATENCY", "bf16"))))
+        return out
+    if OPENVINO_EP in features.providers:
+        ov = (OPENVINO_EP, OpenVinoOptions(threads=features.cores).build_options()), "CPUExecutionProvider"
+        return [CpuVariant("ov-int8", "INT8 Q/DQ on onnxruntime's OpenVINO EP (full build)", "int8", "tensorrt",
+                           _ort_options(features, ov))]
+    return []
+
+
+def variants_for(features: CpuFeatures) -> list[CpuVariant]:
+    """Every configuration this CPU can run, in feature-detection order (expected fastest first)."""
+    openvino = _openvino_variants(features)
+    out = [v for v in openvino if v.key == "ov-int8"]
+    bf16 = [v for v in openvino if v.key == "ov-bf16"]
+    if features.amx:  # bf16 matrix units: the bf16 variant beats plain-provider INT8 (issue 12's table)
+        out += bf16
+    int8_model = "cpu" if (features.vnni or not features.x86) else "cpu-rr"
+    out.append(CpuVariant("int8", f"INT8 Q/DQ ({int8_model} style) on onnxruntime CPU", "int8", int8_model,
+                          _ort_options(features)))
+    out.append(CpuVariant("int8-trt", "INT8 Q/DQ (TensorRT style) on onnxruntime CPU", "int8", "tensorrt",
+                          _ort_options(features)))
+    if not features.amx:
+        out += bf16
+    out.append(CpuVariant("fp32", "FP32 on onnxruntime CPU, tuned session", "fp32", "fp32", _ort_options(features)))
+    return out
+
+
+def choose(features: CpuFeatures, override: str | None = None) -> CpuVariant:
+    """The fastest variant, or the one named by ``override`` (``VGGEDGE_CPU_VARIANT`` also works)."""
+    variants = variants_for(features)
+    wanted = override or env.cpu_variant()
+    if not wanted:
+        return variants[0]
+    for variant in variants:
+        if variant.key == wanted:
+            return variant
+    raise ConfigError(f"CPU variant {wanted!r} is not available here; choose one of {[v.key for v in variants]}")
+
+
+def variant_path(fp32: str | Path, model: str) -> Path:
+    """The file of a model variant beside the FP32 model."""
+    fp32 = Path(fp32)
+    if model == "fp32":
+        return fp32
+    suffix = "int8" if model == "tensorrt" else f"int8-{model}"
+    return fp32.with_name(f"{fp32.stem}.{suffix}.onnx")
+
+
+def prepare_variants(fp32: str | Path, calib: str | Path, *, features: CpuFeatures | None = None,
+                     method: str = "minmax") -> dict[str, Path]:
+    """Write the INT8 files the CPU variants need (calibration is cached); returns model -> path."""
+    from ...precision.int8 import STYLES, quantize_int8
+
+    features = features or _features.cpu_features()
+    written: dict[str, Path] = {}
+    for variant in variants_for(features):
+        path = variant_path(fp32, variant.model)
+        if variant.model not in written and current_variant(fp32, variant.model) is None:
+            quantize_int8(fp32, calib, path, method=method, style=STYLES[variant.model])  # missing or stale
+        written[variant.model] = path
+    return written
+
+
+def current_variant(fp32: str | Path, model: str) -> Path | None:
+    """The variant's file when it exists and was written from this FP32 model; a stale one is reported, not used."""
+    from ...engine.registry import stale_reason
+
+    path = variant_path(fp32, model)
+    if not path.is_file():
+        return None
+    stale = stale_reason(path, fp32)
+    if stale:
+        log.warning("not using %s: %s", path.name, stale)
+        return None
+    return path
+
+
+def _threaded(options: OrtOptions, runner_options: RunnerOptions) -> OrtOptions:
+    """The tuned session settings with the user's thread count, when given."""
+    if runner_options.threads is None:
+        return options
+    import dataclasses
+
+    openvino = options.openvino and dataclasses.replace(options.openvino, threads=runner_options.threads)
+    return dataclasses.replace(options, intra_op_threads=runner_options.threads, openvino=openvino)
+
+
+def runner_for(variant: CpuVariant, model_dir_or_fp32: str | Path,
+               runner_options: RunnerOptions | None = None) -> OrtRunner:
+    """An (inactive) onnxruntime runner for a variant, given the FP32 model or its folder."""
+    fp32 = Path(model_dir_or_fp32)
+    if fp32.is_dir():
+        fp32 = fp32 / "vgg16.onnx"
+    path = variant_path(fp32, variant.model)
+    if current_variant(fp32, variant.model) is None:
+        raise BackendUnavailable(f"{path}: the {variant.key} CPU variant needs this file, written from {fp32}; "
+                                 "write it with "
+                                 f"`vggedge build --model {fp32} --precision int8` or prepare_variants()")
+    runner_options = runner_options or RunnerOptions()
+    return OrtRunner(path, _threaded(variant.options, runner_options), runner_options)
