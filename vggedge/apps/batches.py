@@ -18,8 +18,9 @@ from typing import Callable, Iterable, Iterator, Optional, Sequence
 import numpy as np
 
 from ..checks import count
+from ..decode_pool import DecodePool, shared_pool
 from ..errors import ImageError
-from ..preprocess import ImageLike, list_images, prepare
+from ..preprocess import ImageLike, list_images
 from ..runtime.base import BatchOutput, Runner
 from ..spec import ModelSpec
 
@@ -91,23 +92,21 @@ def image_batches(images: Iterable[ImageLike], size: int) -> Iterator[ImageBatch
         yield ImageBatch(start, chunk)
 
 
-def prepare_images(spec: ModelSpec, *, reduced_decode: bool | None = None) -> ImagePrepareFn:
-    """The default prepare function: decode and preprocess each source into the next free row.
+def prepare_images(spec: ModelSpec, *, reduced_decode: bool | None = None,
+                   pool: DecodePool | None = None) -> ImagePrepareFn:
+    """The default prepare function: decode and preprocess the batch's sources in parallel, good rows first.
 
-    ``reduced_decode`` reaches the decoder: None follows the process-wide switch
+    Decoding runs on ``pool`` (default: the process-wide :func:`vggedge.decode_pool.shared_pool`,
+    every core). ``reduced_decode`` reaches the decoder: None follows the process-wide switch
     (:func:`vggedge.preprocess.reduced_decode_enabled`), True/False overrides it.
     """
     def prepare_batch(batch: ImageBatch, inputs: dict[str, np.ndarray]) -> int:
         target = inputs[spec.input_name]
-        batch.rows.clear()
+        rows, errors = (pool or shared_pool()).prepare_into(batch.sources, spec, target,
+                                                            reduced_decode=reduced_decode)
+        batch.rows[:] = rows
         batch.errors.clear()
-        for offset, source in enumerate(batch.sources):
-            try:
-                prepare(source, spec, out=target[len(batch.rows)], reduced_decode=reduced_decode)
-            except ImageError as exc:
-                batch.errors[offset] = exc
-                continue
-            batch.rows.append(offset)
+        batch.errors.update(errors)
         if not batch.rows:  # nothing decodable: one blank row keeps the batch (and the order) flowing
             target[0] = 0
             return 1

@@ -20,6 +20,7 @@ import json
 import logging
 import os
 import time
+from contextlib import nullcontext
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Iterator, Sequence
@@ -27,6 +28,7 @@ from typing import Any, Callable, Iterator, Sequence
 import numpy as np
 
 from ..checks import count, seconds
+from ..decode_pool import DecodePool, shared_pool
 from ..engine.registry import artefact_spec
 from ..errors import ConfigError, ImageError
 from ..paths import CALIB_DIR
@@ -161,10 +163,11 @@ def _phase(runner: Runner, item: Any, prepare: PrepareFn | None, seconds: float,
 
 def bench_batch(runner: Runner, spec: ModelSpec, sources: list, batch: int, *, warmup_s: float,
                 duration_s: float, min_iters: int, progress: bool = False, rounds: int = 3,
-                reduced_decode: bool | None = None) -> BatchResult:
+                reduced_decode: bool | None = None, pool: DecodePool | None = None) -> BatchResult:
     """Inference only and the overlapped pipeline over ``sources`` (frames or files), side by side.
 
-    After a warm-up of each, the two phases alternate for ``rounds`` rounds
+    The pipeline decodes and preprocesses each batch on ``pool`` (default: the shared
+    pool over every core, :func:`vggedge.decode_pool.shared_pool`). After a warm-up of each, the two phases alternate for ``rounds`` rounds
     (``duration_s`` and ``min_iters`` split between them), so drift in the machine's
     load affects both alike.
     """
@@ -174,9 +177,13 @@ def bench_batch(runner: Runner, spec: ModelSpec, sources: list, batch: int, *, w
     chosen = [sources[i % len(sources)] for i in range(batch)]
     feed = {spec.input_name: preprocess(load_frames(chosen) if isinstance(chosen[0], Path) else chosen, spec)}
 
-    def prepare(items: list, inputs: dict[str, np.ndarray]) -> int:  # decode (files) and preprocess
-        preprocess(items, spec, out=inputs[spec.input_name][:len(items)], reduced_decode=reduced_decode)
-        return len(items)
+    decoders = pool or shared_pool()
+
+    def prepare(items: list, inputs: dict[str, np.ndarray]) -> int:  # decode (files) and preprocess, all cores
+        rows, errors = decoders.prepare_into(items, spec, inputs[spec.input_name], reduced_decode=reduced_decode)
+        if errors:
+            raise next(iter(errors.values()))  # the benchmark's own photos: a bad one is a setup error
+        return len(rows)
 
     result = BatchResult(batch)
 
@@ -212,13 +219,15 @@ def bench_batch(runner: Runner, spec: ModelSpec, sources: list, batch: int, *, w
 def bench(model: str | Path, backend: str = "auto", batches: Sequence[int] = (1, 8), *, warmup_s: float = 1.0,
           duration_s: float = 3.0, min_iters: int = 10, images=None, progress: bool = True,
           options: RunnerOptions | None = None, precision: str = "as-given",
-          end_to_end: bool = False, rounds: int = 3, reduced_decode: bool | None = None) -> BenchReport:
+          end_to_end: bool = False, rounds: int = 3, reduced_decode: bool | None = None,
+          decode_workers: int | None = None) -> BenchReport:
     """Benchmark a model (ONNX with spec, or engine) on one backend over several batch sizes.
 
     ``end_to_end=True`` feeds image files (decoded in the prepare worker) instead
     of decoded frames to the pipeline phase; the two phases alternate ``rounds`` times.
     ``reduced_decode`` (None: the process-wide switch) decodes those JPEGs at reduced
-    scale; the settings record whether it was on.
+    scale; the settings record whether it was on. Decoding and preprocessing run on
+    ``decode_workers`` threads (default: every core, the shared pool).
     """
     seconds("warmup", warmup_s, allow_zero=True)
     seconds("duration", duration_s)
@@ -239,15 +248,17 @@ def bench(model: str | Path, backend: str = "auto", batches: Sequence[int] = (1,
     settings = {"warmup_s": warmup_s, "duration_s": duration_s, "min_iters": min_iters, "batches": list(batches),
                 "runner_options": dataclasses.asdict(options), "frames": len(sources), "end_to_end": end_to_end,
                 "rounds": rounds, "reduced_decode": end_to_end and reduced_decode_enabled(reduced_decode),
+                "decode_workers": decode_workers or shared_pool().workers,
                 "timed": f"inference only, then {fed} overlapped with inference through Runner.run()"}
     ran = artefact_spec(selection.artefact) if selection.artefact else spec  # e.g. the int8 variant chosen
-    with selection.runner as runner:
+    pool = DecodePool(decode_workers) if decode_workers else shared_pool()
+    with selection.runner as runner, (pool if decode_workers else nullcontext()):
         report = BenchReport(str(model), selection.backend, ran.precision,
                              environment(selection, ran, settings), settings)
         for batch in batches:
             report.results.append(bench_batch(runner, ran, sources, batch, warmup_s=warmup_s, duration_s=duration_s,
                                               min_iters=min_iters, progress=progress, rounds=rounds,
-                                              reduced_decode=reduced_decode))
+                                              reduced_decode=reduced_decode, pool=pool))
     return report
 
 

@@ -25,6 +25,7 @@ from typing import Any, Iterator, Sequence
 
 import numpy as np
 
+from ..decode_pool import shared_pool
 from ..errors import ConfigError, ModelError
 from ..model.labels import Prediction, labels_for, top_k
 from ..preprocess import prepare
@@ -212,9 +213,10 @@ class Stream:
     def _prepare(self, frames: list[Frame], inputs: dict[str, np.ndarray]) -> int:
         buffer = inputs[self.spec.input_name]
         now = monotonic()
-        for i, frame in enumerate(frames):
+        for frame in frames:
             frame.prepared_at = now
-            prepare(frame.image, self.spec, out=buffer[i])
+        # the batch's frames are resized and normalised in parallel on the shared pool (every core)
+        shared_pool().map(lambda i: prepare(frames[i].image, self.spec, out=buffer[i]), range(len(frames)))
         return len(frames)
 
     def _batches(self) -> Iterator[list[Frame]]:

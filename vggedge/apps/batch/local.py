@@ -1,6 +1,7 @@
 """The local engine: parallel decode workers -> full batches -> one runner's overlapped ``run()``.
 
-Decoding and preprocessing run in a pool (threads by default: OpenCV releases
+Decoding and preprocessing run in a pool (by default a
+:class:`~vggedge.decode_pool.DecodePool` of threads over every core: OpenCV releases
 the GIL; processes on request) with at most ``prefetch`` images in flight, so
 memory stays flat however many files there are. Good images are packed into
 full batches (bad ones leave the batch and go to the errors file), fed through
@@ -9,15 +10,15 @@ flushed before the next is requested.
 """
 from __future__ import annotations
 
-import collections
 import functools
 import time
-from concurrent.futures import Executor, ProcessPoolExecutor, ThreadPoolExecutor
+from concurrent.futures import Executor, ProcessPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any, Callable, Iterable, Iterator
 
 import numpy as np
 
+from ...decode_pool import DecodePool, bounded_map as _bounded_map, default_workers, shared_pool
 from ...runtime.base import Runner
 from ...spec import ModelSpec
 from .decode import Limits, Loaded, load_item
@@ -51,25 +52,33 @@ class Stages:
         return {"decode": self.decode, "prepare": self.prepare, "infer": self.infer, "write": self.write}
 
 
-def make_pool(kind: str, workers: int) -> Executor:
-    """Decode workers: ``thread`` (default) or ``process``."""
-    return ProcessPoolExecutor(workers) if kind == "process" else ThreadPoolExecutor(
-        workers, thread_name_prefix="vggedge-decode")
+def make_pool(kind: str, workers: int) -> Executor | DecodePool:
+    """Decode workers: ``thread`` (default: the shared :class:`DecodePool` when ``workers`` is every core,
+    else a pool of that size) or ``process``. Close it after use (closing the shared pool is a no-op here)."""
+    if kind == "process":
+        return ProcessPoolExecutor(workers)
+    return _Borrowed(shared_pool()) if workers == default_workers() else DecodePool(workers)
 
 
-def bounded_map(pool: Executor, fn: Callable[[Any], Any], items: Iterable[Any], ahead: int) -> Iterator[Any]:
-    """``map`` in input order with at most ``ahead`` calls submitted and not yet consumed."""
-    pending: collections.deque = collections.deque()
-    try:
-        for item in items:
-            pending.append(pool.submit(fn, item))
-            if len(pending) >= ahead:
-                yield pending.popleft().result()
-        while pending:
-            yield pending.popleft().result()
-    finally:
-        for future in pending:
-            future.cancel()
+class _Borrowed:
+    """The shared pool, lent for a ``with`` block without closing it at the end."""
+
+    def __init__(self, pool: DecodePool) -> None:
+        self.pool = pool
+
+    def submit(self, fn, *args, **kwargs):
+        return self.pool.submit(fn, *args, **kwargs)
+
+    def __enter__(self) -> "_Borrowed":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        pass
+
+
+def bounded_map(pool: Any, fn: Callable[[Any], Any], items: Iterable[Any], ahead: int) -> Iterator[Any]:
+    """``map`` in input order on ``pool`` (anything with ``submit``), at most ``ahead`` calls not yet consumed."""
+    return _bounded_map(pool.submit, fn, items, ahead)
 
 
 class Batcher:
