@@ -171,3 +171,25 @@ def test_device_path_end_to_end_over_the_fakes(ort_env, fake_cuda: FakeDriver, t
             np.testing.assert_allclose(result.outputs["scores"][row], reference(x)[0], rtol=1e-6)
     assert fill.decoder.counts == {"gpu": 3, "cpu": 1, "failed": 1}
     assert copied_to and not inputs & set(copied_to)  # only the PNG's pixels were uploaded, never a tensor
+
+
+def test_apps_batches_take_the_device_path_when_the_choice_says_gpu(ort_env, fake_cuda: FakeDriver,
+                                                                      monkeypatch: pytest.MonkeyPatch,
+                                                                      tmp_path: Path) -> None:
+    """classify/demo/compare go through apps.batches.iter_batches: GPU runner + nvImageCodec = device path."""
+    from vggedge.apps.batches import iter_batches
+    from vggedge.runtime.gpu.gpu_preprocess import GpuPreprocessor
+
+    ort_env()
+    module = fake_nvimgcodec(fake_cuda)
+    monkeypatch.setitem(sys.modules, "nvidia.nvimgcodec", module)
+    monkeypatch.setattr(gdecode, "nvimgcodec_reason", lambda: None)
+    monkeypatch.setattr(GpuPreprocessor, "load", lambda self: setattr(self, "_kernel", fake_kernel(fake_cuda, SPEC))
+                        or self)
+    (tmp_path / "a.jpg").write_bytes(encoded("jpeg"))
+    with OrtCudaRunner(b"onnx", RunnerOptions(max_batch=2)) as runner:
+        got = [(batch.rows, out.batch) for batch, out in iter_batches(runner, SPEC, [tmp_path / "a.jpg"] * 3, 2)]
+        assert got == [([0, 1], 2), ([0], 1)] and module.calls  # decoded by (fake) nvImageCodec
+        module.calls.clear()
+        list(iter_batches(runner, SPEC, [tmp_path / "a.jpg"], 2, decoder="cpu"))
+        assert not module.calls  # the CPU decode pool instead

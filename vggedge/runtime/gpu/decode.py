@@ -234,7 +234,7 @@ class DecoderChoice:
 
 
 def select_decoder(want: str = "auto", *, runner: Any = None, spec: Any = None,
-                   available: Callable[[], str | None] = nvimgcodec_reason) -> DecoderChoice:
+                   available: Callable[[], str | None] | None = None) -> DecoderChoice:
     """The one choice between the GPU decoder and the CPU decode pool.
 
     ``want``: "auto" (the GPU when the runner is a GPU runner, nvImageCodec is
@@ -250,7 +250,7 @@ def select_decoder(want: str = "auto", *, runner: Any = None, spec: Any = None,
     problems = []
     if runner is None or not hasattr(runner, "run_on_device"):
         problems.append(f"the backend ({getattr(runner, 'name', 'none')}) runs on the CPU")
-    reason = available()
+    reason = (available or nvimgcodec_reason)()
     if reason:
         problems.append(reason)
     if spec is not None:
