@@ -264,6 +264,7 @@ def fake_onnxruntime(driver: FakeDriver, *, takes_stream: bool = True, knows_str
     class RunOptions:
         def add_run_config_entry(self, key: str, value: str) -> None:
             self.entry = (key, value)
+            self.entries = {**getattr(self, "entries", {}), key: value}
 
     class IOBinding:
         def __init__(self) -> None:
@@ -277,6 +278,7 @@ def fake_onnxruntime(driver: FakeDriver, *, takes_stream: bool = True, knows_str
     class InferenceSession:
         def __init__(self, source, sess_options=None, providers=()) -> None:
             self.cuda_options = dict(providers[0][1])
+            self.sess_options, self.bound_shapes = sess_options, []
             if not knows_stream and "user_compute_stream" in self.cuda_options:
                 raise RuntimeError('provider_options_utils.h:146 Parse Unknown provider option: "user_compute_stream".')
             ort.sessions.append(weakref.ref(self))
@@ -302,6 +304,7 @@ def fake_onnxruntime(driver: FakeDriver, *, takes_stream: bool = True, knows_str
         def run_with_iobinding(self, binding: IOBinding, run_options=None) -> None:
             shape, x_ptr = binding.bound["images"]
             y_shape, y_ptr = binding.bound["scores"]
+            self.bound_shapes.append(shape)
             x = driver.view(x_ptr, np.float32, shape)
             driver.view(y_ptr, np.float32, y_shape)[...] = reference(x)
 
