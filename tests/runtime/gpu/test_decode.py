@@ -136,7 +136,7 @@ def test_select_decoder_is_the_one_choice(monkeypatch: pytest.MonkeyPatch) -> No
 
 
 SPEC = ModelSpec(input_name="images", output_name="scores", height=2, width=2, preprocessing=RAW_PIXELS,
-                 num_classes=5)
+                 num_classes=5, labels=None)
 
 
 def test_device_path_end_to_end_over_the_fakes(ort_env, fake_cuda: FakeDriver, tmp_path: Path) -> None:
@@ -193,3 +193,43 @@ def test_apps_batches_take_the_device_path_when_the_choice_says_gpu(ort_env, fak
         module.calls.clear()
         list(iter_batches(runner, SPEC, [tmp_path / "a.jpg"], 2, decoder="cpu"))
         assert not module.calls  # the CPU decode pool instead
+
+
+class ListWriter:
+    def __init__(self) -> None:
+        self.rows: list[dict] = []
+
+    def write(self, rows) -> None:
+        self.rows += list(rows)
+
+
+def test_batch_job_decodes_on_the_gpu_and_records_bad_files(ort_env, fake_cuda: FakeDriver,
+                                                            monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    """vggedge batch (local engine): workers only read and check files; the GPU decodes; errors stay per file."""
+    from vggedge.apps.batch.inputs import Item
+    from vggedge.apps.batch.local import run_local
+    from vggedge.apps.batch.rows import RowMaker
+    from vggedge.runtime.gpu.gpu_preprocess import GpuPreprocessor
+
+    ort_env()
+    module = fake_nvimgcodec(fake_cuda, refuse=lambda data: data == refused)
+    refused = encoded("jpeg", 5)
+    monkeypatch.setitem(sys.modules, "nvidia.nvimgcodec", module)
+    monkeypatch.setattr(gdecode, "nvimgcodec_reason", lambda: None)
+    monkeypatch.setattr(GpuPreprocessor, "load", lambda self: setattr(self, "_kernel", fake_kernel(fake_cuda, SPEC))
+                        or self)
+    files = {"a.jpg": encoded("jpeg"), "b.png": encoded("png"), "c.jpg": b"\xff\xd8" + b"\x00" * 40 + b"\xff\xd9",
+             "d.jpg": refused, "e.jpg": encoded("progressive", 6), "f.jpg": b""}
+    for name, data in files.items():
+        (tmp_path / name).write_bytes(data)
+    items = [Item(str(tmp_path / name)) for name in files]
+    rows, errors = ListWriter(), ListWriter()
+    with OrtCudaRunner(b"onnx", RunnerOptions(max_batch=2, slots=2)) as runner:
+        stages = run_local(items, SPEC, runner, RowMaker(SPEC, "m", "fp32", "ort-cuda", 2), rows, errors,
+                           batch_size=2, workers=2)
+    assert [Path(r["path"]).name for r in rows.rows] == ["a.jpg", "b.png", "d.jpg", "e.jpg"]
+    kinds = {Path(e["path"]).name: e["kind"] for e in errors.rows}
+    assert kinds == {"c.jpg": "not-an-image", "f.jpg": "empty"}  # empty: refused by the reading worker
+    assert "not a decodable image" in next(e["reason"] for e in errors.rows if e["path"].endswith("c.jpg"))
+    assert stages.images == 4 and stages.failed == 2
+    assert sum(n for n, _ in module.calls) == 3  # a, d (refused there: CPU fallback) and e; the PNG went to the CPU

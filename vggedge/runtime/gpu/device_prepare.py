@@ -41,7 +41,9 @@ class DeviceImageFill:
     """``fill(batch, slot) -> rows``: decode on the GPU, preprocess on the device, into the slot's input buffer.
 
     ``batch`` is an :class:`~vggedge.apps.batches.ImageBatch` (``sources``; ``rows``
-    and ``errors`` are filled here, as the CPU prepare function fills them).
+    and ``errors`` are filled here, as the CPU prepare function fills them); an
+    optional ``names`` list names the sources in errors. ``read(source)`` gives a
+    source's encoded bytes (or a decoded BGR frame).
     """
 
     def __init__(self, spec: ModelSpec, ctx: Any, *, decoder: GpuDecoder | None = None,
@@ -57,8 +59,8 @@ class DeviceImageFill:
         batch.errors.clear()
         loaded = shared_pool().map(self._load, batch.sources)
         encoded = [i for i, item in enumerate(loaded) if isinstance(item, bytes)]
-        decoded = self.decoder.decode([loaded[i] for i in encoded], [str(batch.sources[i]) for i in encoded],
-                                      slot.stream.handle)
+        names = getattr(batch, "names", None) or [str(source) for source in batch.sources]
+        decoded = self.decoder.decode([loaded[i] for i in encoded], [names[i] for i in encoded], slot.stream.handle)
         by_offset = dict(zip(encoded, decoded))
         keep = []
         for offset, item in enumerate(loaded):
