@@ -156,13 +156,15 @@ class GpuDecoder:
 
     ``device`` is the GPU ordinal; ``progressive=False`` sends progressive JPEGs to
     the CPU (for decoders without them); ``cpu_decode(data, name)`` is the fallback
-    decoder (the one CPU decoder by default). Cheap to construct: nvImageCodec is
-    imported and its decoder made on first use.
+    decoder (the one CPU decoder by default); ``fancy_upsampling`` (on, as libjpeg's
+    default) brings chroma close to the CPU decoder's. Cheap to construct:
+    nvImageCodec is imported and its decoder made on first use.
     """
 
     def __init__(self, device: int = 0, *, progressive: bool = True, cpu_decode: CpuDecode = _cpu_decode,
-                 module: Any = None) -> None:
+                 module: Any = None, fancy_upsampling: bool = True) -> None:
         self.device, self.progressive, self.cpu_decode = device, progressive, cpu_decode
+        self.fancy_upsampling = fancy_upsampling
         self._module, self._decoder, self._params = module, None, None
         self.counts = {"gpu": 0, "cpu": 0, "failed": 0}
 
@@ -171,7 +173,9 @@ class GpuDecoder:
             nvimgcodec = self._module or import_nvimgcodec()
             params = nvimgcodec.DecodeParams(apply_exif_orientation=True)  # colour: sRGB (interleaved RGB)
             self._module, self._params = nvimgcodec, params
-            self._decoder = nvimgcodec.Decoder(device_id=self.device)
+            # libjpeg (OpenCV's decoder) upsamples chroma smoothly by default; nvImageCodec's default does not
+            self._decoder = nvimgcodec.Decoder(device_id=self.device,
+                                               options=f":fancy_upsampling={int(self.fancy_upsampling)}")
         return self._module, self._decoder, self._params
 
     def decode(self, items: Sequence[bytes], names: Sequence[str] | None = None, stream: int = 0) -> list[Decoded]:
