@@ -27,6 +27,15 @@ REPO = Path(__file__).resolve().parents[3]
 PHOTO = REPO / "calib" / "coffee.jpg"
 
 
+@pytest.fixture(autouse=True)
+def kernels_built(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """A stand-in fatbin, so the GPU path counts as available (the fake kernel runs instead of it)."""
+    fatbin = tmp_path / "preprocess.fatbin"
+    fatbin.write_bytes(b"fake")
+    monkeypatch.setenv("VGGEDGE_KERNELS_FATBIN", str(fatbin))
+    return fatbin
+
+
 def encoded(kind: str, seed: int = 0) -> bytes:
     """Small real files: baseline/progressive JPEG, PNG, CMYK-marked JPEG, corrupt JPEG."""
     rng = np.random.default_rng(seed)
@@ -129,6 +138,9 @@ def test_select_decoder_is_the_one_choice(monkeypatch: pytest.MonkeyPatch) -> No
 
     area = ModelSpec(preprocessing=Preprocessing(interpolation="area"))
     assert "bilinearly" in select_decoder("auto", runner=gpu_runner, spec=area, available=have).reason
+    monkeypatch.setenv("VGGEDGE_KERNELS_FATBIN", "/nonexistent/preprocess.fatbin")
+    unbuilt = select_decoder("auto", runner=gpu_runner, available=have)
+    assert unbuilt.kind == "cpu" and "kernels are not built" in unbuilt.reason and "cmake" in unbuilt.reason
     monkeypatch.setenv("VGGEDGE_DECODER", "cpu")
     assert select_decoder("auto", runner=gpu_runner, available=have).kind == "cpu"
     with pytest.raises(ConfigError, match="choose one of auto, gpu, cpu"):
@@ -233,3 +245,22 @@ def test_batch_job_decodes_on_the_gpu_and_records_bad_files(ort_env, fake_cuda: 
     assert "not a decodable image" in next(e["reason"] for e in errors.rows if e["path"].endswith("c.jpg"))
     assert stages.images == 4 and stages.failed == 2
     assert sum(n for n, _ in module.calls) == 3  # a, d (refused there: CPU fallback) and e; the PNG went to the CPU
+
+
+def test_stream_frames_go_to_the_device_once_and_are_preprocessed_there(ort_env, fake_cuda: FakeDriver) -> None:
+    from vggedge.runtime.gpu.device_prepare import frame_fill
+
+    ort_env()
+    rng = np.random.default_rng(9)
+    frames = [types.SimpleNamespace(image=rng.integers(0, 256, (48, 64, 3), dtype=np.uint8)) for _ in range(3)]
+    stamped = []
+    assert frame_fill(types.SimpleNamespace(name="ort-cpu"), SPEC) is None  # a CPU runner: the CPU path
+    with OrtCudaRunner(b"onnx", RunnerOptions(max_batch=2)) as runner:
+        fill = frame_fill(runner, SPEC, stamped.append)
+        fill.preprocessor._kernel = fake_kernel(fake_cuda, SPEC)
+        results = list(runner.run_on_device([frames[:2], frames[2:]], fill))
+        fill.free()
+    assert stamped == frames and [r.batch for r in results] == [2, 1]
+    got = np.concatenate([r.outputs["scores"] for r in results])
+    want = reference(np.stack([kernel_twin(f.image, SPEC, "BGR") for f in frames]))
+    np.testing.assert_allclose(got, want, rtol=1e-6)

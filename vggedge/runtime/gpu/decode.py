@@ -229,6 +229,21 @@ class GpuDecoder:
         return Decoded(height=image.shape[0], width=image.shape[1], host=image, why_cpu=reason)
 
 
+def device_preprocessing_problems(spec: Any) -> list[str]:
+    """Why the CUDA preprocessing kernel cannot serve ``spec`` here (its spec, or the fatbin not built)."""
+    from .gpu_preprocess import BUILD_HINT, _check_spec, default_fatbin
+
+    problems = []
+    if spec is not None:
+        try:
+            _check_spec(spec)
+        except ConfigError as exc:
+            problems.append(str(exc))
+    if not default_fatbin().is_file():
+        problems.append(f"the CUDA preprocessing kernels are not built ({default_fatbin()}; {BUILD_HINT})")
+    return problems
+
+
 @dataclass(frozen=True)
 class DecoderChoice:
     """What decodes an app's images: ``kind`` "gpu" or "cpu", and why."""
@@ -257,13 +272,7 @@ def select_decoder(want: str = "auto", *, runner: Any = None, spec: Any = None,
     reason = (available or nvimgcodec_reason)()
     if reason:
         problems.append(reason)
-    if spec is not None:
-        from .gpu_preprocess import _check_spec
-
-        try:
-            _check_spec(spec)
-        except ConfigError as exc:
-            problems.append(str(exc))
+    problems += device_preprocessing_problems(spec)
     if problems:
         if want == "gpu":
             raise BackendUnavailable("GPU decoding is not possible: " + "; ".join(problems))

@@ -97,3 +97,36 @@ class DeviceImageFill:
     def free(self) -> None:
         """Release the preprocessor's staging buffers (safe twice)."""
         self.preprocessor.free()
+
+
+class FrameFill:
+    """``fill(frames, slot) -> rows``: decoded BGR frames (``.image``) uploaded once, preprocessed on the device.
+
+    For live streams on GPU runners: the raw uint8 frame crosses to the GPU (its only
+    copy) and the kernel resizes and normalises it into the slot's input buffer.
+    ``on_frame(frame)`` is called as each frame is taken (the stream stamps it).
+    """
+
+    def __init__(self, spec: ModelSpec, ctx: Any, on_frame: Callable[[Any], None] = lambda frame: None) -> None:
+        self.spec, self.on_frame = spec, on_frame
+        self.preprocessor = GpuPreprocessor(spec, ctx=ctx)
+
+    def __call__(self, frames: list, slot: Slot) -> int:
+        target = slot.device[self.spec.input_name].ptr
+        for i, frame in enumerate(frames):
+            self.on_frame(frame)
+            self.preprocessor(frame.image, target, slot.stream, batch_index=i)
+        return len(frames)
+
+    def free(self) -> None:
+        self.preprocessor.free()
+
+
+def frame_fill(runner: Any, spec: ModelSpec, on_frame: Callable[[Any], None] = lambda frame: None
+               ) -> FrameFill | None:
+    """A :class:`FrameFill` when the runner is a GPU runner and the kernel serves the spec here, else None."""
+    from .decode import device_preprocessing_problems
+
+    if not hasattr(runner, "run_on_device") or device_preprocessing_problems(spec):
+        return None
+    return FrameFill(spec, runner.ctx, on_frame)
