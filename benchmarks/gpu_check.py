@@ -125,8 +125,8 @@ def kernel_check(quick: bool) -> dict:
 
     from vggedge.preprocess import list_images, prepare
     from vggedge.runtime.gpu import cuda as vcuda
-    from vggedge.runtime.gpu.gpu_preprocess import GpuPreprocessor
-    from vggedge.spec import CAFFE_RGB, RAW_PIXELS, ModelSpec
+    from vggedge.runtime.gpu.gpu_preprocess import GpuPreprocessor, reference
+    from vggedge.spec import CAFFE_RGB, RAW_PIXELS, TORCHVISION, ModelSpec
 
     fatbin = _fatbin()
     frames = [cv2.imread(str(p)) for p in list_images(ROOT / "calib")[: 3 if quick else 12]]
@@ -136,23 +136,30 @@ def kernel_check(quick: bool) -> dict:
     ctx = vcuda.CudaContext(0).open()
     for label, spec, tol in (("raw fp32", ModelSpec(preprocessing=RAW_PIXELS), 1.0),
                              ("caffe fp32", ModelSpec(preprocessing=CAFFE_RGB), 1.0),
-                             ("caffe fp16", ModelSpec(preprocessing=CAFFE_RGB, dtype="float16"), 1.25)):
-        worst = mean = 0.0
+                             ("caffe fp16", ModelSpec(preprocessing=CAFFE_RGB, dtype="float16"), 1.25),
+                             ("torchvision crop fp16 NHWC", ModelSpec(preprocessing=TORCHVISION, dtype="float16",
+                                                                      layout="NHWC"), 1.25)):
+        worst = mean = twin = 0.0
         pre = spec.preprocessing
-        std = np.asarray(pre.std, np.float32)[:, None, None]
-        gain, offset = pre.scale / std, np.asarray(pre.mean, np.float32)[:, None, None] / std
+        std = np.asarray(pre.std, np.float32)
+        gain, offset = pre.scale / std, np.asarray(pre.mean, np.float32) / std
+
+        def pixels(t):
+            return ((t if spec.layout == "NHWC" else t.transpose(1, 2, 0)).astype(np.float32) + offset) / gain
+
         with ctx, GpuPreprocessor(spec, fatbin=fatbin, ctx=ctx) as gpu, vcuda.CudaStream() as stream, \
                 vcuda.DeviceBuffer(gpu.image_bytes) as out, \
-                vcuda.PinnedBuffer((3, spec.height, spec.width), np.dtype(spec.dtype)) as host:
+                vcuda.PinnedBuffer(spec.input_shape[1:], np.dtype(spec.dtype)) as host:
             for frame in frames:
                 gpu(frame, out.ptr, stream)
                 out.download_async(host.array, stream)
                 stream.synchronize()
-                want = prepare(frame, spec).astype(np.float32)
-                diff = np.abs((host.array.astype(np.float32) + offset) / gain - (want + offset) / gain)
+                diff = np.abs(pixels(host.array) - pixels(prepare(frame, spec)))
                 worst, mean = max(worst, float(diff.max())), max(mean, float(diff.mean()))
+                twin = max(twin, float(np.abs(pixels(host.array) - pixels(reference(frame, spec))).max()))
         rows.append({"preprocessing": label, "frames": len(frames), "max_pixel_diff": worst,
-                     "worst_mean_pixel_diff": mean, "tolerance": tol, "passed": worst <= tol})
+                     "worst_mean_pixel_diff": mean, "max_diff_to_numpy_twin": twin, "tolerance": tol,
+                     "passed": worst <= tol})
     return {"rows": rows, "passed": all(r["passed"] for r in rows)}
 
 

@@ -23,7 +23,7 @@
 #                  torch needs those: linked into that folder), or on PYTHONPATH when it is read-only.
 #
 # Environment: OUT (results; default ./gpu-check-out), CUDA_ROOT (default: from nvcc), GPU_SITE (install
-# target put on PYTHONPATH; default /tmp/vggedge-gpu-site), BUDGET_S (Python part's budget, default 240),
+# target put on PYTHONPATH; default /tmp/vggedge-gpu-site), BUDGET_S (Python part's budget, default 360),
 # BATCHES (default 1,8,32), QUICK=1 (fewer repetitions), FILES (distinct 1080p JPEGs for jobs/peers, default 2000),
 # SECTIONS (comma-separated subset of gpu_check.py's sections).
 set -uo pipefail
@@ -125,7 +125,7 @@ $PY -m pytest -q -ra -m gpu -p no:cacheprovider tests/runtime/gpu tests/kernels 
   --junitxml="$OUT/pytest-gpu.xml" || status=1
 
 step "benchmarks/gpu_check.py"
-$PY benchmarks/gpu_check.py --out "$OUT" --budget-s "${BUDGET_S:-240}" --batches "${BATCHES:-1,8,32}" \
+$PY benchmarks/gpu_check.py --out "$OUT" --budget-s "${BUDGET_S:-360}" --batches "${BATCHES:-1,8,32}" \
   --files "${FILES:-2000}" ${SECTIONS:+--sections "$SECTIONS"} ${QUICK:+--quick} || status=1
 
 step "done (status $status); results in $OUT"

@@ -183,7 +183,7 @@ def jobs_check(model: Path, files: list[Path], quick: bool) -> dict:
     from vggedge.apps.bench import bench
     from vggedge.apps.classify import Classifier
 
-    seconds = 1.0 if quick else 3.0
+    seconds = 1.0 if quick else 2.0
     rows: list[dict[str, Any]] = []
     for decoder in ("gpu", "cpu"):
         os.environ["VGGEDGE_DECODER"] = decoder
@@ -224,7 +224,7 @@ def peers_check(model: Path, fp32_model: Path, files: list[Path], quick: bool) -
     from vggedge.runtime.gpu.ort_cuda import OrtCudaRunner
     from vggedge.runtime.gpu.ort_cuda_options import CudaOptions
 
-    seconds = 0.5 if quick else 2.0
+    seconds = 0.3 if quick else 1.0  # per window; three windows per row (median)
     rows: list[dict[str, Any]] = []
     session_in = ort.InferenceSession(str(model), providers=["CPUExecutionProvider"]).get_inputs()[0]
     dtype = np.float16 if "float16" in session_in.type else np.float32
