@@ -264,3 +264,13 @@ def test_stream_frames_go_to_the_device_once_and_are_preprocessed_there(ort_env,
     got = np.concatenate([r.outputs["scores"] for r in results])
     want = reference(np.stack([kernel_twin(f.image, SPEC, "BGR") for f in frames]))
     np.testing.assert_allclose(got, want, rtol=1e-6)
+
+
+def test_environment_variable_chooses_for_auto(monkeypatch: pytest.MonkeyPatch) -> None:
+    gpu_runner = OrtCudaRunner(b"onnx")
+    monkeypatch.setenv("VGGEDGE_DECODER", "gpu")
+    with pytest.raises(BackendUnavailable, match="GPU decoding is not possible.*not installed"):
+        select_decoder("auto", runner=gpu_runner, available=lambda: "nvImageCodec is not installed (x)")
+    monkeypatch.setenv("VGGEDGE_DECODER", "nvjpeg")
+    with pytest.raises(ConfigError, match="VGGEDGE_DECODER='nvjpeg': expected one of auto, gpu, cpu"):
+        select_decoder("auto", runner=gpu_runner)

@@ -263,7 +263,10 @@ def select_decoder(want: str = "auto", *, runner: Any = None, spec: Any = None,
     """
     if want not in DECODERS:
         raise ConfigError(f"decoder {want!r}: choose one of {', '.join(DECODERS)}")
-    want = os.environ.get("VGGEDGE_DECODER", want) if want == "auto" else want
+    if want == "auto":
+        from ...env import decoder as decoder_from_environment
+
+        want = decoder_from_environment() or "auto"
     if want == "cpu":
         return DecoderChoice("cpu", "asked for the CPU decode pool")
     problems = []
