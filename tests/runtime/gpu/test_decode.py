@@ -274,3 +274,22 @@ def test_environment_variable_chooses_for_auto(monkeypatch: pytest.MonkeyPatch) 
     monkeypatch.setenv("VGGEDGE_DECODER", "nvjpeg")
     with pytest.raises(ConfigError, match="VGGEDGE_DECODER='nvjpeg': expected one of auto, gpu, cpu"):
         select_decoder("auto", runner=gpu_runner)
+
+
+def test_sixteen_bit_fallbacks_are_rounded_and_a_bad_frame_is_its_own_error(ort_env, fake_cuda: FakeDriver,
+                                                                             tmp_path: Path) -> None:
+    ort_env()
+    png16 = tmp_path / "deep.png"
+    deep = (np.random.default_rng(2).integers(0, 65536, (20, 30, 3))).astype(np.uint16)
+    cv2.imwrite(str(png16), deep)
+    flat = np.zeros((5, 5), np.uint8)  # a frame of the wrong shape: refused by the preprocessor
+    with OrtCudaRunner(b"onnx", RunnerOptions(max_batch=3)) as runner:
+        fill = DeviceImageFill(SPEC, runner.ctx, decoder=GpuDecoder(module=fake_nvimgcodec(fake_cuda)))
+        fill.preprocessor._kernel = fake_kernel(fake_cuda, SPEC)
+        (result,) = list(runner.run_on_device([ImageBatch(0, [png16, flat, tmp_path / "gone.jpg"])], fill))
+        fill.free()
+    batch = result.tag
+    assert batch.rows == [0] and sorted(batch.errors) == [1, 2] and "uint8 HxWx3" in str(batch.errors[1])
+    eight = np.clip(np.rint(deep.astype(np.float32) * np.float32(255 / 65535)), 0, 255).astype(np.uint8)
+    want = reference(kernel_twin(eight, SPEC, "BGR")[None])
+    np.testing.assert_allclose(result.outputs["scores"], want, rtol=1e-6)

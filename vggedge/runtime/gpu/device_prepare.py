@@ -37,6 +37,13 @@ def read_source(source: Any) -> bytes | np.ndarray:
         raise ImageError(f"{source}: cannot read image file ({exc.strerror or exc})") from None
 
 
+def as_uint8(image: np.ndarray) -> np.ndarray:
+    """8-bit BGR for the kernel: 16-bit images (decoded to float 0-255 on the CPU) are rounded to 8 bits."""
+    if image.dtype == np.uint8:
+        return image
+    return np.clip(np.rint(image), 0, 255).astype(np.uint8)
+
+
 class DeviceImageFill:
     """``fill(batch, slot) -> rows``: decode on the GPU, preprocess on the device, into the slot's input buffer.
 
@@ -68,19 +75,23 @@ class DeviceImageFill:
                 batch.errors[offset] = item
                 continue
             row = len(batch.rows)
-            if isinstance(item, np.ndarray):  # a frame already decoded on the host (BGR)
-                self.preprocessor(item, target, slot.stream, batch_index=row)
-            else:
-                image = by_offset[offset]
-                if image.error is not None:
-                    batch.errors[offset] = image.error
-                    continue
-                if image.on_device:
-                    self.preprocessor(image.ptr, target, slot.stream, batch_index=row,
-                                      frame_shape=(image.height, image.width), pitch=image.pitch, source_order="RGB")
-                    keep.append(image.keep)
+            try:
+                if isinstance(item, np.ndarray):  # a frame already decoded on the host (BGR)
+                    self.preprocessor(as_uint8(item), target, slot.stream, batch_index=row)
                 else:
-                    self.preprocessor(image.host, target, slot.stream, batch_index=row)
+                    image = by_offset[offset]
+                    if image.error is not None:
+                        raise image.error
+                    if image.on_device:
+                        self.preprocessor(image.ptr, target, slot.stream, batch_index=row,
+                                          frame_shape=(image.height, image.width), pitch=image.pitch,
+                                          source_order="RGB")
+                        keep.append(image.keep)
+                    else:
+                        self.preprocessor(as_uint8(image.host), target, slot.stream, batch_index=row)
+            except ImageError as exc:  # this file only: the batch goes on
+                batch.errors[offset] = exc
+                continue
             batch.rows.append(offset)
         slot.state["decoded"] = keep  # the previous batch's images are released: that slot was collected
         if not batch.rows:  # nothing decodable: one blank row keeps the batch (and the order) flowing
