@@ -14,10 +14,18 @@
 #                  instead of building again)
 #   onnxruntime-gpu (optional): either the wheel itself in .whl/, or its pieces already copied to
 #                  $ORT_PIECES (default /tmp/ort-pieces) by earlier calls, with SHA256SUMS beside them.
+#   nvImageCodec (optional, GPU JPEG decoding): its two wheels in .whl/ (29 MB together), e.g.
+#                    pip download --no-deps --only-binary=:all: --python-version 3.12 --implementation cp \
+#                      --platform manylinux_2_28_x86_64 --platform manylinux_2_17_x86_64 -d .whl \
+#                      nvidia-nvimgcodec-cu13==0.9.0.20 nvidia-nvjpeg==13.2.3.58
+#                  (nvidia_nvimgcodec_cu13-0.9.0.20 25.0 MB, nvidia_nvjpeg-13.2.3.58 4.1 MB). They are
+#                  installed beside the interpreter's own nvidia/ packages (never ahead of them on the path:
+#                  torch needs those: linked into that folder), or on PYTHONPATH when it is read-only.
 #
 # Environment: OUT (results; default ./gpu-check-out), CUDA_ROOT (default: from nvcc), GPU_SITE (install
-# target put on PYTHONPATH; default /tmp/vggedge-gpu-site), BUDGET_S (Python part's budget, default 240),
-# BATCHES (default 1,8,32), QUICK=1 (fewer repetitions).
+# target put on PYTHONPATH; default /tmp/vggedge-gpu-site), BUDGET_S (Python part's budget, default 360),
+# BATCHES (default 1,8,32), QUICK=1 (fewer repetitions), FILES (distinct 1080p JPEGs for jobs/peers, default 2000),
+# SECTIONS (comma-separated subset of gpu_check.py's sections).
 set -uo pipefail
 export PYTHONUNBUFFERED=1 PIP_DISABLE_PIP_VERSION_CHECK=1 PIP_NO_INPUT=1
 OUT=${OUT:-$PWD/gpu-check-out}
@@ -51,7 +59,7 @@ $PY -c "import tensorrt; print('tensorrt', tensorrt.__version__)" 2>&1 | tail -1
 ldconfig -p 2>/dev/null | grep nvinfer | head -3 || echo "no libnvinfer in ldconfig"
 
 step "pure-Python dependencies"
-wheels=$(ls "$WHL"/*.whl 2>/dev/null | grep -v -e '/pycuda-' -e '/onnxruntime_gpu-' || true)
+wheels=$(ls "$WHL"/*.whl 2>/dev/null | grep -v -e '/pycuda-' -e '/onnxruntime_gpu-' -e '/nvidia_' || true)
 if [ -n "$wheels" ]; then
   $PY -m pip install -q --no-index --no-deps --target "$SITE" $wheels || status=1
 fi
@@ -88,6 +96,23 @@ else
 fi
 $PY -c "import onnxruntime as o; o.preload_dlls() if hasattr(o, 'preload_dlls') else None; print('onnxruntime', o.__version__, o.get_available_providers())"
 
+step "nvImageCodec (GPU JPEG decoding)"
+nv_wheels=$(ls "$WHL"/nvidia_nvimgcodec*.whl "$WHL"/nvidia_nvjpeg-*.whl 2>/dev/null || true)
+if [ -n "$nv_wheels" ]; then
+  # nvidia/ of the interpreter (torch's CUDA libraries live there): add nvimgcodec/ and nvjpeg/ beside them
+  NV_DIR=$($PY -c "import nvidia, os; print(os.path.realpath(list(nvidia.__path__)[0]))" 2>/dev/null || true)
+  $PY -m pip install -q --no-index --no-deps --target "$SITE/nvimg" $nv_wheels || status=1
+  if [ -n "$NV_DIR" ] && [ -w "$NV_DIR" ]; then
+    for sub in "$SITE"/nvimg/nvidia/*/; do ln -sfn "$sub" "$NV_DIR/$(basename "$sub")"; done
+  else
+    echo "warning: $NV_DIR not writable; $SITE/nvimg goes on PYTHONPATH (its nvidia/ may hide torch's)"
+    export PYTHONPATH="$PYTHONPATH:$SITE/nvimg"
+  fi
+  $PY -c "from nvidia import nvimgcodec as n; print('nvimgcodec', n.__version__)" || status=1
+else
+  echo "no nvImageCodec wheels carried: GPU decoding checks will skip"
+fi
+
 step "CUDA preprocessing kernel (build/kernels/preprocess.fatbin, used by the tests and the check)"
 if [ -n "$NVCC" ] && command -v cmake >/dev/null; then
   cmake -S "$REPO" -B "$REPO/build" >/dev/null && cmake --build "$REPO/build" -j "$(nproc)" | tail -3 || status=1
@@ -100,8 +125,8 @@ $PY -m pytest -q -ra -m gpu -p no:cacheprovider tests/runtime/gpu tests/kernels 
   --junitxml="$OUT/pytest-gpu.xml" || status=1
 
 step "benchmarks/gpu_check.py"
-$PY benchmarks/gpu_check.py --out "$OUT" --budget-s "${BUDGET_S:-240}" --batches "${BATCHES:-1,8,32}" \
-  ${QUICK:+--quick} || status=1
+$PY benchmarks/gpu_check.py --out "$OUT" --budget-s "${BUDGET_S:-360}" --batches "${BATCHES:-1,8,32}" \
+  --files "${FILES:-2000}" ${SECTIONS:+--sections "$SECTIONS"} ${QUICK:+--quick} || status=1
 
 step "done (status $status); results in $OUT"
 exit $status

@@ -13,7 +13,16 @@ import traceback
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
-SECTIONS = ("environment", "kernel", "parity", "item6", "overlap", "e2e")
+SECTIONS = ("environment", "kernel", "parity", "noise", "decode", "item6", "overlap", "jobs", "peers")
+# row labels of the peers section (gpu_check_jobs.py), read back by :func:`targets`
+RAW = "raw onnxruntime-gpu IOBinding, prefer_nhwc={}"
+VGG_HOST = "vggedge run(), host input (H2D each batch), cuda_graph={}"
+VGG_DEVICE = "vggedge run_on_device (input already on the GPU), cuda_graph={}"
+TORCH = "torch FP16 channels_last + cudnn.benchmark"
+TORCH_E2E = "torch + torchvision GPU decode, end to end"
+BLOCKING = "vggedge infer() blocking"
+OVERLAP = "vggedge run() overlapped, {} slot(s)"
+DEFAULT_SLOTS = 2
 Interval = tuple[float, float]
 
 
@@ -39,6 +48,8 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--sections", type=lambda s: tuple(s.split(",")), default=SECTIONS,
                         help=f"comma-separated subset of {','.join(SECTIONS)}")
     parser.add_argument("--quick", action="store_true", help="fewer repetitions (a smoke run)")
+    parser.add_argument("--files", type=int, default=2000,
+                        help="distinct 1080p JPEG files for the jobs/peers sections (default 2000; 512 with --quick)")
     args = parser.parse_args(argv)
     if args.out is None:
         parser.error("--out is required (or set $OUT)")
@@ -101,6 +112,59 @@ def run_section(name: str, fn: Callable[[], dict], deadline: float, clock: Calla
     return {"status": status, "result": result, "seconds": clock() - t0}
 
 
+def median_rate(values: Sequence[float]) -> float:
+    """The median of some rates (the middle one, or the mean of the two middle ones)."""
+    ordered = sorted(values)
+    if not ordered:
+        return 0.0
+    mid = len(ordered) // 2
+    return ordered[mid] if len(ordered) % 2 else (ordered[mid - 1] + ordered[mid]) / 2
+
+
+def _rate(rows: list[dict], what: str, batch: int) -> float | None:
+    found = [r["img_s"] for r in rows if r.get("what") == what and r.get("batch") == batch and r.get("img_s")]
+    return max(found) if found else None
+
+
+def _job(rows: list[dict], job: str, batch: int, key: str, decoder: str = "gpu") -> float | None:
+    found = [r.get(key) for r in rows if r.get("job") == job and r.get("batch") == batch
+             and str(r.get("decoder", "")).startswith(decoder) and r.get(key)]
+    return max(found) if found else None
+
+
+def _target(name: str, value: float | None, base: float | None, threshold: float) -> dict[str, Any]:
+    ratio = value / base if value and base else None
+    return {"target": name, "value": value, "against": base, "ratio": ratio, "threshold": threshold,
+            "met": None if ratio is None else ratio >= threshold}
+
+
+def targets(jobs: list[dict], peers: list[dict]) -> list[dict[str, Any]]:
+    """The issue's targets as ratios from one run's rows (``met`` None when a side was not measured).
+
+    Inference only: vggedge with its input already on the GPU (the better of plain and
+    CUDA-graph runs) against raw onnxruntime-gpu with the same options (>= 1.0) and torch
+    FP16 channels_last (>= 0.9), at b32 and b128. ``batch`` (GPU decoding) against
+    vggedge's own inference-only rate at b128 (>= 0.8) and torch + torchvision GPU decode
+    end to end (>= 1.5). ``bench --end-to-end`` b32 against inference only (>= 0.8).
+    Batch 1: overlapped run() with the default slots against blocking infer() (>= 1.0).
+    """
+    out = []
+    for b in (32, 128):
+        vgg = max((v for v in (_rate(peers, VGG_DEVICE.format(g), b) for g in (False, True)) if v), default=None)
+        out.append(_target(f"inference b{b} vs raw onnxruntime-gpu (prefer_nhwc)", vgg, _rate(peers, RAW.format(1), b),
+                           1.0))
+        out.append(_target(f"inference b{b} vs torch FP16 channels_last", vgg, _rate(peers, TORCH, b), 0.9))
+    batch = _job(jobs, "batch", 128, "e2e_img_s")
+    out.append(_target("batch (GPU decode) vs vggedge inference-only b128", batch,
+                       _job(jobs, "bench --end-to-end", 128, "infer_img_s"), 0.8))
+    out.append(_target("batch (GPU decode) vs torch + torchvision GPU decode", batch, _rate(peers, TORCH_E2E, 32), 1.5))
+    out.append(_target("bench --end-to-end b32 vs inference only", _job(jobs, "bench --end-to-end", 32, "e2e_img_s"),
+                       _job(jobs, "bench --end-to-end", 32, "infer_img_s"), 0.8))
+    out.append(_target("batch 1: overlapped run() vs blocking infer()", _rate(peers, OVERLAP.format(DEFAULT_SLOTS), 1),
+                       _rate(peers, BLOCKING, 1), 1.0))
+    return out
+
+
 class SkipSection(Exception):
     """A section that cannot run here (the reason is recorded)."""
 
@@ -123,6 +187,11 @@ def render_markdown(summary: dict[str, Any]) -> str:
     for name, section in summary.get("sections", {}).items():
         note = section.get("error") or section.get("reason") or section.get("result", {}).get("note", "")
         lines.append(f"| {name} | {section['status']} | {section.get('seconds', 0.0):.1f} | {note} |")
+    if summary.get("targets"):
+        lines += ["", "## targets", "", "| target | value | against | ratio | needed | met |", "|---|---|---|---|---|---|"]
+        lines += [f"| {t['target']} | {_fmt(t['value'])} | {_fmt(t['against'])} | {_fmt(t['ratio'])} | "
+                  f">= {t['threshold']} | {'?' if t['met'] is None else ('yes' if t['met'] else 'NO')} |"
+                  for t in summary["targets"]]
     for name, section in summary.get("sections", {}).items():
         result = section.get("result")
         if not result:

@@ -64,6 +64,8 @@ VARIABLES: dict[str, EnvVar] = {v.name: v for v in (
     EnvVar("VGGEDGE_KERNELS_FATBIN", "compiled CUDA preprocessing kernels", _nonempty),
     EnvVar("VGGEDGE_REDUCED_DECODE", "1: decode large JPEGs at 1/2, 1/4 or 1/8 scale in every app (default 0)",
            _flag),
+    EnvVar("VGGEDGE_DECODER", "auto (default): JPEGs decode on the GPU (nvImageCodec) on GPU runners, else on "
+           "the CPU decode pool; gpu or cpu to choose", _one_of(("auto", "gpu", "cpu"))),
 )}
 
 
@@ -127,3 +129,8 @@ def reduced_decode() -> bool:
     """``VGGEDGE_REDUCED_DECODE``: off unless set to 1 (read by :func:`vggedge.preprocess.reduced_decode_enabled`)."""
     value = _get("VGGEDGE_REDUCED_DECODE")
     return False if value is None else _FLAGS[value]
+
+
+def decoder() -> str | None:
+    """``VGGEDGE_DECODER`` (validated: auto, gpu or cpu), or None when unset."""
+    return _get("VGGEDGE_DECODER")

@@ -42,24 +42,30 @@ def test_every_iteration_recorded(report):
 
 
 def test_end_to_end_decodes_files_through_run(model, monkeypatch):
-    """--end-to-end: the pipeline phase reads image files in the prepare worker (Runner.run), not the main thread."""
+    """--end-to-end: the prepare worker (Runner.run) hands the files to the decode pool, which decodes on all cores."""
     import threading
 
-    from vggedge.apps import bench as bench_module
+    from vggedge import decode_pool
 
-    threads = set()
-    real = bench_module.preprocess
+    callers, decoders = set(), set()
+    real_into, real_prepare = decode_pool.DecodePool.prepare_into, decode_pool.prepare
 
-    def spy(images, spec, **kw):
-        if "out" in kw:  # the pipeline's prepare step
-            threads.add((threading.current_thread().name, type(images[0]).__name__))
-        return real(images, spec, **kw)
+    def spy_into(self, sources, spec, out, **kw):
+        callers.add((threading.current_thread().name, type(sources[0]).__name__))
+        return real_into(self, sources, spec, out, **kw)
 
-    monkeypatch.setattr(bench_module, "preprocess", spy)
+    def spy_prepare(image, spec, **kw):
+        decoders.add(threading.current_thread().name.split("_")[0])
+        return real_prepare(image, spec, **kw)
+
+    monkeypatch.setattr(decode_pool.DecodePool, "prepare_into", spy_into)
+    monkeypatch.setattr(decode_pool, "prepare", spy_prepare)
     report = bench(model, "ort-cpu", (2,), warmup_s=0.0, duration_s=0.02, min_iters=3, progress=False,
-                   end_to_end=True)
-    assert threads == {("ort-cpu-prepare", "PosixPath")}
+                   end_to_end=True, decode_workers=2)
+    assert callers == {("ort-cpu-prepare", "PosixPath")}
+    assert decoders == {decode_pool.THREAD_PREFIX}  # decoded on the pool's threads, not the prepare worker
     assert report.settings["end_to_end"] is True and "image files" in report.settings["timed"]
+    assert report.settings["decode_workers"] == 2
     assert report.results[0].ratio > 0
     assert "JPEG decoding" in format_report(report)
 

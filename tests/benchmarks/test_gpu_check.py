@@ -26,8 +26,9 @@ def test_arguments(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     monkeypatch.setenv("OUT", str(tmp_path))
     args = pure.parse_args([])
     assert args.out == tmp_path and args.batches == (1, 8, 32) and args.sections == pure.SECTIONS
-    args = pure.parse_args(["--out", "x", "--batches", "4,16", "--sections", "kernel,e2e", "--quick"])
-    assert args.out == Path("x") and args.batches == (4, 16) and args.sections == ("kernel", "e2e") and args.quick
+    args = pure.parse_args(["--out", "x", "--batches", "4,16", "--sections", "kernel,jobs", "--quick", "--files", "64"])
+    assert args.out == Path("x") and args.batches == (4, 16) and args.sections == ("kernel", "jobs") and args.quick
+    assert args.files == 64 and pure.parse_args(["--out", "x"]).files == 2000
     for bad in (["--batches", "8,x"], ["--batches", "0"], ["--sections", "kernel,nope"]):
         with pytest.raises(SystemExit):
             pure.parse_args(bad)
@@ -106,3 +107,50 @@ def test_shell_script_parses_and_refuses_outside_the_repository(tmp_path: Path) 
                           env={"OUT": str(tmp_path / "out"), "PATH": "/usr/bin:/bin"})
     assert done.returncode == 2 and "run from the repository root" in done.stdout
     assert "run from the repository root" in (tmp_path / "out" / "log").read_text()
+
+
+def test_median_rate() -> None:
+    assert pure.median_rate([3.0, 1.0, 2.0]) == 2.0 and pure.median_rate([4.0, 1.0, 2.0, 3.0]) == 2.5
+    assert pure.median_rate([]) == 0.0
+
+
+def _peer(what: str, batch: int, rate: float) -> dict:
+    return {"what": what, "batch": batch, "img_s": rate}
+
+
+def test_targets_are_ratios_of_one_runs_rows() -> None:
+    peers = [_peer(pure.RAW.format(1), 32, 7000.0), _peer(pure.RAW.format(0), 32, 5500.0),
+             _peer(pure.VGG_DEVICE.format(False), 32, 6800.0), _peer(pure.VGG_DEVICE.format(True), 32, 7200.0),
+             _peer(pure.TORCH, 32, 8000.0), _peer(pure.RAW.format(1), 128, 7600.0),
+             _peer(pure.VGG_DEVICE.format(False), 128, 7000.0), _peer(pure.TORCH, 128, 8500.0),
+             _peer(pure.TORCH_E2E, 32, 3300.0), _peer(pure.BLOCKING, 1, 1400.0),
+             _peer(pure.OVERLAP.format(pure.DEFAULT_SLOTS), 1, 1300.0), _peer(pure.OVERLAP.format(3), 1, 1500.0)]
+    jobs = [{"job": "bench --end-to-end", "decoder": "gpu (nvImageCodec + CUDA preprocessing)", "batch": 32,
+             "e2e_img_s": 5000.0, "infer_img_s": 6000.0},
+            {"job": "bench --end-to-end", "decoder": "gpu (nvImageCodec + CUDA preprocessing)", "batch": 128,
+             "e2e_img_s": 5500.0, "infer_img_s": 7000.0},
+            {"job": "bench --end-to-end", "decoder": "cpu pool", "batch": 32, "e2e_img_s": 900.0, "infer_img_s": 6100.0},
+            {"job": "batch", "decoder": "gpu", "batch": 128, "e2e_img_s": 5200.0},
+            {"job": "batch", "decoder": "cpu", "batch": 128, "e2e_img_s": 800.0}]
+    got = {t["target"]: t for t in pure.targets(jobs, peers)}
+    b32 = got["inference b32 vs raw onnxruntime-gpu (prefer_nhwc)"]
+    assert b32["value"] == 7200.0 and b32["ratio"] == pytest.approx(7200 / 7000) and b32["met"] is True  # best of two
+    assert got["inference b128 vs torch FP16 channels_last"]["ratio"] == pytest.approx(7000 / 8500)
+    assert got["inference b128 vs torch FP16 channels_last"]["met"] is False  # 0.82 < 0.9: it can fail
+    assert got["batch (GPU decode) vs vggedge inference-only b128"]["ratio"] == pytest.approx(5200 / 7000)
+    assert got["batch (GPU decode) vs torch + torchvision GPU decode"]["ratio"] == pytest.approx(5200 / 3300)
+    assert got["bench --end-to-end b32 vs inference only"]["ratio"] == pytest.approx(5000 / 6000)  # the GPU row
+    b1 = got["batch 1: overlapped run() vs blocking infer()"]
+    assert b1["value"] == 1300.0 and b1["met"] is False  # the default slots, not the best count
+    missing = {t["target"]: t for t in pure.targets([], [])}
+    assert all(t["met"] is None and t["ratio"] is None for t in missing.values())
+
+
+def test_markdown_lists_the_targets() -> None:
+    summary = {"sections": {}, "targets": [{"target": "inference b32 vs raw", "value": 7200.0, "against": 7000.0,
+                                            "ratio": 1.0286, "threshold": 1.0, "met": True},
+                                           {"target": "b1", "value": None, "against": 1.0, "ratio": None,
+                                            "threshold": 1.0, "met": None}]}
+    text = pure.render_markdown(summary)
+    assert "| inference b32 vs raw | 7200 | 7000 | 1.029 | >= 1.0 | yes |" in text
+    assert "| b1 | None | 1 | None | >= 1.0 | ? |" in text

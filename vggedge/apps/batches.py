@@ -10,6 +10,7 @@ batch is requested.
 """
 from __future__ import annotations
 
+import logging
 from contextlib import closing
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -18,10 +19,13 @@ from typing import Callable, Iterable, Iterator, Optional, Sequence
 import numpy as np
 
 from ..checks import count
+from ..decode_pool import DecodePool, shared_pool
 from ..errors import ImageError
-from ..preprocess import ImageLike, list_images, prepare
+from ..preprocess import ImageLike, list_images
 from ..runtime.base import BatchOutput, Runner
 from ..spec import ModelSpec
+
+log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -91,23 +95,21 @@ def image_batches(images: Iterable[ImageLike], size: int) -> Iterator[ImageBatch
         yield ImageBatch(start, chunk)
 
 
-def prepare_images(spec: ModelSpec, *, reduced_decode: bool | None = None) -> ImagePrepareFn:
-    """The default prepare function: decode and preprocess each source into the next free row.
+def prepare_images(spec: ModelSpec, *, reduced_decode: bool | None = None,
+                   pool: DecodePool | None = None) -> ImagePrepareFn:
+    """The default prepare function: decode and preprocess the batch's sources in parallel, good rows first.
 
-    ``reduced_decode`` reaches the decoder: None follows the process-wide switch
+    Decoding runs on ``pool`` (default: the process-wide :func:`vggedge.decode_pool.shared_pool`,
+    every core). ``reduced_decode`` reaches the decoder: None follows the process-wide switch
     (:func:`vggedge.preprocess.reduced_decode_enabled`), True/False overrides it.
     """
     def prepare_batch(batch: ImageBatch, inputs: dict[str, np.ndarray]) -> int:
         target = inputs[spec.input_name]
-        batch.rows.clear()
+        rows, errors = (pool or shared_pool()).prepare_into(batch.sources, spec, target,
+                                                            reduced_decode=reduced_decode)
+        batch.rows[:] = rows
         batch.errors.clear()
-        for offset, source in enumerate(batch.sources):
-            try:
-                prepare(source, spec, out=target[len(batch.rows)], reduced_decode=reduced_decode)
-            except ImageError as exc:
-                batch.errors[offset] = exc
-                continue
-            batch.rows.append(offset)
+        batch.errors.update(errors)
         if not batch.rows:  # nothing decodable: one blank row keeps the batch (and the order) flowing
             target[0] = 0
             return 1
@@ -116,17 +118,42 @@ def prepare_images(spec: ModelSpec, *, reduced_decode: bool | None = None) -> Im
 
 
 def iter_batches(runner: Runner, spec: ModelSpec, images: Iterable[ImageLike], batch_size: int, *,
-                 prepare_fn: Optional[ImagePrepareFn] = None, copy: bool = True
+                 prepare_fn: Optional[ImagePrepareFn] = None, copy: bool = True, decoder: str = "auto"
                  ) -> Iterator[tuple[ImageBatch, BatchOutput]]:
     """(batch, output) pairs in order, through ``runner.run()`` on an active runner.
 
     Batches hold at most ``batch_size`` sources, capped at what the runner takes
-    (a fixed-batch model's batch); short batches are padded by the runner.
+    (a fixed-batch model's batch); short batches are padded by the runner. Without
+    a ``prepare_fn``, :func:`device_fill` chooses where images decode (``decoder``:
+    "auto", "gpu" or "cpu"): on a GPU runner with nvImageCodec they are decoded and
+    preprocessed on the device, else on the CPU decode pool.
     """
     size = min(count("batch_size", batch_size), runner.batch_range()[1])
-    with closing(runner.run(image_batches(images, size), prepare_fn or prepare_images(spec), copy=copy)) as outs:
-        for out in outs:
-            yield out.tag, out
+    fill = device_fill(runner, spec, decoder) if prepare_fn is None else None
+    if fill is not None:
+        outputs = runner.run_on_device(image_batches(images, size), fill, copy=copy)  # type: ignore[attr-defined]
+    else:
+        outputs = runner.run(image_batches(images, size), prepare_fn or prepare_images(spec), copy=copy)
+    try:
+        with closing(outputs) as outs:
+            for out in outs:
+                yield out.tag, out
+    finally:
+        if fill is not None:
+            fill.free()
+
+
+def device_fill(runner: Runner, spec: ModelSpec, decoder: str = "auto"):
+    """The GPU fill function (decode + preprocess on the device) when the one decoder choice says GPU, else None."""
+    from ..runtime.gpu.decode import select_decoder
+
+    choice = select_decoder(decoder, runner=runner, spec=spec)
+    log.debug("decoding on the %s: %s", choice.kind, choice.reason)
+    if choice.kind != "gpu":
+        return None
+    from ..runtime.gpu.device_prepare import DeviceImageFill
+
+    return DeviceImageFill(spec, runner.ctx, device=runner.runner_options.device)  # type: ignore[attr-defined]
 
 
 def split(batch: ImageBatch, out: BatchOutput, *, strict: bool = False) -> Iterator[ImageResult]:

@@ -20,6 +20,7 @@ import json
 import logging
 import os
 import time
+from contextlib import nullcontext
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Iterator, Sequence
@@ -27,6 +28,7 @@ from typing import Any, Callable, Iterator, Sequence
 import numpy as np
 
 from ..checks import count, seconds
+from ..decode_pool import DecodePool, shared_pool
 from ..engine.registry import artefact_spec
 from ..errors import ConfigError, ImageError
 from ..paths import CALIB_DIR
@@ -34,6 +36,7 @@ from ..preprocess import list_images, preprocess, read_image, reduced_decode_ena
 from ..runtime.base import BatchOutput, PrepareFn, Runner, RunnerOptions
 from ..runtime.select import Selection, select_runner
 from ..spec import ModelSpec
+from .batches import device_fill
 from .info import machine, versions
 from .stats import UNSTABLE_CV, summarize
 
@@ -142,10 +145,17 @@ def _items(item: Any, seconds: float, min_iters: int) -> Iterator[Any]:
 
 
 def _phase(runner: Runner, item: Any, prepare: PrepareFn | None, seconds: float, min_iters: int,
-           record: Callable[[BatchOutput, float], None] | None, bar: Any = None) -> tuple[int, float]:
-    """Run ``item`` through ``runner.run()`` for a while; returns (images after the first result, wall seconds)."""
+           record: Callable[[BatchOutput, float], None] | None, bar: Any = None,
+           device_fill: Any = None) -> tuple[int, float]:
+    """Run ``item`` through ``runner.run()`` (or ``run_on_device`` with ``device_fill``) for a while.
+
+    Returns (images after the first result, wall seconds).
+    """
     images, first, last = 0, None, None
-    for out in runner.run(_items(item, seconds, min_iters), prepare, copy=False):
+    items = _items(item, seconds, min_iters)
+    outputs = runner.run_on_device(items, device_fill, copy=False) if device_fill is not None \
+        else runner.run(items, prepare, copy=False)
+    for out in outputs:
         now = time.perf_counter()
         if first is None:
             first = now
@@ -161,10 +171,13 @@ def _phase(runner: Runner, item: Any, prepare: PrepareFn | None, seconds: float,
 
 def bench_batch(runner: Runner, spec: ModelSpec, sources: list, batch: int, *, warmup_s: float,
                 duration_s: float, min_iters: int, progress: bool = False, rounds: int = 3,
-                reduced_decode: bool | None = None) -> BatchResult:
+                reduced_decode: bool | None = None, pool: DecodePool | None = None,
+                device_fill: Any = None) -> BatchResult:
     """Inference only and the overlapped pipeline over ``sources`` (frames or files), side by side.
 
-    After a warm-up of each, the two phases alternate for ``rounds`` rounds
+    The pipeline decodes and preprocesses each batch on ``pool`` (default: the shared
+    pool over every core, :func:`vggedge.decode_pool.shared_pool`), or, with ``device_fill``
+    (files only), decodes and preprocesses them on the GPU. After a warm-up of each, the two phases alternate for ``rounds`` rounds
     (``duration_s`` and ``min_iters`` split between them), so drift in the machine's
     load affects both alike.
     """
@@ -174,9 +187,13 @@ def bench_batch(runner: Runner, spec: ModelSpec, sources: list, batch: int, *, w
     chosen = [sources[i % len(sources)] for i in range(batch)]
     feed = {spec.input_name: preprocess(load_frames(chosen) if isinstance(chosen[0], Path) else chosen, spec)}
 
-    def prepare(items: list, inputs: dict[str, np.ndarray]) -> int:  # decode (files) and preprocess
-        preprocess(items, spec, out=inputs[spec.input_name][:len(items)], reduced_decode=reduced_decode)
-        return len(items)
+    decoders = pool or shared_pool()
+
+    def prepare(items: list, inputs: dict[str, np.ndarray]) -> int:  # decode (files) and preprocess, all cores
+        rows, errors = decoders.prepare_into(items, spec, inputs[spec.input_name], reduced_decode=reduced_decode)
+        if errors:
+            raise next(iter(errors.values()))  # the benchmark's own photos: a bad one is a setup error
+        return len(rows)
 
     result = BatchResult(batch)
 
@@ -192,15 +209,29 @@ def bench_batch(runner: Runner, spec: ModelSpec, sources: list, batch: int, *, w
         if interval is not None:
             result.times["end_to_end"].append(interval)
 
+    pipeline_item: Any = chosen
+    if device_fill is not None:
+        from .batches import ImageBatch
+
+        def checked(batch: Any, slot: Any) -> int:
+            rows = device_fill(batch, slot)
+            if batch.errors:
+                raise next(iter(batch.errors.values()))
+            return rows
+
+        pipeline_item, fill = ImageBatch(0, chosen), checked
+    else:
+        fill = None
     _phase(runner, feed, None, warmup_s, 1, None)
-    _phase(runner, chosen, prepare, warmup_s, 1, None)
+    _phase(runner, pipeline_item, prepare, warmup_s, 1, None, device_fill=fill)
     share_s, share_n = duration_s / rounds, -(-min_iters // rounds)
     images, wall = 0, 0.0
     with tqdm(total=2 * rounds * share_n, desc=f"batch {batch}", unit="it", disable=not progress,
               leave=False) as bar:
         for _ in range(rounds):
             _phase(runner, feed, None, share_s, share_n, record_infer, bar)
-            got, seconds_ = _phase(runner, chosen, prepare, share_s, max(share_n, 2), record_pipeline, bar)
+            got, seconds_ = _phase(runner, pipeline_item, prepare, share_s, max(share_n, 2), record_pipeline, bar,
+                                   device_fill=fill)
             images, wall = images + got, wall + seconds_
     result.finish(images, wall)
     if result.unstable:
@@ -212,13 +243,16 @@ def bench_batch(runner: Runner, spec: ModelSpec, sources: list, batch: int, *, w
 def bench(model: str | Path, backend: str = "auto", batches: Sequence[int] = (1, 8), *, warmup_s: float = 1.0,
           duration_s: float = 3.0, min_iters: int = 10, images=None, progress: bool = True,
           options: RunnerOptions | None = None, precision: str = "as-given",
-          end_to_end: bool = False, rounds: int = 3, reduced_decode: bool | None = None) -> BenchReport:
+          end_to_end: bool = False, rounds: int = 3, reduced_decode: bool | None = None,
+          decode_workers: int | None = None, decoder: str = "auto") -> BenchReport:
     """Benchmark a model (ONNX with spec, or engine) on one backend over several batch sizes.
 
     ``end_to_end=True`` feeds image files (decoded in the prepare worker) instead
     of decoded frames to the pipeline phase; the two phases alternate ``rounds`` times.
     ``reduced_decode`` (None: the process-wide switch) decodes those JPEGs at reduced
-    scale; the settings record whether it was on.
+    scale; the settings record whether it was on. Decoding and preprocessing run on
+    ``decode_workers`` threads (default: every core, the shared pool), or on the GPU
+    when ``decoder`` ("auto", "gpu", "cpu") chooses it (a GPU runner with nvImageCodec).
     """
     seconds("warmup", warmup_s, allow_zero=True)
     seconds("duration", duration_s)
@@ -239,15 +273,24 @@ def bench(model: str | Path, backend: str = "auto", batches: Sequence[int] = (1,
     settings = {"warmup_s": warmup_s, "duration_s": duration_s, "min_iters": min_iters, "batches": list(batches),
                 "runner_options": dataclasses.asdict(options), "frames": len(sources), "end_to_end": end_to_end,
                 "rounds": rounds, "reduced_decode": end_to_end and reduced_decode_enabled(reduced_decode),
+                "decode_workers": decode_workers or shared_pool().workers,
                 "timed": f"inference only, then {fed} overlapped with inference through Runner.run()"}
     ran = artefact_spec(selection.artefact) if selection.artefact else spec  # e.g. the int8 variant chosen
-    with selection.runner as runner:
+    pool = DecodePool(decode_workers) if decode_workers else shared_pool()
+    with selection.runner as runner, (pool if decode_workers else nullcontext()):
+        fill = device_fill(runner, ran, decoder) if end_to_end else None
+        settings["decoder"] = "gpu (nvImageCodec + CUDA preprocessing)" if fill is not None else "cpu pool"
         report = BenchReport(str(model), selection.backend, ran.precision,
                              environment(selection, ran, settings), settings)
-        for batch in batches:
-            report.results.append(bench_batch(runner, ran, sources, batch, warmup_s=warmup_s, duration_s=duration_s,
-                                              min_iters=min_iters, progress=progress, rounds=rounds,
-                                              reduced_decode=reduced_decode))
+        try:
+            for batch in batches:
+                report.results.append(bench_batch(runner, ran, sources, batch, warmup_s=warmup_s,
+                                                  duration_s=duration_s, min_iters=min_iters, progress=progress,
+                                                  rounds=rounds, reduced_decode=reduced_decode, pool=pool,
+                                                  device_fill=fill))
+        finally:
+            if fill is not None:
+                fill.free()
     return report
 
 

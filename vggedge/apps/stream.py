@@ -25,6 +25,7 @@ from typing import Any, Iterator, Sequence
 
 import numpy as np
 
+from ..decode_pool import shared_pool
 from ..errors import ConfigError, ModelError
 from ..model.labels import Prediction, labels_for, top_k
 from ..preprocess import prepare
@@ -179,7 +180,7 @@ class Stream:
                 self.stats.started = monotonic()  # FPS counts from here, not from model loading
                 log.info("stream: %d source(s) on %s, batch %d", len(self.sources), runner.describe(),
                          self.batch_size)
-                with runner.run(self._batches(), self._prepare, copy=True) as outputs:
+                with self._run(runner) as outputs:
                     try:
                         for out in outputs:
                             self._want.set()
@@ -209,12 +210,26 @@ class Stream:
         return StreamResult(frame.source, self.sources[frame.source].uri, frame.index, frame.timestamp, preds,
                             now - frame.captured, stage, self.stats.fps(frame.source), frame.image)
 
+    def _run(self, runner: Any) -> Any:
+        """Frames through the runner: uint8 frames to the GPU once and preprocessed there on GPU runners
+        (when the CUDA kernel serves the spec), else preprocessed on the CPU decode pool."""
+        from ..runtime.gpu.device_prepare import frame_fill
+
+        def stamp(frame: Frame) -> None:
+            frame.prepared_at = monotonic()
+
+        fill = frame_fill(runner, self.spec, stamp)
+        if fill is None:
+            return runner.run(self._batches(), self._prepare, copy=True)
+        return _FreedAfter(runner.run_on_device(self._batches(), fill, copy=True), fill)
+
     def _prepare(self, frames: list[Frame], inputs: dict[str, np.ndarray]) -> int:
         buffer = inputs[self.spec.input_name]
         now = monotonic()
-        for i, frame in enumerate(frames):
+        for frame in frames:
             frame.prepared_at = now
-            prepare(frame.image, self.spec, out=buffer[i])
+        # the batch's frames are resized and normalised in parallel on the shared pool (every core)
+        shared_pool().map(lambda i: prepare(frames[i].image, self.spec, out=buffer[i]), range(len(frames)))
         return len(frames)
 
     def _batches(self) -> Iterator[list[Frame]]:
@@ -282,6 +297,22 @@ class Stream:
             self.stats.update_source(capture.id, frames=c.read, dropped=c.dropped, skipped=c.skipped,
                                      corrupt=c.corrupt, reconnects=c.reconnects, stalls=c.stalls,
                                      connected=capture.connected)
+
+
+class _FreedAfter:
+    """A run iterator that also frees the device fill (its staging buffers) when closed."""
+
+    def __init__(self, outputs: Any, fill: Any) -> None:
+        self.outputs, self.fill = outputs, fill
+
+    def __enter__(self) -> Any:
+        return self.outputs.__enter__()
+
+    def __exit__(self, *exc: object) -> None:
+        try:
+            self.outputs.__exit__(*exc)
+        finally:
+            self.fill.free()
 
 
 def stream(sources: Sequence[str], model: str | Path, *, sinks: Sequence[Sink] = (), **options: Any) -> Stream:

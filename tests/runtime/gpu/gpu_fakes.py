@@ -264,6 +264,7 @@ def fake_onnxruntime(driver: FakeDriver, *, takes_stream: bool = True, knows_str
     class RunOptions:
         def add_run_config_entry(self, key: str, value: str) -> None:
             self.entry = (key, value)
+            self.entries = {**getattr(self, "entries", {}), key: value}
 
     class IOBinding:
         def __init__(self) -> None:
@@ -277,6 +278,7 @@ def fake_onnxruntime(driver: FakeDriver, *, takes_stream: bool = True, knows_str
     class InferenceSession:
         def __init__(self, source, sess_options=None, providers=()) -> None:
             self.cuda_options = dict(providers[0][1])
+            self.sess_options, self.bound_shapes = sess_options, []
             if not knows_stream and "user_compute_stream" in self.cuda_options:
                 raise RuntimeError('provider_options_utils.h:146 Parse Unknown provider option: "user_compute_stream".')
             ort.sessions.append(weakref.ref(self))
@@ -302,8 +304,80 @@ def fake_onnxruntime(driver: FakeDriver, *, takes_stream: bool = True, knows_str
         def run_with_iobinding(self, binding: IOBinding, run_options=None) -> None:
             shape, x_ptr = binding.bound["images"]
             y_shape, y_ptr = binding.bound["scores"]
+            self.bound_shapes.append(shape)
             x = driver.view(x_ptr, np.float32, shape)
             driver.view(y_ptr, np.float32, y_shape)[...] = reference(x)
 
     ort.SessionOptions, ort.RunOptions, ort.InferenceSession = SessionOptions, RunOptions, InferenceSession
     return ort
+
+
+def fake_nvimgcodec(driver: FakeDriver | None = None, *, refuse=lambda data: False, drop_failures: bool = False,
+                    pad: int = 32) -> types.ModuleType:
+    """An ``nvidia.nvimgcodec`` that decodes with OpenCV into fake device memory (RGB, rows padded by ``pad``).
+
+    ``refuse(data)`` makes it return None for an image (as for a file its backends reject);
+    ``drop_failures=True`` mimics releases that leave failures out of the returned list.
+    ``module.calls`` records (number of images, cuda_stream) per decode call.
+    """
+    import cv2
+
+    mod = types.ModuleType("nvidia.nvimgcodec")
+    mod.calls = []
+
+    class DecodeParams:
+        def __init__(self, apply_exif_orientation: bool = True, color_spec=None, allow_any_depth: bool = False):
+            self.apply_exif_orientation = apply_exif_orientation
+
+    class Image:
+        def __init__(self, rgb: np.ndarray) -> None:
+            h, w, _ = rgb.shape
+            self.pitch = w * 3 + pad
+            padded = np.zeros((h, self.pitch), np.uint8)
+            padded[:, :w * 3] = rgb.reshape(h, w * 3)
+            if driver is not None:
+                self.alloc = driver.mem_alloc(padded.nbytes)
+                driver.memcpy_htod_async(int(self.alloc), padded)
+                ptr = int(self.alloc)
+            else:
+                self.host, ptr = padded, padded.ctypes.data
+            self.__cuda_array_interface__ = {"shape": (h, w, 3), "typestr": "|u1", "strides": (self.pitch, 3, 1),
+                                             "data": (ptr, False), "version": 3}
+
+    class Decoder:
+        def __init__(self, device_id: int = 0, **kwargs) -> None:
+            self.device_id = device_id
+
+        def _one(self, data: bytes, params: DecodeParams):
+            if refuse(data):
+                return None
+            flags = cv2.IMREAD_COLOR | (0 if params.apply_exif_orientation else cv2.IMREAD_IGNORE_ORIENTATION)
+            bgr = cv2.imdecode(np.frombuffer(data, np.uint8), flags)
+            return None if bgr is None else Image(bgr[:, :, ::-1])
+
+        def decode(self, src, params=None, cuda_stream: int = 0):
+            params = params or DecodeParams()
+            if isinstance(src, (bytes, bytearray)):
+                mod.calls.append((1, cuda_stream))
+                return self._one(bytes(src), params)
+            mod.calls.append((len(src), cuda_stream))
+            images = [self._one(bytes(data), params) for data in src]
+            return [i for i in images if i is not None] if drop_failures else images
+
+    mod.DecodeParams, mod.Decoder, mod.Image = DecodeParams, Decoder, Image
+    return mod
+
+
+def fake_kernel(driver: FakeDriver, spec) -> SimpleNamespace:
+    """The preprocessing kernel as its numpy twin (``gpu_preprocess.reference``) on the fake device memory."""
+    from vggedge.runtime.gpu.gpu_preprocess import reference
+
+    other = {"RGB": "BGR", "BGR": "RGB"}
+
+    def launch(grid, block, stream, src, h, w, pitch, dst, H, W, sy, sx, oy, ox, swap, nhwc, *affine) -> None:
+        frame = driver.view(src, np.uint8, (h, pitch))[:, :w * 3].reshape(h, w, 3).copy()
+        order = spec.preprocessing.channel_order
+        out = reference(frame, spec, other[order] if swap else order)
+        driver.view(dst, out.dtype, out.shape)[...] = out
+
+    return SimpleNamespace(prepared_async_call=launch)

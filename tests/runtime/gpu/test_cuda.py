@@ -57,7 +57,7 @@ def test_construction_touches_no_gpu(no_gpu_packages: None) -> None:
     assert not trt.active and not ort.active
     assert "inactive" in trt.describe() and "inactive" in ort.describe()
     pre = GpuPreprocessor(ModelSpec())
-    assert pre.swap_rb == 1 and pre.gain == (1.0, 1.0, 1.0)
+    assert pre.nhwc == 0 and pre.gain == (1.0, 1.0, 1.0)
 
 
 @pytest.mark.parametrize("runner_path", ["vggedge.runtime.gpu.trt:TrtRunner", "vggedge.runtime.gpu.ort_cuda:OrtCudaRunner"])
@@ -111,11 +111,9 @@ def test_check_wraps_only_driver_errors(monkeypatch: pytest.MonkeyPatch) -> None
 def test_gpu_preprocessor_rejects_what_it_cannot_do() -> None:
     from vggedge.runtime.gpu.gpu_preprocess import GpuPreprocessor
 
-    with pytest.raises(ConfigError, match="resize='direct' only.*'shorter_crop'.*CPU path"):
-        GpuPreprocessor(ModelSpec(preprocessing=TORCHVISION))
-    with pytest.raises(ConfigError, match="NCHW"):
-        GpuPreprocessor(ModelSpec(layout="NHWC"))
-    with pytest.raises(ConfigError, match="interpolates bilinearly"):
+    GpuPreprocessor(ModelSpec(preprocessing=TORCHVISION))  # shorter side + centre crop: on the device now
+    GpuPreprocessor(ModelSpec(layout="NHWC"))  # so is NHWC
+    with pytest.raises(ConfigError, match="interpolates bilinearly.*CPU path"):
         GpuPreprocessor(ModelSpec(preprocessing=Preprocessing(interpolation="area")))
 
 

@@ -18,7 +18,7 @@ from vggedge.model.vgg16 import VGG16Options, build_onnx, random_weights
 from vggedge.preprocess import prepare
 from vggedge.runtime.base import RunnerOptions
 from vggedge.runtime.gpu import cuda as vcuda
-from vggedge.spec import CAFFE_RGB, RAW_PIXELS, ModelSpec, Preprocessing
+from vggedge.spec import CAFFE_RGB, RAW_PIXELS, TORCHVISION, ModelSpec, Preprocessing
 
 pytestmark = pytest.mark.gpu
 ROOT = Path(__file__).resolve().parents[3]
@@ -78,16 +78,21 @@ def frames() -> list[np.ndarray]:
 
 def gpu_preprocess(ctx: vcuda.CudaContext, spec: ModelSpec, fatbin: Path, frame: np.ndarray,
                    device_ptr_path: bool) -> np.ndarray:
+    """Image 1 of a batch of 2; the device path feeds an RGB frame with padded rows (as nvImageCodec may)."""
     from vggedge.runtime.gpu.gpu_preprocess import GpuPreprocessor
 
     dtype = np.dtype(spec.dtype)
     with ctx, GpuPreprocessor(spec, fatbin=fatbin, ctx=ctx) as pre, vcuda.CudaStream() as stream, \
-            vcuda.DeviceBuffer(pre.image_bytes * 2) as out, vcuda.PinnedBuffer((2, 3, spec.height, spec.width), dtype) as host:
+            vcuda.DeviceBuffer(pre.image_bytes * 2) as out, vcuda.PinnedBuffer((2, *spec.input_shape[1:]), dtype) as host:
         if device_ptr_path:
-            with vcuda.PinnedBuffer(frame.shape, np.uint8) as pinned, vcuda.DeviceBuffer(frame.nbytes) as src:
-                pinned.array[...] = frame
+            h, w = frame.shape[:2]
+            pitch = w * 3 + 64  # padded rows
+            padded = np.zeros((h, pitch), np.uint8)
+            padded[:, :w * 3] = frame[:, :, ::-1].reshape(h, w * 3)  # RGB, as nvImageCodec decodes
+            with vcuda.PinnedBuffer(padded.shape, np.uint8) as pinned, vcuda.DeviceBuffer(padded.nbytes) as src:
+                pinned.array[...] = padded
                 src.upload_async(pinned.array, stream)
-                pre(src.ptr, out.ptr, stream, batch_index=1, frame_shape=frame.shape[:2])
+                pre(src.ptr, out.ptr, stream, batch_index=1, frame_shape=(h, w), pitch=pitch, source_order="RGB")
                 stream.synchronize()
         else:
             pre(frame, out.ptr, stream, batch_index=1)
@@ -97,28 +102,32 @@ def gpu_preprocess(ctx: vcuda.CudaContext, spec: ModelSpec, fatbin: Path, frame:
 
 
 def pixels(tensor: np.ndarray, spec: ModelSpec) -> np.ndarray:
-    """Undo ``x * gain - offset`` (per channel, model order): back to pixel units."""
+    """Undo ``x * gain - offset`` (per channel, model order): back to pixel units, HWC."""
     pre = spec.preprocessing
-    std = np.asarray(pre.std, np.float32)[:, None, None]
-    gain, offset = pre.scale / std, np.asarray(pre.mean, np.float32)[:, None, None] / std
-    return (tensor + offset) / gain
+    std = np.asarray(pre.std, np.float32)
+    gain, offset = pre.scale / std, np.asarray(pre.mean, np.float32) / std
+    hwc = tensor if spec.layout == "NHWC" else tensor.transpose(1, 2, 0)
+    return (hwc + offset) / gain
 
 
-@pytest.mark.parametrize("preprocessing, dtype, tol", [(RAW_PIXELS, "float32", 1.0), (CAFFE_RGB, "float32", 1.0),
-                                                       (Preprocessing("BGR", 1 / 255, (0.4, 0.5, 0.6), (0.2, 0.25, 0.3)),
-                                                        "float16", 1.25)])
+@pytest.mark.parametrize("preprocessing, dtype, layout, tol", [
+    (RAW_PIXELS, "float32", "NCHW", 1.0), (CAFFE_RGB, "float32", "NCHW", 1.0),
+    (Preprocessing("BGR", 1 / 255, (0.4, 0.5, 0.6), (0.2, 0.25, 0.3)), "float16", "NCHW", 1.25),
+    (TORCHVISION, "float32", "NCHW", 1.0), (TORCHVISION, "float16", "NHWC", 1.25)])
 @pytest.mark.parametrize("device_ptr_path", [False, True])
-def test_kernel_matches_opencv(cuda, fatbin, preprocessing, dtype, tol, device_ptr_path) -> None:
-    from vggedge.runtime.gpu.gpu_preprocess import PIXEL_TOLERANCE
+def test_kernel_matches_opencv(cuda, fatbin, preprocessing, dtype, layout, tol, device_ptr_path) -> None:
+    from vggedge.runtime.gpu.gpu_preprocess import PIXEL_TOLERANCE, reference
 
     assert PIXEL_TOLERANCE == 1.0
-    spec = ModelSpec(preprocessing=preprocessing, dtype=dtype)
+    spec = ModelSpec(preprocessing=preprocessing, dtype=dtype, layout=layout)
     for frame in frames():
         want = prepare(frame, spec).astype(np.float32)
         got = gpu_preprocess(cuda, spec, fatbin, frame, device_ptr_path)
         diff = np.abs(pixels(got, spec) - pixels(want, spec))
         assert diff.max() <= tol, f"frame {frame.shape}: max pixel difference {diff.max():.3f} > {tol}"
         assert diff.mean() < 0.5
+        twin = np.abs(pixels(got, spec) - pixels(reference(frame, spec).astype(np.float32), spec))
+        assert twin.max() <= (0.05 if dtype == "float32" else 0.25), f"kernel and its numpy twin differ by {twin.max():.3f} px"  # same arithmetic
 
 
 def test_ort_cuda_matches_ort_cpu(cuda, small_onnx) -> None:

@@ -75,3 +75,24 @@ def test_trt_io_helpers_reject_what_vggedge_cannot_run() -> None:
     assert batch_range([IoTensor("s", True, np.dtype(np.float32), (4, 3), a.profile)]) == (4, 4)
     with pytest.raises(ModelError, match="disagree"):
         batch_range([a, b])
+
+
+@pytest.mark.parametrize("version", ["10.3.0", "8.5.2"])
+def test_trt_runner_takes_inputs_already_on_the_device(trt_env, fake_cuda: FakeDriver, version: str) -> None:
+    """run_on_device (GPU decode + preprocessing kernel) works on TensorRT's buffers too: no host copy of inputs."""
+    trt_env(version)
+    data = batches((2, 4, 1))
+
+    def fill(batch: np.ndarray, slot) -> int:  # stands in for DeviceImageFill: writes the device buffer itself
+        fake_cuda.view(slot.device["images"].ptr, np.float32, batch.shape)[...] = batch
+        return len(batch)
+
+    with TrtRunner("model.plan", RunnerOptions(slots=2, max_batch=4)) as runner:
+        inputs = {slot.device["images"].ptr for slot in runner.pipeline.slots}
+        copied: list[int] = []
+        real = fake_cuda.memcpy_htod_async
+        fake_cuda.memcpy_htod_async = lambda dest, src, stream=None: (copied.append(dest), real(dest, src, stream))
+        results = list(runner.run_on_device(data, fill))
+    assert not copied and inputs
+    for batch, result in zip(data, results):
+        np.testing.assert_allclose(result.outputs["scores"], reference(batch), rtol=1e-6)

@@ -1,6 +1,7 @@
 """The local engine: parallel decode workers -> full batches -> one runner's overlapped ``run()``.
 
-Decoding and preprocessing run in a pool (threads by default: OpenCV releases
+Decoding and preprocessing run in a pool (by default a
+:class:`~vggedge.decode_pool.DecodePool` of threads over every core: OpenCV releases
 the GIL; processes on request) with at most ``prefetch`` images in flight, so
 memory stays flat however many files there are. Good images are packed into
 full batches (bad ones leave the batch and go to the errors file), fed through
@@ -9,18 +10,19 @@ flushed before the next is requested.
 """
 from __future__ import annotations
 
-import collections
 import functools
+from contextlib import contextmanager
 import time
-from concurrent.futures import Executor, ProcessPoolExecutor, ThreadPoolExecutor
+from concurrent.futures import Executor, ProcessPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any, Callable, Iterable, Iterator
 
 import numpy as np
 
+from ...decode_pool import DecodePool, bounded_map as _bounded_map, default_workers, shared_pool
 from ...runtime.base import Runner
 from ...spec import ModelSpec
-from .decode import Limits, Loaded, load_item
+from .decode import BadImage, Limits, Loaded, check_complete, header_size, load_item, read_bytes
 from .inputs import Item
 from .rows import RowMaker, error_row
 from .writers import Writer
@@ -51,25 +53,33 @@ class Stages:
         return {"decode": self.decode, "prepare": self.prepare, "infer": self.infer, "write": self.write}
 
 
-def make_pool(kind: str, workers: int) -> Executor:
-    """Decode workers: ``thread`` (default) or ``process``."""
-    return ProcessPoolExecutor(workers) if kind == "process" else ThreadPoolExecutor(
-        workers, thread_name_prefix="vggedge-decode")
+def make_pool(kind: str, workers: int) -> Executor | DecodePool:
+    """Decode workers: ``thread`` (default: the shared :class:`DecodePool` when ``workers`` is every core,
+    else a pool of that size) or ``process``. Close it after use (closing the shared pool is a no-op here)."""
+    if kind == "process":
+        return ProcessPoolExecutor(workers)
+    return _Borrowed(shared_pool()) if workers == default_workers() else DecodePool(workers)
 
 
-def bounded_map(pool: Executor, fn: Callable[[Any], Any], items: Iterable[Any], ahead: int) -> Iterator[Any]:
-    """``map`` in input order with at most ``ahead`` calls submitted and not yet consumed."""
-    pending: collections.deque = collections.deque()
-    try:
-        for item in items:
-            pending.append(pool.submit(fn, item))
-            if len(pending) >= ahead:
-                yield pending.popleft().result()
-        while pending:
-            yield pending.popleft().result()
-    finally:
-        for future in pending:
-            future.cancel()
+class _Borrowed:
+    """The shared pool, lent for a ``with`` block without closing it at the end."""
+
+    def __init__(self, pool: DecodePool) -> None:
+        self.pool = pool
+
+    def submit(self, fn, *args, **kwargs):
+        return self.pool.submit(fn, *args, **kwargs)
+
+    def __enter__(self) -> "_Borrowed":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        pass
+
+
+def bounded_map(pool: Any, fn: Callable[[Any], Any], items: Iterable[Any], ahead: int) -> Iterator[Any]:
+    """``map`` in input order on ``pool`` (anything with ``submit``), at most ``ahead`` calls not yet consumed."""
+    return _bounded_map(pool.submit, fn, items, ahead)
 
 
 class Batcher:
@@ -97,14 +107,74 @@ class Batcher:
             self.trailing = batch.errors
 
 
+def load_encoded(item: Item, limits: Limits) -> Loaded:
+    """Read and check one item without decoding it (the GPU decodes): ``tensor`` holds the encoded bytes."""
+    t0 = time.perf_counter()
+    try:
+        data = read_bytes(item, limits)
+        size = header_size(data)
+        if size and size[0] * size[1] > limits.max_pixels:
+            raise BadImage("too-large", f"image is {size[0]}x{size[1]} pixels; the limit is {limits.max_pixels} "
+                                        "(--max-pixels)")
+        check_complete(data)
+        return Loaded(item.key, np.frombuffer(data, np.uint8), seconds=time.perf_counter() - t0)
+    except BadImage as exc:
+        return Loaded(item.key, None, str(exc), exc.kind, time.perf_counter() - t0)
+
+
+@dataclass
+class _EncodedBatch:
+    """What :class:`~vggedge.runtime.gpu.device_prepare.DeviceImageFill` reads: encoded files named by key."""
+
+    sources: list[np.ndarray]
+    names: list[str]
+    rows: list[int] = field(default_factory=list)
+    errors: dict[int, Exception] = field(default_factory=dict)
+
+
+def gpu_fill(spec: ModelSpec, runner: Runner) -> Callable[[Batch, Any], int]:
+    """Fill for ``run_on_device``: decode a batch's encoded files on the GPU into the slot's input buffer.
+
+    Files the GPU decoder and the CPU fallback both refuse leave the batch: their keys
+    move to ``batch.errors`` (kind ``not-an-image``) and ``batch.keys`` keeps the good ones in row order.
+    """
+    from ...runtime.gpu.device_prepare import DeviceImageFill
+
+    fill = DeviceImageFill(spec, runner.ctx, device=runner.runner_options.device,  # type: ignore[attr-defined]
+                           read=lambda encoded: encoded.tobytes())
+
+    def fill_batch(batch: Batch, slot: Any) -> int:
+        encoded = _EncodedBatch(batch.tensors, batch.keys)
+        n = fill(encoded, slot)
+        for offset, exc in sorted(encoded.errors.items()):
+            batch.errors.append({**error_row(batch.keys[offset], "not-an-image", str(exc).split(": ", 1)[-1]),
+                                 "_s": batch.decode_s[offset]})
+        batch.keys = [batch.keys[o] for o in encoded.rows]
+        batch.decode_s = [batch.decode_s[o] for o in encoded.rows]
+        batch.tensors.clear()
+        return n
+
+    fill_batch.free = fill.free  # type: ignore[attr-defined]
+    return fill_batch
+
+
 def run_local(items: Iterable[Item], spec: ModelSpec, runner: Runner, rows: RowMaker, writer: Writer,
               errors: Writer, *, batch_size: int, workers: int, worker_kind: str = "thread",
               prefetch: int | None = None, limits: Limits = Limits(),
-              on_progress: Callable[[int], None] = lambda n: None) -> Stages:
-    """Process every item on an active runner, writing rows and errors as each batch completes."""
+              on_progress: Callable[[int], None] = lambda n: None, decoder: str = "auto") -> Stages:
+    """Process every item on an active runner, writing rows and errors as each batch completes.
+
+    ``decoder`` ("auto", "gpu", "cpu"; see :func:`vggedge.runtime.gpu.decode.select_decoder`):
+    on a GPU runner with nvImageCodec the workers only read and check the files, and each
+    batch is decoded and preprocessed on the GPU straight into the runner's input buffer.
+    """
+    from ...runtime.gpu.decode import select_decoder
+
     stages = Stages()
     ahead = prefetch or max(2 * batch_size, 4 * workers)
-    load = functools.partial(load_item, spec=spec, limits=limits)
+    on_gpu = worker_kind == "thread" and select_decoder(decoder, runner=runner, spec=spec).kind == "gpu"
+    load = functools.partial(load_encoded, limits=limits) if on_gpu else \
+        functools.partial(load_item, spec=spec, limits=limits)
 
     def prepare(batch: Batch, inputs: dict[str, np.ndarray]) -> int:
         target = inputs[spec.input_name]
@@ -112,11 +182,18 @@ def run_local(items: Iterable[Item], spec: ModelSpec, runner: Runner, rows: RowM
             target[i] = tensor
         return len(batch.tensors)
 
-    with make_pool(worker_kind, workers) as pool:
+    fill = gpu_fill(spec, runner) if on_gpu else None
+    with make_pool(worker_kind, workers) as pool, _freed(fill):
         batcher = Batcher(bounded_map(pool, load, items, ahead), batch_size)
-        with runner.run(batcher, prepare, copy=False) as results:
+        results_iter = runner.run_on_device(batcher, fill, copy=False) if fill is not None \
+            else runner.run(batcher, prepare, copy=False)  # type: ignore[attr-defined]
+        with results_iter as results:
             for out in results:
                 batch: Batch = out.tag
+                if not batch.keys:  # every file of this batch failed on the GPU: only its errors are written
+                    _write_errors(errors, batch.errors, stages)
+                    on_progress(len(batch.errors))
+                    continue
                 t0 = time.perf_counter()
                 writer.write(rows.rows(batch.keys, out.outputs[spec.output_name], batch.decode_s,
                                        out.times.get("infer", 0.0)))
@@ -131,6 +208,15 @@ def run_local(items: Iterable[Item], spec: ModelSpec, runner: Runner, rows: RowM
         _write_errors(errors, batcher.trailing, stages)
         on_progress(len(batcher.trailing))
     return stages
+
+
+@contextmanager
+def _freed(fill: Any) -> Iterator[None]:
+    try:
+        yield
+    finally:
+        if fill is not None:
+            fill.free()
 
 
 def _write_errors(errors: Writer, found: list[dict[str, Any]], stages: Stages) -> None:

@@ -3,13 +3,16 @@
 Build the fatbin once with ``cmake -S . -B build && cmake --build build`` (it lands
 in ``build/kernels/preprocess.fatbin``; ``VGGEDGE_KERNELS_FATBIN`` points elsewhere).
 
-:class:`GpuPreprocessor` turns a uint8 BGR HxWx3 frame into one image of the
-model's NCHW input (FP32 or FP16) on the GPU: bilinear resize with OpenCV's
-INTER_LINEAR half-pixel convention, optional BGR->RGB, ``x * gain - offset``.
-Only ``resize == "direct"`` with linear interpolation is supported. It matches
-:func:`vggedge.preprocess.prepare` to within :data:`PIXEL_TOLERANCE` (1.0) in
-pixel units before normalisation: OpenCV interpolates 8-bit images in fixed
-point and rounds to uint8, the kernel interpolates in float.
+:class:`GpuPreprocessor` turns a uint8 HxWx3 frame (BGR from OpenCV, or RGB
+device images from nvImageCodec; any size and row pitch) into one image of the
+model's input on the GPU, written straight into the runner's device input buffer:
+bilinear resize with OpenCV's INTER_LINEAR half-pixel convention, either
+``direct`` or ``shorter_crop`` (shorter side to ``resize_shorter``, then a centre
+crop), the spec's channel order, ``x * gain - offset``, NCHW or NHWC, FP32 or FP16.
+Only linear interpolation is supported. It matches :func:`vggedge.preprocess.prepare`
+to within :data:`PIXEL_TOLERANCE` (1.0) in pixel units before normalisation: OpenCV
+interpolates 8-bit images in fixed point and rounds to uint8, the kernel in float.
+:func:`reference` is the kernel's arithmetic in numpy, for tests on CPUs.
 """
 from __future__ import annotations
 
@@ -26,7 +29,8 @@ from .cuda import CudaContext, CudaError, CudaStream, DeviceBuffer, check, drive
 
 PIXEL_TOLERANCE = 1.0
 KERNELS = {"float32": "vggedge_preprocess_f32", "float16": "vggedge_preprocess_f16"}
-ARG_FORMAT = "PiiiPiiffi" + "f" * 6  # src, h, w, step, dst, H, W, scale_y, scale_x, swap_rb, gain x3, offset x3
+# src, h, w, pitch, dst, H, W, scale_y, scale_x, off_y, off_x, swap_rb, nhwc, gain x3, offset x3
+ARG_FORMAT = "PiiiPiiffffii" + "f" * 6
 BLOCK = (32, 8, 1)
 FATBIN_MAGIC = 0xBA55ED50
 BUILD_HINT = "build it with: cmake -S . -B build && cmake --build build"
@@ -71,23 +75,77 @@ def load_module(path: str | Path | None = None) -> Any:
 
 def _check_spec(spec: ModelSpec) -> None:
     pre = spec.preprocessing
-    if pre.resize != "direct":
-        raise ConfigError(f"GPU preprocessing supports resize='direct' only; this model's spec asks for "
-                          f"{pre.resize!r} (resize shorter side to {pre.resize_shorter}, then centre-crop). "
-                          "Use the CPU path (vggedge.preprocess) for it")
     if pre.interpolation != "linear":
-        raise ConfigError(f"GPU preprocessing interpolates bilinearly; the spec asks for {pre.interpolation!r}")
-    if spec.layout != "NCHW" or spec.channels != 3:
-        raise ConfigError(f"GPU preprocessing writes 3-channel NCHW; the spec has {spec.channels}-channel {spec.layout}")
+        raise ConfigError(f"GPU preprocessing interpolates bilinearly; the spec asks for {pre.interpolation!r}. "
+                          "Use the CPU path (vggedge.preprocess) for it")
+    if pre.resize not in ("direct", "shorter_crop"):
+        raise ConfigError(f"GPU preprocessing resizes 'direct' or 'shorter_crop'; the spec asks for {pre.resize!r}")
+    if spec.layout not in ("NCHW", "NHWC") or spec.channels != 3:
+        raise ConfigError(f"GPU preprocessing writes 3-channel NCHW or NHWC; the spec has {spec.channels}-channel "
+                          f"{spec.layout}")
     if spec.dtype not in KERNELS:
         raise ConfigError(f"GPU preprocessing writes float32 or float16; the spec's input dtype is {spec.dtype}")
 
 
-class GpuPreprocessor:
-    """``pre(frame, out_ptr, stream, batch_index=i)`` writes image ``i`` of an NCHW batch on the GPU.
+def geometry(spec: ModelSpec, height: int, width: int) -> tuple[float, float, float, float]:
+    """(scale_y, scale_x, off_y, off_x) the kernel samples with for a ``height`` x ``width`` source.
 
-    ``frame`` is a device pointer (give ``frame_shape=(h, w)`` and optionally the
-    row ``pitch`` in bytes) or a uint8 HxWx3 array (pinned for a truly
+    The same sizes :func:`vggedge.preprocess.resize_for` resizes and crops to: ``direct``
+    resizes to the model's size; ``shorter_crop`` resizes the shorter side to
+    ``resize_shorter`` and takes the centre crop, whose first row/column is the offset.
+    """
+    H, W = spec.height, spec.width
+    pre = spec.preprocessing
+    if pre.resize == "direct":
+        return height / H, width / W, 0.0, 0.0
+    factor = pre.resize_shorter / min(height, width)
+    nh, nw = max(H, round(height * factor)), max(W, round(width * factor))
+    return height / nh, width / nw, float((nh - H) // 2), float((nw - W) // 2)
+
+
+def reference(frame: np.ndarray, spec: ModelSpec, source_order: str = "BGR") -> np.ndarray:
+    """The kernel's arithmetic in numpy (float32): one model input image from a uint8 HxWx3 frame.
+
+    For tests on machines without a GPU; the kernel itself is compared with OpenCV on a GPU.
+    """
+    _check_spec(spec)
+    h, w = frame.shape[:2]
+    sy, sx, oy, ox = geometry(spec, h, w)
+
+    def taps(n: int, offset: float, scale: float, size: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        f = ((np.arange(n, dtype=np.float32) + np.float32(offset) + np.float32(0.5)) * np.float32(scale)
+             - np.float32(0.5))
+        i = np.floor(f).astype(np.int64)
+        wt = (f - i).astype(np.float32)
+        wt[i < 0], i[i < 0] = 0.0, 0
+        last = i >= size - 1
+        wt[last], i[last] = 0.0, size - 1
+        return i, np.minimum(i + 1, size - 1), wt
+
+    y0, y1, wy = taps(spec.height, oy, sy, h)
+    x0, x1, wx = taps(spec.width, ox, sx, w)
+    src = frame.astype(np.float32)
+    wx3 = wx[None, :, None]
+    top = src[y0][:, x0] * (1 - wx3) + src[y0][:, x1] * wx3
+    bottom = src[y1][:, x0] * (1 - wx3) + src[y1][:, x1] * wx3
+    pixels = top * (1 - wy[:, None, None]) + bottom * wy[:, None, None]
+    if source_order != spec.preprocessing.channel_order:
+        pixels = pixels[:, :, ::-1]
+    pre = spec.preprocessing
+    std = np.asarray(pre.std, np.float64)
+    gain = (pre.scale / std).astype(np.float32)
+    offset = (np.asarray(pre.mean, np.float64) / std).astype(np.float32)
+    hwc = pixels * gain - offset
+    out = hwc.transpose(2, 0, 1) if spec.layout == "NCHW" else hwc
+    return np.ascontiguousarray(out, dtype=np.dtype(spec.dtype))
+
+
+class GpuPreprocessor:
+    """``pre(frame, out_ptr, stream, batch_index=i)`` writes image ``i`` of the model's input batch on the GPU.
+
+    ``frame`` is a device pointer (give ``frame_shape=(h, w)``, optionally the
+    row ``pitch`` in bytes and ``source_order="RGB"`` for nvImageCodec's images),
+    or a uint8 HxWx3 BGR array (pinned for a truly
     asynchronous copy), copied into a staging buffer of that stream's own
     (allocated on first use, grown only for a larger frame): work on one stream
     is ordered, so a copy never overwrites a frame another stream still reads.
@@ -102,7 +160,7 @@ class GpuPreprocessor:
         std = np.asarray(pre.std, dtype=np.float64)
         self.gain = tuple(float(v) for v in pre.scale / std)
         self.offset = tuple(float(v) for v in np.asarray(pre.mean, dtype=np.float64) / std)
-        self.swap_rb = int(pre.channel_order == "RGB")  # frames are BGR
+        self.nhwc = int(spec.layout == "NHWC")
         self.out_itemsize = np.dtype(spec.dtype).itemsize
         self._module: Any = None
         self._kernel: Any = None
@@ -123,16 +181,24 @@ class GpuPreprocessor:
         return 3 * self.spec.height * self.spec.width * self.out_itemsize
 
     def __call__(self, frame: int | np.ndarray, out_ptr: int, stream: CudaStream, *, batch_index: int = 0,
-                 frame_shape: tuple[int, int] | None = None, pitch: int | None = None) -> None:
+                 frame_shape: tuple[int, int] | None = None, pitch: int | None = None,
+                 source_order: str = "BGR") -> None:
+        if source_order not in ("BGR", "RGB"):
+            raise ImageError(f"source_order={source_order!r}: expected 'BGR' or 'RGB'")
         self.load()
         with self._pushed():
             src, (h, w), step = self._source(frame, stream, frame_shape, pitch)
+            if isinstance(frame, np.ndarray):
+                source_order = "BGR"  # host frames are OpenCV's
             dst = int(out_ptr) + batch_index * self.image_bytes
             H, W = self.spec.height, self.spec.width
+            scale_y, scale_x, off_y, off_x = geometry(self.spec, h, w)
+            swap = int(source_order != self.spec.preprocessing.channel_order)
             grid = ((W + BLOCK[0] - 1) // BLOCK[0], (H + BLOCK[1] - 1) // BLOCK[1])
             with check("launching the preprocessing kernel"):
                 self._kernel.prepared_async_call(grid, BLOCK, stream.raw, src, h, w, step, dst, H, W,
-                                                 h / H, w / W, self.swap_rb, *self.gain, *self.offset)
+                                                 scale_y, scale_x, off_y, off_x, swap, self.nhwc,
+                                                 *self.gain, *self.offset)
 
     def _source(self, frame: int | np.ndarray, stream: CudaStream, shape: tuple[int, int] | None,
                 pitch: int | None) -> tuple[int, tuple[int, int], int]:
@@ -153,6 +219,8 @@ class GpuPreprocessor:
         h, w = int(shape[0]), int(shape[1])
         if h < 1 or w < 1:
             raise ImageError(f"frame_shape {shape} is empty")
+        if pitch is not None and pitch < w * 3:
+            raise ImageError(f"row pitch {pitch} is below the row's {w * 3} bytes (width {w} x 3)")
         return int(frame), (h, w), int(pitch or w * 3)
 
     def _pushed(self):

@@ -32,6 +32,7 @@ from ...errors import BackendUnavailable, ModelError
 from ..base import RunnerOptions, TensorMeta
 from ..ort import ORT_TYPES, OrtOptions
 from .cuda import CudaEvent, CudaStream
+from .ort_cuda_options import CudaOptions, merged
 from .pipeline import Slot, TensorSpec
 from .runner import PipelineRunner
 
@@ -90,9 +91,11 @@ class OrtCudaRunner(PipelineRunner):
 
     ``options.max_batch`` sizes the buffers (allocated once; a batch fixed in the
     ONNX wins); a larger batch raises InputError. ``ort_options`` are the session
-    settings. ``provider_options`` add CUDA provider options (strings), e.g.
-    ``{"cudnn_conv_algo_search": "HEURISTIC"}``. ``synchronize_run=True`` lets
-    onnxruntime block the host after each run (slower, for debugging).
+    settings. ``cuda`` are the typed CUDA provider options (:class:`CudaOptions`:
+    NHWC convolutions by default, CUDA graphs on request, quiet logs);
+    ``provider_options`` (strings, e.g. ``{"cudnn_conv_algo_search": "HEURISTIC"}``)
+    are merged into them. ``synchronize_run=True`` lets onnxruntime block the host
+    after each run (slower, for debugging).
     """
 
     name = "ort-cuda"
@@ -100,16 +103,17 @@ class OrtCudaRunner(PipelineRunner):
 
     def __init__(self, model: str | Path | bytes, options: RunnerOptions | None = None, *,
                  ort_options: OrtOptions | None = None, provider_options: dict[str, str] | None = None,
-                 synchronize_run: bool = False) -> None:
+                 synchronize_run: bool = False, cuda: CudaOptions | None = None) -> None:
         super().__init__(options)
         self.model, self.max_batch = model, self.runner_options.max_batch
         self.options = ort_options or OrtOptions()
-        self.provider_options = dict(provider_options or {})
+        self.cuda = merged(cuda, provider_options)
         self.synchronize_run = synchronize_run
         self.session: Any = None
         self._compute: CudaStream | None = None
         self._events: list[CudaEvent] = []
         self._run_options: Any = None
+        self._ort: Any = None
 
     # activation -----------------------------------------------------------------
     def _open_backend(self) -> tuple[list[TensorSpec], list[TensorSpec], int]:
@@ -117,12 +121,15 @@ class OrtCudaRunner(PipelineRunner):
         if not isinstance(self.model, bytes) and not Path(self.model).is_file():
             raise ModelError(f"{self.model}: ONNX model file not found")
         self._compute = CudaStream()
-        cuda_options = {"device_id": str(self.device), "user_compute_stream": str(self._compute.handle),
-                        **self.provider_options}
+        cuda_options = self.cuda.provider_options(self.device, self._compute.handle, ort.__version__)
+        self.cuda.quiet_libraries()
+        if hasattr(ort, "set_default_logger_severity"):
+            ort.set_default_logger_severity(self.cuda.severity())
+        session_options = self.options.session_options()
+        session_options.log_severity_level = self.cuda.severity()
         source = self.model if isinstance(self.model, bytes) else os.fspath(self.model)
         try:
-            self.session = ort.InferenceSession(source, self.options.session_options(),
-                                                providers=[(CUDA_EP, cuda_options)])
+            self.session = ort.InferenceSession(source, session_options, providers=[(CUDA_EP, cuda_options)])
         except Exception as exc:  # onnxruntime raises its own Fail/InvalidGraph types
             if "user_compute_stream" in str(exc):
                 raise BackendUnavailable(f"{self.name}: onnxruntime {ort.__version__} cannot run on a given CUDA "
@@ -137,12 +144,15 @@ class OrtCudaRunner(PipelineRunner):
         self._run_options = ort.RunOptions()
         if not self.synchronize_run:
             self._run_options.add_run_config_entry("disable_synchronize_execution_providers", "1")
+        self._ort = ort
         return self._specs()
 
     def _specs(self) -> tuple[list[TensorSpec], list[TensorSpec], int]:
         first = self.session.get_inputs()[0].shape[0]
         fixed = isinstance(first, int) and first > 0  # a batch fixed in the ONNX wins over max_batch
         low, high = (first, first) if fixed else (1, self.max_batch)
+        if self.cuda.cuda_graph:
+            low = high  # a captured graph replays one shape: every batch is padded to the maximum
         inputs = [TensorSpec(n.name, (high, *_static_dims(n, "input")), _dtype(n, "input"))
                   for n in self.session.get_inputs()]
         outputs = [TensorSpec(n.name, (high, *_static_dims(n, "output")), _dtype(n, "output"))
@@ -153,12 +163,24 @@ class OrtCudaRunner(PipelineRunner):
         for slot in slots:
             started, done = CudaEvent(), CudaEvent()
             self._events += [started, done]
-            slot.state.update(binding=self.session.io_binding(), started=started, done=done, bound_batch=0)
+            slot.state.update(binding=self.session.io_binding(), started=started, done=done, bound_batch=0,
+                              run_options=self._slot_run_options(slot.index))
+
+    def _slot_run_options(self, index: int) -> Any:
+        """The shared run options, or with CUDA graphs one set per slot naming that slot's graph."""
+        if not self.cuda.cuda_graph:
+            return self._run_options
+        options = self._ort.RunOptions()
+        if not self.synchronize_run:
+            options.add_run_config_entry("disable_synchronize_execution_providers", "1")
+        options.add_run_config_entry("gpu_graph_id", str(index + 1))  # each slot's buffers: its own graph
+        return options
 
     def _close_backend(self) -> None:
         """Session first (its handles use our stream), then a context-wide synchronise, then stream and events."""
         for slot in self.pipeline.slots if self.pipeline is not None else []:
             slot.state.pop("binding", None)
+            slot.state.pop("run_options", None)
         self.session, self._run_options = None, None
         self.ctx.synchronize()
         for event in self._events:
@@ -182,7 +204,7 @@ class OrtCudaRunner(PipelineRunner):
         if slot.state["bound_batch"] != batch_n:
             self._bind(binding, slot, batch_n)
             slot.state["bound_batch"] = batch_n
-        self.session.run_with_iobinding(binding, self._run_options)
+        self.session.run_with_iobinding(binding, slot.state["run_options"])
         slot.state["done"].record(self._compute)
         slot.stream.wait_for(slot.state["done"])
 

@@ -226,19 +226,25 @@ class Pipeline:
             resource.free()
         self.slots, self._owned = [], []
 
-    def submit(self, slot: int, batch_n: int) -> None:
-        """Enqueue H2D copy, execution and D2H copy of ``batch_n`` rows (padded to the minimum); returns at once."""
+    def submit(self, slot: int, batch_n: int, *, on_device: bool = False) -> None:
+        """Enqueue H2D copy, execution and D2H copy of ``batch_n`` rows (padded to the minimum); returns at once.
+
+        ``on_device=True``: the inputs were already written into the slot's device buffers on
+        its stream (GPU decoding and preprocessing), so no host copy is made; padding rows
+        then hold whatever the buffer held (computed and dropped).
+        """
         self.check_batch(batch_n)
         s = self.slots[slot]
         rows = max(batch_n, self.min_batch)
-        if rows > batch_n:  # repeat the last real row: padding rows are computed and dropped
+        if rows > batch_n and not on_device:  # repeat the last real row: padding rows are computed and dropped
             for array in s.host_inputs.values():
                 array[batch_n:rows] = array[batch_n - 1]
         s.batch, s.rows = batch_n, rows
         with self.ctx:
             s.events["h2d_start"].record(s.stream)
-            for t in self.inputs:
-                s.device[t.name].upload_async(s.host_inputs[t.name][:rows], s.stream)
+            if not on_device:
+                for t in self.inputs:
+                    s.device[t.name].upload_async(s.host_inputs[t.name][:rows], s.stream)
             s.events["h2d_end"].record(s.stream)
             self.execute(s, rows)
             s.events["compute_end"].record(s.stream)

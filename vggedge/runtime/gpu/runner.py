@@ -10,14 +10,18 @@ from __future__ import annotations
 
 import threading
 import time
-from typing import Any, Iterator, Mapping
+from typing import Any, Callable, Iterable, Iterator, Mapping
 
 import numpy as np
 
 from ...errors import VggEdgeError
-from ..base import BatchOutput, PrepareFn, Runner, RunnerOptions
+from ..base import BatchOutput, PrepareFn, Runner, RunnerOptions, RunIterator
 from .cuda import CudaContext, require_cuda
 from .pipeline import Pipeline, Slot, SlotScheduler, TensorSpec, drive
+
+
+#: fill(item, slot) -> rows: enqueue one batch's input into ``slot.device`` on ``slot.stream`` (context pushed)
+DeviceFillFn = Callable[[Any, Slot], int]
 
 
 class PipelineRunner(Runner):
@@ -88,7 +92,21 @@ class PipelineRunner(Runner):
         self.last_times = times.seconds()
         return result
 
-    def _run(self, items: Iterator[Any], prepare: PrepareFn | None, copy: bool) -> Iterator[BatchOutput]:
+    def run_on_device(self, items: Iterable[Any], fill: DeviceFillFn, *, copy: bool = True) -> RunIterator:
+        """Like :meth:`run`, but ``fill(item, slot)`` writes each batch straight into ``slot.device``.
+
+        ``fill`` enqueues its work (GPU decoding, the preprocessing kernel) on
+        ``slot.stream`` with the context pushed and returns the rows written; no
+        input crosses the host. Results come back in order, as from :meth:`run`.
+        """
+        self._require_active("run_on_device")
+        if self._running:
+            raise VggEdgeError(f"{self.name}: run_on_device() called while another run() on this runner is active")
+        self._running = True
+        return RunIterator(self, self._run(iter(items), None, copy, device_fill=fill))
+
+    def _run(self, items: Iterator[Any], prepare: PrepareFn | None, copy: bool,
+             device_fill: DeviceFillFn | None = None) -> Iterator[BatchOutput]:
         """Fill free slots (the host prepares into pinned memory) while earlier slots copy and compute."""
         pipeline = self.pipeline
         if not self._slots_lock.acquire(blocking=False):
@@ -98,7 +116,11 @@ class PipelineRunner(Runner):
 
         def fill(slot: int, item: Any) -> tuple[int, Any, float]:
             t0 = time.perf_counter()
-            n = int(fill_fn(item, pipeline.slots[slot].host_inputs))
+            if device_fill is not None:
+                with self.ctx:
+                    n = int(device_fill(item, pipeline.slots[slot]))
+            else:
+                n = int(fill_fn(item, pipeline.slots[slot].host_inputs))
             return n, item, time.perf_counter() - t0
 
         def collect(slot: int, token: tuple[int, Any, float]) -> BatchOutput:
@@ -110,7 +132,8 @@ class PipelineRunner(Runner):
 
         try:
             yield from drive(items, SlotScheduler(pipeline.num_slots), fill,
-                             lambda slot, token: pipeline.submit(slot, token[0]), collect)
+                             lambda slot, token: pipeline.submit(slot, token[0], on_device=device_fill is not None),
+                             collect)
         finally:  # a consumer that stops early must not leave copies reading inputs we refill later
             try:
                 pipeline.wait_all()

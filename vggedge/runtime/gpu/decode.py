@@ -1,0 +1,283 @@
+"""JPEG decoding on the GPU with NVIDIA nvImageCodec, and the one choice between it and the CPU decode pool.
+
+:class:`GpuDecoder` decodes a batch of encoded images into device memory
+(interleaved RGB, uint8; on the GPU's hardware JPEG decoder where it has one),
+with EXIF orientation applied so the pixels equal the CPU decoder's. What it
+cannot take goes to the CPU decoder (:func:`vggedge.preprocess.decode_image`) one
+by one, and what nobody can decode comes back as that file's ImageError: the job
+never stops for one file.
+
+- sorted out before the GPU sees them (:func:`gpu_reason`): non-JPEG files (PNG,
+  WebP, BMP, TIFF...), CMYK/YCCK and lossless or arithmetic-coded JPEGs, and
+  progressive JPEGs when ``progressive=False``;
+- sorted out after: whatever nvImageCodec returns ``None`` for (corrupt, or a
+  backend that refused it), or an image that is not 3-channel uint8.
+
+nvImageCodec's own log goes quiet at default verbosity (``PYNVIMGCODEC_VERBOSITY=0``
+unless set, or 2 when vggedge logs at DEBUG): every failure it would print is
+handled here and reported per file.
+
+:func:`select_decoder` is the one place that chooses GPU or CPU decoding for an
+app; nvImageCodec is imported lazily, and its absence is a reason, never an error.
+"""
+from __future__ import annotations
+
+import importlib
+import importlib.util
+import logging
+import os
+import struct
+from dataclasses import dataclass
+from typing import Any, Callable, Sequence
+
+import numpy as np
+
+from ...errors import BackendUnavailable, ConfigError, ImageError
+from ...image_meta import is_jpeg
+
+log = logging.getLogger(__name__)
+MODULE = "nvidia.nvimgcodec"
+INSTALL_HINT = ("pip install nvidia-nvimgcodec-cu13 nvidia-nvjpeg (servers, CUDA 13; -cu12 for CUDA 12) "
+                "or the nvidia-nvimgcodec-tegra-* wheels on Jetson, or pip install 'vggedge[gpu]'")
+DECODERS = ("auto", "gpu", "cpu")
+_SOF_NAMES = {0xC0: "baseline", 0xC1: "extended", 0xC2: "progressive", 0xC3: "lossless"}
+
+
+def jpeg_frame(data: bytes | memoryview) -> tuple[int, int] | None:
+    """(SOF marker, number of components) of a JPEG, read from its markers; None when none is found."""
+    view = bytes(data[:1 << 20])  # headers live at the front; EXIF blocks are at most 64 KiB each
+    i = 2
+    while i + 4 <= len(view):
+        if view[i] != 0xFF:
+            return None
+        marker = view[i + 1]
+        if marker == 0xFF:
+            i += 1
+            continue
+        if marker in (0xD8, 0x01) or 0xD0 <= marker <= 0xD7:
+            i += 2
+            continue
+        length = struct.unpack(">H", view[i + 2:i + 4])[0]
+        if 0xC0 <= marker <= 0xCF and marker not in (0xC4, 0xC8, 0xCC):
+            if i + 10 > len(view):
+                return None
+            return marker, view[i + 9]
+        if marker == 0xDA:  # start of scan before any frame header
+            return None
+        i += 2 + length
+    return None
+
+
+def gpu_reason(data: bytes | memoryview, *, progressive: bool = True) -> str | None:
+    """Why these bytes go to the CPU decoder instead of nvImageCodec; None when the GPU takes them."""
+    if len(data) < 4 or not is_jpeg(memoryview(data)):
+        return "not a JPEG"
+    frame = jpeg_frame(data)
+    if frame is None:
+        return "JPEG without a readable frame header"
+    marker, components = frame
+    if marker not in (0xC0, 0xC1, 0xC2):
+        return f"{_SOF_NAMES.get(marker, 'arithmetic-coded')} JPEG (SOF 0x{marker:02X})"
+    if marker == 0xC2 and not progressive:
+        return "progressive JPEG"
+    if components not in (1, 3):
+        return f"{components}-component JPEG (CMYK/YCCK)"
+    return None
+
+
+def nvimgcodec_reason() -> str | None:
+    """None when nvImageCodec's Python package is installed, else why not (nothing is imported)."""
+    try:
+        found = importlib.util.find_spec(MODULE) is not None
+    except (ImportError, ValueError):
+        found = False
+    return None if found else f"nvImageCodec is not installed ({INSTALL_HINT})"
+
+
+def import_nvimgcodec() -> Any:
+    """``nvidia.nvimgcodec``, imported with its log quiet unless vggedge logs at DEBUG; BackendUnavailable if absent."""
+    os.environ.setdefault("PYNVIMGCODEC_VERBOSITY", "2" if log.isEnabledFor(logging.DEBUG) else "0")
+    try:
+        return importlib.import_module(MODULE)
+    except Exception as exc:  # ImportError, or its CUDA libraries missing
+        raise BackendUnavailable(f"nvImageCodec cannot be imported ({exc}); {INSTALL_HINT}") from None
+
+
+@dataclass
+class Decoded:
+    """One source after decoding: a device image, a host BGR image (CPU fallback) or the error.
+
+    Device images are interleaved uint8 RGB at ``ptr`` with ``pitch`` bytes per row;
+    ``keep`` holds the library object that owns the memory (keep it until the GPU
+    work reading it has finished). ``why_cpu`` says why a source went to the CPU.
+    """
+
+    ptr: int = 0
+    height: int = 0
+    width: int = 0
+    pitch: int = 0
+    host: np.ndarray | None = None
+    error: ImageError | None = None
+    keep: Any = None
+    why_cpu: str | None = None
+
+    @property
+    def on_device(self) -> bool:
+        return self.error is None and self.host is None
+
+
+def device_view(image: Any) -> tuple[int, int, int, int] | None:
+    """(ptr, height, width, pitch) of a 3-channel uint8 device image (``__cuda_array_interface__``), else None."""
+    try:
+        cai = image.__cuda_array_interface__
+    except Exception:
+        return None
+    shape, typestr, strides = tuple(cai.get("shape", ())), cai.get("typestr"), cai.get("strides")
+    if len(shape) != 3 or shape[2] != 3 or typestr not in ("|u1", "<u1", "u1"):
+        return None
+    h, w = int(shape[0]), int(shape[1])
+    pitch = int(strides[0]) if strides else w * 3
+    if strides and (int(strides[1]) != 3 or int(strides[2]) != 1):
+        return None
+    return int(cai["data"][0]), h, w, pitch
+
+
+CpuDecode = Callable[[bytes, str], np.ndarray]
+
+
+def _cpu_decode(data: bytes, source: str) -> np.ndarray:
+    from ...preprocess import decode_image
+
+    return decode_image(data, source=source)
+
+
+class GpuDecoder:
+    """``GpuDecoder().decode([bytes, ...], names, stream_handle)`` -> one :class:`Decoded` per source, in order.
+
+    ``device`` is the GPU ordinal; ``progressive=False`` sends progressive JPEGs to
+    the CPU (for decoders without them); ``cpu_decode(data, name)`` is the fallback
+    decoder (the one CPU decoder by default); ``fancy_upsampling`` (on, as libjpeg's
+    default) brings chroma close to the CPU decoder's. Cheap to construct:
+    nvImageCodec is imported and its decoder made on first use.
+    """
+
+    def __init__(self, device: int = 0, *, progressive: bool = True, cpu_decode: CpuDecode = _cpu_decode,
+                 module: Any = None, fancy_upsampling: bool = True) -> None:
+        self.device, self.progressive, self.cpu_decode = device, progressive, cpu_decode
+        self.fancy_upsampling = fancy_upsampling
+        self._module, self._decoder, self._params = module, None, None
+        self.counts = {"gpu": 0, "cpu": 0, "failed": 0}
+
+    def _ready(self) -> tuple[Any, Any, Any]:
+        if self._decoder is None:
+            nvimgcodec = self._module or import_nvimgcodec()
+            params = nvimgcodec.DecodeParams(apply_exif_orientation=True)  # colour: sRGB (interleaved RGB)
+            self._module, self._params = nvimgcodec, params
+            # libjpeg (OpenCV's decoder) upsamples chroma smoothly by default; nvImageCodec's default does not
+            self._decoder = nvimgcodec.Decoder(device_id=self.device,
+                                               options=f":fancy_upsampling={int(self.fancy_upsampling)}")
+        return self._module, self._decoder, self._params
+
+    def decode(self, items: Sequence[bytes], names: Sequence[str] | None = None, stream: int = 0) -> list[Decoded]:
+        """Decode every source; GPU work is ordered on ``stream`` (a CUDA stream handle)."""
+        names = list(names) if names is not None else [f"<image {i}>" for i in range(len(items))]
+        out: list[Decoded | None] = [None] * len(items)
+        gpu: list[int] = []
+        for i, data in enumerate(items):
+            reason = gpu_reason(data, progressive=self.progressive) if data else "empty file"
+            if reason is None:
+                gpu.append(i)
+            else:
+                out[i] = self._on_cpu(items[i], names[i], reason)
+        if gpu:
+            for i, image in zip(gpu, self._gpu_batch([items[i] for i in gpu], stream)):
+                view = device_view(image) if image is not None else None
+                if view is None:
+                    out[i] = self._on_cpu(items[i], names[i], "nvImageCodec could not decode it")
+                else:
+                    self.counts["gpu"] += 1
+                    out[i] = Decoded(*view, keep=image)
+        return out  # type: ignore[return-value]
+
+    def _gpu_batch(self, datas: list[bytes], stream: int) -> list[Any]:
+        """One image (or None) per input, in order, whatever the library version returns for failures."""
+        _, decoder, params = self._ready()
+        try:
+            images = list(decoder.decode(datas, params=params, cuda_stream=stream))
+        except Exception as exc:  # a whole-batch failure: try one by one so one bad file costs only itself
+            log.debug("nvImageCodec batch decode failed (%s); decoding one by one", exc)
+            images = []
+        if len(images) == len(datas):
+            return images
+        return [self._gpu_one(decoder, params, data, stream) for data in datas]  # older releases drop failures
+
+    @staticmethod
+    def _gpu_one(decoder: Any, params: Any, data: bytes, stream: int) -> Any:
+        try:
+            return decoder.decode(data, params=params, cuda_stream=stream)
+        except Exception as exc:
+            log.debug("nvImageCodec could not decode one image: %s", exc)
+            return None
+
+    def _on_cpu(self, data: bytes, name: str, reason: str) -> Decoded:
+        try:
+            image = self.cpu_decode(data, name)
+        except ImageError as exc:
+            self.counts["failed"] += 1
+            return Decoded(error=exc, why_cpu=reason)
+        self.counts["cpu"] += 1
+        return Decoded(height=image.shape[0], width=image.shape[1], host=image, why_cpu=reason)
+
+
+def device_preprocessing_problems(spec: Any) -> list[str]:
+    """Why the CUDA preprocessing kernel cannot serve ``spec`` here (its spec, or the fatbin not built)."""
+    from .gpu_preprocess import BUILD_HINT, _check_spec, default_fatbin
+
+    problems = []
+    if spec is not None:
+        try:
+            _check_spec(spec)
+        except ConfigError as exc:
+            problems.append(str(exc))
+    if not default_fatbin().is_file():
+        problems.append(f"the CUDA preprocessing kernels are not built ({default_fatbin()}; {BUILD_HINT})")
+    return problems
+
+
+@dataclass(frozen=True)
+class DecoderChoice:
+    """What decodes an app's images: ``kind`` "gpu" or "cpu", and why."""
+
+    kind: str
+    reason: str
+
+
+def select_decoder(want: str = "auto", *, runner: Any = None, spec: Any = None,
+                   available: Callable[[], str | None] | None = None) -> DecoderChoice:
+    """The one choice between the GPU decoder and the CPU decode pool.
+
+    ``want``: "auto" (the GPU when the runner is a GPU runner, nvImageCodec is
+    installed and the spec's preprocessing runs on the device), "gpu" (the same
+    conditions, but a missing one is a BackendUnavailable/ConfigError) or "cpu".
+    Env ``VGGEDGE_DECODER`` gives the default for "auto".
+    """
+    if want not in DECODERS:
+        raise ConfigError(f"decoder {want!r}: choose one of {', '.join(DECODERS)}")
+    if want == "auto":
+        from ...env import decoder as decoder_from_environment
+
+        want = decoder_from_environment() or "auto"
+    if want == "cpu":
+        return DecoderChoice("cpu", "asked for the CPU decode pool")
+    problems = []
+    if runner is None or not hasattr(runner, "run_on_device"):
+        problems.append(f"the backend ({getattr(runner, 'name', 'none')}) runs on the CPU")
+    reason = (available or nvimgcodec_reason)()
+    if reason:
+        problems.append(reason)
+    problems += device_preprocessing_problems(spec)
+    if problems:
+        if want == "gpu":
+            raise BackendUnavailable("GPU decoding is not possible: " + "; ".join(problems))
+        return DecoderChoice("cpu", "; ".join(problems))
+    return DecoderChoice("gpu", "nvImageCodec on the GPU, preprocessing on the device")
