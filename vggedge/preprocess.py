@@ -21,7 +21,7 @@ from .spec import ModelSpec, Preprocessing
 ImageLike = Union[str, Path, np.ndarray]
 INTERPOLATION = {"linear": cv2.INTER_LINEAR, "area": cv2.INTER_AREA,
                  "cubic": cv2.INTER_CUBIC, "nearest": cv2.INTER_NEAREST}
-IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp", ".ppm", ".pgm", ".pnm")
+IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".gif", ".tif", ".tiff", ".webp", ".ppm", ".pgm", ".pnm")
 
 
 #: Decode JPEGs at a reduced scale (libjpeg's DCT scaling) when the model needs at most half the size.
@@ -67,7 +67,7 @@ def decode_image(data: bytes | memoryview | np.ndarray, *, need: tuple[int, int,
         orientation = image_meta.orientation_of(view)
         image = cv2.imdecode(data, cv2.IMREAD_UNCHANGED)  # 16-bit and alpha kept; orientation never applied
     if image is None or image.size == 0:
-        raise ImageError(f"{source}: not a decodable image ({data.size} bytes); expected JPEG, PNG, BMP, TIFF or WebP")
+        raise ImageError(f"{source}: not a decodable image ({data.size} bytes); expected JPEG, PNG, GIF, BMP, TIFF or WebP")
     return to_bgr(image_meta.apply_orientation(image, orientation), source=source)
 
 
