@@ -29,6 +29,7 @@ import numpy as np
 
 from ..errors import ImageError, VggEdgeError
 from ..preprocess import IMAGE_SUFFIXES, read_image
+from ..redact import redact_uri
 
 #: FFmpeg options for RTSP: TCP transport, no input buffering, low-delay decoding
 #: (the fix for camera latency that grows to seconds). Format: ``key;value|key;value``.
@@ -121,7 +122,8 @@ class Source(ABC):
     live = False
 
     def __init__(self, uri: str, options: SourceOptions | None = None) -> None:
-        self.uri = uri
+        self.location = uri  #: what is opened; never shown (it may hold credentials)
+        self.uri = redact_uri(uri)  #: what messages, logs, stats and the preview show
         self.options = options or SourceOptions()
 
     @abstractmethod
@@ -164,7 +166,7 @@ class CaptureSource(Source):
 
     def target(self) -> str | int:
         """What to pass to ``cv2.VideoCapture``."""
-        return self.uri
+        return self.location
 
     def _capture(self):
         import cv2
@@ -274,7 +276,7 @@ class NetworkSource(CaptureSource):
     live = True
 
     def _capture(self):
-        is_rtsp = self.uri.lower().startswith("rtsp")
+        is_rtsp = self.location.lower().startswith("rtsp")
         if not (is_rtsp and self.options.low_latency):
             return super()._capture()
         with _ENV_LOCK:
@@ -353,7 +355,7 @@ def open_source(uri: str, options: SourceOptions | None = None) -> Source:
         return NetworkSource(text, options)
     path = text[len("file://"):] if lower.startswith("file://") else text
     if "://" in path:
-        raise SourceError(f"{text}: unknown URI scheme; expected csi://, v4l2://, rtsp://, http(s)://, file:// "
+        raise SourceError(f"{redact_uri(text)}: unknown URI scheme; expected csi://, v4l2://, rtsp://, http(s)://, file:// "
                           "or a path")
     if Path(path).is_dir() or any(c in path for c in "*?[") or Path(path).suffix.lower() in IMAGE_SUFFIXES:
         return ImageFolderSource(text, options)
