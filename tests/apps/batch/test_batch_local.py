@@ -1,6 +1,7 @@
 """vggedge.batch.run with the local engine: one row per image, Classifier parity, errors, formats, resume."""
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
@@ -165,7 +166,7 @@ def test_features_model_writes_vectors_to_npy_and_parquet(tmp_path: Path, featur
     assert npy.images == pq.images == 5
     matrix = np.load(tmp_path / "f.npy")
     assert matrix.shape == (5, 512) and matrix.dtype == np.float32
-    assert (tmp_path / "f.npy.paths.txt").read_text().splitlines() == photos
+    assert [json.loads(line) for line in (tmp_path / "f.npy.paths.jsonl").read_text().splitlines()] == photos
     rows = read_rows(tmp_path / "f.parquet")
     assert [r["path"] for r in rows] == photos and "top_k_index" not in rows[0]
     np.testing.assert_allclose(np.array([r["features"] for r in rows]), matrix, rtol=1e-6)

@@ -13,6 +13,7 @@ bad images go to ``<out>.errors.jsonl``. Engines: ``local`` (:mod:`.local`) and
 from __future__ import annotations
 
 import collections
+import errno
 import logging
 import math
 import os
@@ -30,12 +31,15 @@ from ...spec import ModelSpec, load_spec_for
 
 from .decode import Limits
 from .inputs import count_items, expand, iter_items
+from .jobfile import OutputLock, check_job, job_identity
 from .rows import RowMaker
 from .summary import BatchSummary, peak_rss_mb
-from .writers import errors_path_for, open_errors, open_writer, read_rows
+from .writers import errors_path_for, format_of, open_errors, open_writer, read_rows
 
 log = logging.getLogger(__name__)
 ENGINES = ("local", "ray")
+_WRITE_ERRNOS = {errno.ENOSPC, errno.EFBIG, errno.EDQUOT, errno.EROFS, errno.EACCES, errno.EPERM, errno.EIO,
+                 errno.EISDIR, errno.ENOTDIR}
 MAX_BATCH_SIZE = 4096  #: larger batches only allocate more; a 224x224 FP32 batch of 4096 is 2.4 GB
 __all__ = ["BatchOptions", "BatchSummary", "ENGINES", "errors_path_for", "read_rows", "run"]
 
@@ -104,13 +108,24 @@ def run(inputs: Sequence[str | Path] | str | Path, out: str | Path, model: str |
     spec = load_spec_for(model)
     ignored: collections.Counter = collections.Counter()
     entries = expand(inputs, ignored)
-    with sigterm_as_interrupt():
-        if engine == "ray":
-            from .ray_engine import run_ray
+    features = opts.features or spec.output_kind == "features"
+    format_of(out)
+    if Path(out).is_dir():
+        raise ConfigError(f"--out {out} is a folder; expected a results file (.jsonl, .csv, .parquet or .npy)")
+    with sigterm_as_interrupt(), OutputLock(out):
+        check_job(out, job_identity(model, features, opts.top_k), resume=opts.resume, overwrite=opts.overwrite)
+        try:
+            if engine == "ray":
+                from .ray_engine import run_ray
 
-            summary = run_ray(entries, Path(out), Path(model), spec, opts)
-        else:
-            summary = _run_local(entries, Path(out), Path(model), spec, opts)
+                summary = run_ray(entries, Path(out), Path(model), spec, opts)
+            else:
+                summary = _run_local(entries, Path(out), Path(model), spec, opts)
+        except OSError as exc:
+            if exc.errno not in _WRITE_ERRNOS:
+                raise
+            raise VggEdgeError(f"output {out}: cannot write ({exc.strerror or exc}); the rows written so far "
+                               "are kept: free space or fix the folder, then --resume") from None
     summary.ignored = dict(ignored)
     return summary
 
