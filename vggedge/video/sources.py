@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import functools
 import glob
+import math
 import os
 import re
 import threading
@@ -27,7 +28,8 @@ from typing import Optional
 
 import numpy as np
 
-from ..errors import ImageError, VggEdgeError
+from ..errors import ConfigError, ImageError, VggEdgeError
+from ..image_header import image_size
 from ..preprocess import IMAGE_SUFFIXES, read_image
 from ..redact import redact_uri
 
@@ -64,6 +66,30 @@ class SourceOptions:
     read_timeout: float = 5.0
     open_timeout: float = 10.0
     low_latency: bool = True
+
+    def __post_init__(self) -> None:
+        for name, flag in (("width", "--input-width"), ("height", "--input-height")):
+            value = getattr(self, name)
+            if value is not None and (isinstance(value, bool) or not isinstance(value, int)
+                                      or not 1 <= value <= MAX_SIDE):
+                raise ConfigError(f"{flag} {value!r}: expected a whole number of pixels from 1 to {MAX_SIDE}")
+        checks = (("rate", "--input-rate", 1000.0), ("read_timeout", "--read-timeout", 86400.0),
+                  ("open_timeout", "open_timeout", 86400.0))
+        for name, flag, top in checks:
+            value = getattr(self, name)
+            if name == "rate" and value is None:
+                continue
+            if not is_number(value) or not 0 < value <= top:
+                raise ConfigError(f"{flag} {value!r}: expected a number > 0 and <= {top:g}")
+
+
+MAX_SIDE = 16384  #: the largest frame side a source may be asked for
+MAX_SLIDE_PIXELS = 100_000_000  #: larger slideshow images are skipped as corrupt frames, never decoded
+
+
+def is_number(value: object) -> bool:
+    """A finite int or float (not a bool, NaN or infinity)."""
+    return not isinstance(value, bool) and isinstance(value, (int, float)) and math.isfinite(value)
 
 
 def csi_pipeline(sensor_id: int = 0, width: int = 1280, height: int = 720, rate: float = 30.0,
@@ -334,9 +360,15 @@ class ImageFolderSource(Source):
         path = self.paths[self._next]
         self._next += 1
         try:
+            with open(path, "rb") as handle:
+                size = image_size(handle.read(64 * 1024))
+            if size and size[0] * size[1] > MAX_SLIDE_PIXELS:
+                raise FrameError(f"{path}: image is {size[0]}x{size[1]} pixels; over {MAX_SLIDE_PIXELS}, skipped")
             return self._sized(read_image(path))
-        except ImageError as exc:
+        except (ImageError, OSError) as exc:
             raise FrameError(str(exc)) from None
+        except Exception as exc:  # cv2.error, MemoryError: this image only, never the slideshow
+            raise FrameError(f"{path}: cannot decode ({type(exc).__name__}: {str(exc)[:200]})") from None
 
     def current_name(self) -> str:
         """The file the last read came from."""
