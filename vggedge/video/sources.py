@@ -189,6 +189,7 @@ class CaptureSource(Source):
     def __init__(self, uri: str, options: SourceOptions | None = None) -> None:
         super().__init__(uri, options)
         self._cap = None
+        self._failed_at: float | None = None  #: the position of the last failed grab (files)
 
     def target(self) -> str | int:
         """What to pass to ``cv2.VideoCapture``."""
@@ -207,6 +208,7 @@ class CaptureSource(Source):
 
         require_backend(self.uri, self.backend)
         self._cap = None  # not release(): a stalled reader may still be inside it; the last reference frees it
+        self._failed_at = None
         cap = self._capture()
         if not cap.isOpened():
             cap.release()
@@ -230,7 +232,10 @@ class CaptureSource(Source):
             raise SourceError(f"{self.uri}: read() before open()")
         ok = self._cap.grab()
         if not ok:
+            if self._corrupt_inside():
+                raise FrameError(f"{self.uri}: frame {self._failed_at} could not be decoded; reading on")
             return None
+        self._failed_at = None
         ok, frame = self._cap.retrieve()
         if not ok or frame is None or frame.size == 0:
             raise FrameError(f"{self.uri}: a frame could not be decoded")
@@ -240,6 +245,23 @@ class CaptureSource(Source):
         if self._cap is not None:
             self._cap.release()
             self._cap = None
+
+    def _corrupt_inside(self) -> bool:
+        """After a failed grab in a file: True when frames remain (a corrupt frame, not the end of the file).
+
+        The file's frame count says where the end is; a second failure at the same position is the end
+        (or a run of damage the demuxer cannot pass), so this never loops.
+        """
+        import cv2
+
+        if self.live:
+            return False
+        count = self._cap.get(cv2.CAP_PROP_FRAME_COUNT)
+        position = self._cap.get(cv2.CAP_PROP_POS_FRAMES)
+        if not (count and count > 0 and 0 <= position < count - 1) or position == self._failed_at:
+            return False
+        self._failed_at = position
+        return True
 
     @property
     def fps(self) -> float | None:
