@@ -153,3 +153,18 @@ def test_absurd_numbers_are_refused(model_copy: Path, photos: Path, tmp_path: Pa
     assert result.returncode == EXIT_ERROR, result.stderr
     assert option.lstrip("-").replace("-", "_") in result.stderr and "Traceback" not in result.stderr
     assert not out.exists()
+
+
+def test_an_unknown_output_name_in_the_sidecar_is_refused_before_work(model_copy: Path, photos: Path,
+                                                                       tmp_path: Path) -> None:
+    import json
+
+    sidecar = model_copy.with_name("m.spec.json")
+    data = json.loads(sidecar.read_text())
+    data["output_name"] = "no_such_output"
+    sidecar.write_text(json.dumps(data))
+    out = tmp_path / "out.jsonl"
+    result = batch(photos, "--out", out, "--model", model_copy)
+    assert result.returncode == EXIT_ERROR and "'output_name' is 'no_such_output'" in result.stderr, result.stderr
+    assert "Traceback" not in result.stderr
+    assert not out.exists() and not out.with_name("out.jsonl.errors.jsonl").exists() and leftovers(tmp_path) == []
