@@ -23,7 +23,7 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
-from faultkit import vggedge
+from faultkit import start, vggedge
 from vggedge.errors import EXIT_ERROR, EXIT_PARTIAL
 
 GIB = 2**30
@@ -252,3 +252,46 @@ def test_a_list_file_naming_itself_is_one_line_error(model_copy: Path, tmp_path:
     assert result.returncode == EXIT_ERROR
     assert "includes itself" in result.stderr and "list.txt" in result.stderr
     assert "Traceback" not in result.stderr and not out.exists()
+
+
+def test_sigterm_stops_a_job_waiting_on_a_slow_url(model_copy: Path, photos: Path, tmp_path: Path,
+                                                   slow_server: str) -> None:
+    import signal
+
+    from faultkit import interrupt_after
+
+    folder = tmp_path / "in"
+    three_photos(folder, photos)
+    out = tmp_path / "out.jsonl"
+    proc = start(["batch", folder, *[f"{slow_server}/drip{i}.jpg" for i in range(4)], "--out", out,
+                  "--model", model_copy, "--no-progress", "--read-timeout", "30", "--workers", "2"])
+    t0 = time.monotonic()
+    result = interrupt_after(proc, "CPU variant", 2.0, timeout=60, sig=signal.SIGTERM)
+    assert time.monotonic() - t0 < 20, "SIGTERM waited for the slow reads"
+    assert result.returncode == 130, result.stderr
+    assert not out.with_name(out.name + ".lock").exists()
+
+
+def test_a_killed_worker_process_is_a_one_line_error(model_copy: Path, photos: Path, tmp_path: Path,
+                                                     slow_server: str) -> None:
+    import signal
+
+    folder = tmp_path / "in"
+    three_photos(folder, photos)
+    out = tmp_path / "out.jsonl"
+    proc = start(["batch", folder, f"{slow_server}/drip.jpg", "--out", out, "--model", model_copy,
+                  "--no-progress", "--read-timeout", "30", "--workers", "1", "--worker-kind", "process"])
+    children: list[int] = []
+    deadline = time.monotonic() + 60
+    while not children and time.monotonic() < deadline and proc.poll() is None:
+        time.sleep(0.2)
+        for task in Path(f"/proc/{proc.pid}/task").iterdir():
+            children += [int(c) for c in (task / "children").read_text().split()]
+    assert children, "no worker process started"
+    time.sleep(1.0)  # the worker is inside the slow read
+    for child in children:
+        os.kill(child, signal.SIGKILL)
+    out_text, err = proc.communicate(timeout=60)
+    assert proc.returncode == EXIT_ERROR, err
+    assert "decode worker process died" in err and "--resume" in err and "Traceback" not in err
+    assert not out.with_name(out.name + ".lock").exists()

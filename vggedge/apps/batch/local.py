@@ -13,15 +13,18 @@ import collections
 import functools
 import time
 from concurrent.futures import Executor, ProcessPoolExecutor, ThreadPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass, field
 from typing import Any, Callable, Iterable, Iterator
 
 import numpy as np
 
+from ...errors import VggEdgeError
 from ...runtime.base import Runner
 from ...spec import ModelSpec
 from .decode import Limits, Loaded, load_item
 from .inputs import Item
+from .remote import STOP
 from .rows import RowMaker, error_row
 from .writers import Writer
 
@@ -105,31 +108,45 @@ def run_local(items: Iterable[Item], spec: ModelSpec, runner: Runner, rows: RowM
     stages = Stages()
     ahead = prefetch or max(2 * batch_size, 4 * workers)
     load = functools.partial(load_item, spec=spec, limits=limits)
+    STOP.clear()
+    pool = make_pool(worker_kind, workers)
+    try:
+        return _run_pool(pool, items, load, ahead, spec, runner, rows, writer, errors, batch_size, stages,
+                         on_progress)
+    except BrokenProcessPool:
+        raise VggEdgeError(f"a decode worker process died (killed, or out of memory); the rows written so far "
+                           f"are kept in {writer.path}: run again with --resume") from None
+    finally:
+        STOP.set()  # reads in flight end at their next chunk, so a stop never waits for a slow URL
+        pool.shutdown(wait=False, cancel_futures=True)  # decodes still in flight are not needed
 
+
+def _run_pool(pool: Executor, items: Iterable[Item], load: Callable[[Item], Loaded], ahead: int, spec: ModelSpec,
+              runner: Runner, rows: RowMaker, writer: Writer, errors: Writer, batch_size: int, stages: Stages,
+              on_progress: Callable[[int], None]) -> Stages:
     def prepare(batch: Batch, inputs: dict[str, np.ndarray]) -> int:
         target = inputs[spec.input_name]
         for i, tensor in enumerate(batch.tensors):
             target[i] = tensor
         return len(batch.tensors)
 
-    with make_pool(worker_kind, workers) as pool:
-        batcher = Batcher(bounded_map(pool, load, items, ahead), batch_size)
-        with runner.run(batcher, prepare, copy=False) as results:
-            for out in results:
-                batch: Batch = out.tag
-                t0 = time.perf_counter()
-                writer.write(rows.rows(batch.keys, out.outputs[spec.output_name], batch.decode_s,
-                                       out.times.get("infer", 0.0)))
-                _write_errors(errors, batch.errors, stages)
-                stages.write += time.perf_counter() - t0
-                stages.images += out.batch
-                stages.decode += sum(batch.decode_s)
-                stages.prepare += out.times.get("prepare", 0.0)
-                stages.infer += out.times.get("infer", 0.0)
-                on_progress(out.batch + len(batch.errors))
-                batch.tensors.clear()
-        _write_errors(errors, batcher.trailing, stages)
-        on_progress(len(batcher.trailing))
+    batcher = Batcher(bounded_map(pool, load, items, ahead), batch_size)
+    with runner.run(batcher, prepare, copy=False) as results:
+        for out in results:
+            batch: Batch = out.tag
+            t0 = time.perf_counter()
+            writer.write(rows.rows(batch.keys, out.outputs[spec.output_name], batch.decode_s,
+                                   out.times.get("infer", 0.0)))
+            _write_errors(errors, batch.errors, stages)
+            stages.write += time.perf_counter() - t0
+            stages.images += out.batch
+            stages.decode += sum(batch.decode_s)
+            stages.prepare += out.times.get("prepare", 0.0)
+            stages.infer += out.times.get("infer", 0.0)
+            on_progress(out.batch + len(batch.errors))
+            batch.tensors.clear()
+    _write_errors(errors, batcher.trailing, stages)
+    on_progress(len(batcher.trailing))
     return stages
 
 

@@ -9,12 +9,15 @@ through fsspec with the same cap.
 from __future__ import annotations
 
 import base64
+import threading
 import time
 import urllib.error
 import urllib.parse
 import urllib.request
 
 DEADLINE_FACTOR = 4  #: a whole body must arrive within this many read timeouts
+#: set when a job stops (Ctrl-C, SIGTERM, an error): reads in flight end at their next chunk
+STOP = threading.Event()
 _CHUNK = 1 << 16
 
 
@@ -51,6 +54,8 @@ def read_url(url: str, max_bytes: int, timeout: float) -> bytes:
                 if size > max_bytes:
                     raise RemoteError("too-large", f"body is over {max_bytes} bytes (--max-bytes)")
                 chunks.append(chunk)
+                if STOP.is_set():
+                    raise RemoteError("unreadable", "the job stopped while this was read")
                 if time.monotonic() > deadline:
                     raise RemoteError("unreadable", f"body not complete after {DEADLINE_FACTOR * timeout:g} s "
                                                     f"({size} bytes; --read-timeout {timeout:g})")
