@@ -168,3 +168,28 @@ def test_an_unknown_output_name_in_the_sidecar_is_refused_before_work(model_copy
     assert result.returncode == EXIT_ERROR and "'output_name' is 'no_such_output'" in result.stderr, result.stderr
     assert "Traceback" not in result.stderr
     assert not out.exists() and not out.with_name("out.jsonl.errors.jsonl").exists() and leftovers(tmp_path) == []
+
+
+def test_a_full_disk_is_a_one_line_error_and_resume_finishes(model_copy: Path, photos: Path, tmp_path: Path) -> None:
+    """``ulimit -f``: writes past the limit fail with EFBIG, as on a full disk."""
+    import resource
+    import subprocess
+
+    from faultkit import CLI, REPO
+
+    out = tmp_path / "out.jsonl"
+
+    def small_files() -> None:
+        resource.setrlimit(resource.RLIMIT_FSIZE, (20_000, 20_000))
+
+    proc = subprocess.run([*CLI, "batch", "--no-progress", str(photos), "--out", str(out), "--model",
+                           str(model_copy), "--batch-size", "2"], capture_output=True, text=True, timeout=120,
+                          cwd=REPO, preexec_fn=small_files)
+    assert proc.returncode == EXIT_ERROR, proc.stderr
+    assert f"output {out}: cannot write" in proc.stderr and "--resume" in proc.stderr
+    assert "Traceback" not in proc.stderr
+    kept = len(read_rows(out))
+    assert 0 < kept < 12
+    again = batch(photos, "--out", out, "--model", model_copy, "--resume")
+    assert again.returncode == 0, again.stderr
+    assert sorted(r["path"] for r in read_rows(out)) == sorted(str(p) for p in photos.glob("*.jpg"))

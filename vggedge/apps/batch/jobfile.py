@@ -106,8 +106,9 @@ def check_job(out: str | Path, identity: dict[str, Any], *, resume: bool, overwr
             raise ConfigError(f"--resume {out}: it was written with different settings ({'; '.join(diff)}); "
                               "resume with the same model and options, or write a new output (--overwrite)")
         return
-    if started and not (resume or overwrite):
-        return  # the writer refuses it ("already exists")
+    if started and not overwrite:
+        return  # without --resume the writer refuses it ("already exists"); with it, an output from before
+        #         job records: what wrote it is unknown, so nothing is recorded (the CSV header is still checked)
     tmp = path.with_name(path.name + ".tmp")
     tmp.write_text(json.dumps(identity, indent=1) + "\n", encoding="utf-8")
     os.replace(tmp, path)
