@@ -136,3 +136,19 @@ def test_sidecar_checked_against_the_onnx_input(tmp_path: Path) -> None:
     with pytest.raises(ModelError, match=re.escape(str(tmp_path / "m.spec.json")) + r": field 'width' is 16, but "
                                         r"the model .*m\.onnx takes input 'images' of shape \[N, 3, 8, 8\]"):
         load_spec_for(model)
+
+
+@pytest.mark.parametrize("pre,message", [
+    (dict(std=(58.4, -57.1, 57.4)), r"std\[1\] = -57.1: expected positive values"),
+    (dict(std=(1.0, 1.0, 1e9)), r"std\[2\] = 1000000000.0: expected positive values"),
+    (dict(mean=(1e12, 0.0, 0.0)), r"'preprocessing.mean'.*within"),
+    (dict(scale=1e30), r"'preprocessing.scale' is 1e\+30")])
+def test_negative_and_absurd_normalisation_refused(pre: dict, message: str) -> None:
+    """Issue 23: a negative std silently flipped the answer; absurd values only mislead."""
+    with pytest.raises(ModelError, match=message):
+        ModelSpec(preprocessing=Preprocessing(**pre))
+
+
+def test_absurd_sizes_refused() -> None:
+    with pytest.raises(ModelError, match="'height' is 1000000000; expected at most 16384"):
+        ModelSpec(height=10**9)

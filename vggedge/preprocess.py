@@ -7,6 +7,8 @@ is the same everywhere. Arrays passed in are taken as OpenCV BGR frames.
 from __future__ import annotations
 
 import functools
+import os
+import stat
 from pathlib import Path
 from typing import Sequence, Union
 
@@ -16,13 +18,17 @@ import numpy as np
 from . import image_meta
 from .env import reduced_decode as _reduced_from_environment
 from .errors import ImageError
+from .image_header import image_size
 from .spec import ModelSpec, Preprocessing
 
 ImageLike = Union[str, Path, np.ndarray]
 INTERPOLATION = {"linear": cv2.INTER_LINEAR, "area": cv2.INTER_AREA,
                  "cubic": cv2.INTER_CUBIC, "nearest": cv2.INTER_NEAREST}
-IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp", ".ppm", ".pgm", ".pnm")
+IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".gif", ".tif", ".tiff", ".webp", ".ppm", ".pgm", ".pnm")
 
+
+#: Larger images are refused from their header, before a decoder allocates (2**28: the largest WebP; 0.8 GB as BGR)
+MAX_DECODE_PIXELS = 2**28
 
 #: Decode JPEGs at a reduced scale (libjpeg's DCT scaling) when the model needs at most half the size.
 #: Off by default: on the FP32 model its top-1 agreement with full-size decoding was below 100% (README).
@@ -42,6 +48,8 @@ def read_image(path: str | Path, *, need: tuple[int, int, int] | None = None) ->
     """
     path = Path(path)
     try:
+        if not stat.S_ISREG(os.stat(path).st_mode):  # a pipe or /dev/zero would be read forever
+            raise ImageError(f"{path}: not a regular file (a pipe, device or socket); not read")
         data = np.fromfile(path, dtype=np.uint8)
     except OSError as exc:
         raise ImageError(f"{path}: cannot read image file ({exc.strerror or exc})") from None
@@ -58,6 +66,17 @@ def decode_image(data: bytes | memoryview | np.ndarray, *, need: tuple[int, int,
     if data.size == 0:
         raise ImageError(f"{source}: image file is empty (0 bytes)")
     view = memoryview(data)
+    size = image_size(view)
+    if size and size[0] * size[1] > MAX_DECODE_PIXELS:
+        raise ImageError(f"{source}: image is {size[0]}x{size[1]} pixels; over {MAX_DECODE_PIXELS} "
+                         "(MAX_DECODE_PIXELS), not decoded")
+    try:
+        return _decode(data, view, need, source)
+    except (cv2.error, MemoryError) as exc:  # a decoder's own refusal: this image only
+        raise ImageError(f"{source}: cannot decode ({type(exc).__name__}: {str(exc).strip()[-200:]})") from None
+
+
+def _decode(data: np.ndarray, view: memoryview, need: tuple[int, int, int] | None, source: str) -> np.ndarray:
     if image_meta.is_jpeg(view):
         orientation, stored = image_meta.jpeg_header(view)
         scale = reduced_scale(stored, orientation, need) if need and stored else 1
@@ -67,7 +86,7 @@ def decode_image(data: bytes | memoryview | np.ndarray, *, need: tuple[int, int,
         orientation = image_meta.orientation_of(view)
         image = cv2.imdecode(data, cv2.IMREAD_UNCHANGED)  # 16-bit and alpha kept; orientation never applied
     if image is None or image.size == 0:
-        raise ImageError(f"{source}: not a decodable image ({data.size} bytes); expected JPEG, PNG, BMP, TIFF or WebP")
+        raise ImageError(f"{source}: not a decodable image ({data.size} bytes); expected JPEG, PNG, GIF, BMP, TIFF or WebP")
     return to_bgr(image_meta.apply_orientation(image, orientation), source=source)
 
 
@@ -200,8 +219,12 @@ def preprocess(images: Sequence[ImageLike], spec: ModelSpec, *, threads: int = 1
 
 
 def list_images(folder: str | Path) -> list[Path]:
-    """Image files in a folder (recursively), sorted so the order never varies between runs."""
+    """Image files in a folder (recursively), sorted so the order never varies between runs.
+
+    Every entry with an image name is listed, so one that cannot be read is reported, not silently skipped.
+    """
     folder = Path(folder)
     if not folder.is_dir():
         raise ImageError(f"{folder}: not a directory of images")
-    return sorted(p for p in folder.rglob("*") if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
+    # pipes, devices and dangling links with an image name are listed too: reading them reports them, by name
+    return sorted(p for p in folder.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES and not p.is_dir())

@@ -20,6 +20,11 @@ TEXT = ("name", "input_name", "output_name", "layout", "dtype", "output_dtype", 
 OPTIONAL_TEXT = ("labels", "weights_sha256")
 POSITIVE = ("height", "width", "channels")
 OPTIONAL_POSITIVE = ("num_classes", "fixed_batch")
+#: absurdly large values are refused: they only allocate (a 10**9 side, a batch of a million)
+LARGEST = {"height": 16384, "width": 16384, "channels": 64, "num_classes": 10**7, "fixed_batch": 4096}
+STD_RANGE = (1e-6, 1e6)
+LARGEST_MEAN = 1e6
+LARGEST_SCALE = 1e6
 OUTPUT_KINDS = ("probabilities", "logits", "features")
 ONNX_DTYPES = {1: "float32", 10: "float16"}
 
@@ -91,15 +96,25 @@ def check_values(spec: Any) -> None:
             raise ModelError(f"spec field '{name}' is {value!r}; expected a positive integer or None")
     if spec.output_kind not in OUTPUT_KINDS:
         raise ModelError(f"spec field 'output_kind' is {spec.output_kind!r}; expected one of {OUTPUT_KINDS}")
+    for name, top in LARGEST.items():
+        value = getattr(spec, name)
+        if value is not None and value > top:
+            raise ModelError(f"spec field '{name}' is {value!r}; expected at most {top}")
     pre = spec.preprocessing
     for i, std in enumerate(pre.std):
         if not math.isfinite(std) or std == 0:
             raise ModelError(f"spec field 'preprocessing.std' is {list(pre.std)}; std[{i}] = {std!r} "
                              "would divide by zero: expected finite non-zero values")
-    if not all(math.isfinite(m) for m in pre.mean):
-        raise ModelError(f"spec field 'preprocessing.mean' is {list(pre.mean)}; expected finite values")
-    if not math.isfinite(pre.scale) or pre.scale <= 0:
-        raise ModelError(f"spec field 'preprocessing.scale' is {pre.scale!r}; expected a finite number > 0")
+        if not STD_RANGE[0] <= std <= STD_RANGE[1]:
+            raise ModelError(f"spec field 'preprocessing.std' is {list(pre.std)}; std[{i}] = {std!r}: expected "
+                             f"positive values from {STD_RANGE[0]:g} to {STD_RANGE[1]:g} (a spread, never "
+                             "negative or zero)")
+    if not all(math.isfinite(m) and abs(m) <= LARGEST_MEAN for m in pre.mean):
+        raise ModelError(f"spec field 'preprocessing.mean' is {list(pre.mean)}; expected finite values within "
+                         f"+-{LARGEST_MEAN:g}")
+    if not math.isfinite(pre.scale) or not 0 < pre.scale <= LARGEST_SCALE:
+        raise ModelError(f"spec field 'preprocessing.scale' is {pre.scale!r}; expected a finite number > 0 and "
+                         f"<= {LARGEST_SCALE:g}")
     if spec.channels == 3 and len(pre.mean) != 3:
         raise ModelError(f"spec field 'preprocessing.mean' has {len(pre.mean)} values; expected 3 (one per channel)")
 
@@ -112,6 +127,12 @@ def check_against_model(spec: Any, sidecar: Path, model: Path) -> None:
         inputs = graph_inputs(model)
     except ModelError:
         return  # not an ONNX file we can read: the runner that loads it says so, naming it
+    from .model.onnx_inputs import graph_outputs
+
+    outputs = graph_outputs(model)
+    if outputs and spec.output_name not in outputs:
+        raise ModelError(f"{sidecar}: field 'output_name' is {spec.output_name!r}, but the model {model} "
+                         f"has outputs {sorted(outputs)}; expected one of them")
     if spec.input_name not in inputs:
         raise ModelError(f"{sidecar}: field 'input_name' is {spec.input_name!r}, but the model {model} "
                          f"has inputs {sorted(inputs)}; expected one of them")

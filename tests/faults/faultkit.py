@@ -35,17 +35,33 @@ def _default_sigint() -> None:
     signal.signal(signal.SIGINT, signal.SIG_DFL)  # so Python installs its KeyboardInterrupt handler
 
 
-def start(args: Sequence[str], **kwargs) -> subprocess.Popen:
-    """Start ``vggedge ARGS`` with SIGINT at its default (pytest may run with it ignored)."""
+def _limited(address_space: int | None):
+    def setup() -> None:
+        _default_sigint()
+        if address_space:
+            import resource
+
+            resource.setrlimit(resource.RLIMIT_AS, (address_space, address_space))
+    return setup
+
+
+def start(args: Sequence[str], address_space: int | None = None, **kwargs) -> subprocess.Popen:
+    """Start ``vggedge ARGS`` with SIGINT at its default (pytest may run with it ignored), optionally under a
+    hard address-space limit (``RLIMIT_AS``, bytes)."""
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
     return subprocess.Popen([*CLI, *map(str, args)], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                            preexec_fn=_default_sigint, env=env, cwd=kwargs.pop("cwd", REPO), **kwargs)
+                            preexec_fn=_limited(address_space), env=env, cwd=kwargs.pop("cwd", REPO), **kwargs)
 
 
-def vggedge(*args, timeout: float = 300) -> Result:
-    """Run ``vggedge ARGS`` to the end."""
-    proc = start(args)
-    out, err = proc.communicate(timeout=timeout)
+def vggedge(*args, timeout: float = 300, address_space: int | None = None) -> Result:
+    """Run ``vggedge ARGS`` to the end (killed and reported after ``timeout`` seconds)."""
+    proc = start(args, address_space)
+    try:
+        out, err = proc.communicate(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        out, err = proc.communicate()
+        raise AssertionError(f"vggedge {' '.join(map(str, args))} still running after {timeout} s; stderr: {err}")
     return Result(proc.returncode, out, err)
 
 

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import threading
 import time
@@ -97,6 +98,8 @@ def test_endpoints(live_preview) -> None:
     assert {"e2e", "infer", "prepare", "wait"} <= stages
     assert "vggedge_stream_dropped" in families and "vggedge_stream_fps" in families
     assert get(server.url + "video/7.mjpg")[0] == 404
+    assert get(server.url + "video/%C2%B2.mjpg")[0] == 404  # a superscript two: a digit, but not an int()
+    assert get(server.url + "video/%D9%A1.mjpg")[0] == 404  # an Arabic-Indic one
     with urllib.request.urlopen(server.url + "video/0.mjpg", timeout=10) as response:
         assert response.headers["Content-Type"].startswith("multipart/x-mixed-replace")
         head = response.read(2048)
@@ -129,3 +132,102 @@ def test_page_in_headless_chromium(live_preview, tmp_path: Path) -> None:
                 shutil.copy(shot, docs)  # the README's screenshot, made once
         finally:
             browser.close()
+
+
+HOSTILE = '<img src=x onerror="document.title=\'pwned\'"><b>bold</b>'
+
+
+@pytest.fixture()
+def hostile_preview(stream_model: Path, calib_clip: Path, tmp_path: Path):
+    """The preview of a model whose label file holds HTML (a label file named in the sidecar is any text)."""
+    from vggedge.spec import spec_path_for
+
+    model = tmp_path / "hostile" / stream_model.name
+    model.parent.mkdir()
+    os.link(stream_model, model)
+    labels = tmp_path / "labels.txt"
+    labels.write_text("".join(f"{HOSTILE}{i}\n" for i in range(1000)))
+    sidecar = json.loads(spec_path_for(stream_model).read_text())
+    sidecar["labels"] = str(labels)
+    spec_path_for(model).write_text(json.dumps(sidecar))
+    run = stream([str(calib_clip)], model, pace=True, loop=True)
+    server = PreviewServer([s.uri for s in run.sources], run.stats, port=0)
+    run.sinks.append(server.start())
+    with Background(run) as bg:
+        deadline = time.monotonic() + 30
+        while len(bg.results) < 2 and time.monotonic() < deadline and bg.error is None:
+            time.sleep(0.1)
+        assert bg.error is None and bg.results and HOSTILE in bg.results[0].top_k[0].label, bg.error
+        yield server
+
+
+@pytest.mark.skipif(CHROMIUM is None, reason="no Chromium installed (apt-get install -y chromium)")
+def test_labels_are_text_and_foreign_hosts_are_refused_in_chromium(hostile_preview) -> None:
+    sync_api = pytest.importorskip("playwright.sync_api", reason="Playwright not installed (pip install playwright)")
+    server = hostile_preview
+    with sync_api.sync_playwright() as p:
+        # evil.test resolves to the preview, as a DNS-rebinding attacker's name would
+        browser = p.chromium.launch(executable_path=CHROMIUM,
+                                    args=["--no-sandbox", "--host-resolver-rules=MAP evil.test 127.0.0.1"])
+        try:
+            page = browser.new_page()
+            page.goto(server.url)
+            page.wait_for_function("document.querySelectorAll('#top-0 li').length === 5", timeout=20000)
+            page.wait_for_timeout(500)  # an onerror handler would have run by now
+            assert page.title() == "vggedge stream"
+            assert page.evaluate("document.querySelectorAll('#top-0 img, #top-0 b').length") == 0
+            assert HOSTILE in page.inner_text("#top-0")  # shown as the text it is
+            response = page.goto(f"http://evil.test:{server.port}/")
+            assert response.status == 403 and "DNS-rebinding" in page.inner_text("body")
+            assert page.goto(f"http://localhost:{server.port}/healthz").status == 200
+        finally:
+            browser.close()
+
+
+def test_credentials_never_leave_the_process(stream_model: Path, calib_clip: Path, tmp_path: Path) -> None:
+    """A source URL with user:password: not on the page, /metrics, /api/state, /events, /healthz or --json lines."""
+    import http.server
+    import socket
+
+    from vggedge.video.sinks import JsonLinesSink
+
+    data = calib_clip.read_bytes()
+
+    class Clip(http.server.BaseHTTPRequestHandler):
+        def log_message(self, *args) -> None:
+            pass
+
+        def do_GET(self) -> None:
+            self.send_response(200)
+            self.send_header("Content-Type", "video/x-msvideo")
+            self.send_header("Content-Length", str(len(data)))
+            self.end_headers()
+            try:
+                self.wfile.write(data)
+            except (BrokenPipeError, ConnectionResetError):
+                pass
+
+    httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Clip)
+    threading.Thread(target=httpd.serve_forever, daemon=True).start()
+    uri = f"http://viewer:s3cret@127.0.0.1:{httpd.server_address[1]}/clip.avi"
+    lines = tmp_path / "frames.jsonl"
+    try:
+        run = stream([uri], stream_model, max_frames=4)
+        server = PreviewServer([s.uri for s in run.sources], run.stats, port=0)
+        run.sinks += [JsonLinesSink(str(lines)), server.start()]
+        with Background(run) as bg:
+            deadline = time.monotonic() + 30
+            while len(bg.results) < 2 and time.monotonic() < deadline and bg.error is None:
+                time.sleep(0.1)
+            assert bg.error is None and bg.results, bg.error
+            bodies = [get(server.url + path)[1] for path in ("", "metrics", "api/state", "healthz")]
+            with socket.create_connection(("127.0.0.1", server.port), timeout=10) as sock:
+                sock.sendall(f"GET /events HTTP/1.1\r\nHost: 127.0.0.1:{server.port}\r\n\r\n".encode())
+                bodies.append(sock.recv(65536))
+    finally:
+        httpd.shutdown()
+        httpd.server_close()
+    bodies.append(lines.read_bytes())
+    for body in bodies:
+        assert b"s3cret" not in body, body[:500]
+    assert b"viewer:***@127.0.0.1" in bodies[0] and b"viewer:***@" in bodies[2] and b"viewer:***@" in bodies[-1]

@@ -131,3 +131,33 @@ def test_file_source_reads_all_frames(calib_clip: Path) -> None:
 
 def test_backoff_doubles_to_cap() -> None:
     assert [src.wait_backoff(i) for i in range(7)] == [0.25, 0.5, 1.0, 2.0, 4.0, 8.0, 8.0]
+
+
+def test_a_corrupt_frame_mid_video_is_not_the_end(tmp_path: Path) -> None:
+    """Issue 23: one damaged frame in a file is a FrameError (counted), and the frames after it are read."""
+    from clips import calib_frames, write_clip
+
+    from vggedge.video.sources import FrameError, open_source
+
+    data = bytearray(write_clip(tmp_path / "clip.avi", calib_frames()).read_bytes())
+    starts = [i for i in range(len(data) - 1) if data[i] == 0xFF and data[i + 1] == 0xD8]
+    total = len(starts)
+    at = starts[total // 3]
+    data[at:at + 400] = bytes(400)  # frame 12's JPEG header is gone
+    (tmp_path / "bad.avi").write_bytes(bytes(data))
+    source = open_source(str(tmp_path / "bad.avi"))
+    source.open()
+    good, corrupt = 0, 0
+    for _ in range(3 * total):  # bounded: the source must end by itself
+        try:
+            frame = source.read()
+        except FrameError as exc:
+            corrupt += 1
+            assert "could not be decoded" in str(exc)
+            continue
+        if frame is None:
+            break
+        good += 1
+    else:
+        pytest.fail("the source never ended")
+    assert (good, corrupt) == (total - 1, 1)

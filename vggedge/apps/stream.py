@@ -34,7 +34,7 @@ from ..runtime.select import select_runner
 from ..spec import load_spec_for
 from ..video.capture import Capture, Frame
 from ..video.sinks import OutputWorker, Sink
-from ..video.sources import SourceOptions, monotonic, open_source
+from ..video.sources import SourceOptions, is_number, monotonic, open_source
 from .stream_stats import ScoreSmoother, StreamStats
 
 log = logging.getLogger(__name__)
@@ -93,12 +93,12 @@ class StreamOptions:
     runner: RunnerOptions | None = None
 
     def __post_init__(self) -> None:
-        if self.every < 1:
-            raise ConfigError(f"every={self.every}: expected an integer >= 1 (classify every Nth frame)")
-        if self.top_k < 1:
-            raise ConfigError(f"top_k={self.top_k}: expected an integer >= 1")
-        if self.batch_size is not None and self.batch_size < 1:
-            raise ConfigError(f"batch_size={self.batch_size}: expected an integer >= 1")
+        for name, value, top in (("every", self.every, 10**9), ("top_k", self.top_k, 10**6),
+                                 ("batch_size", self.batch_size, 4096), ("max_frames", self.max_frames, 10**15)):
+            if value is not None and (isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= top):
+                raise ConfigError(f"--{name.replace('_', '-')} {value!r}: expected a whole number from 1 to {top}")
+        if not is_number(self.smoothing) or not 0 <= self.smoothing <= 86400:
+            raise ConfigError(f"--smoothing {self.smoothing!r}: expected seconds, a number >= 0 and <= 86400")
 
 
 class Stream:

@@ -55,6 +55,21 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:  # raised after every `finally` below has removed its temporaries
         print("vggedge: interrupted; partial files were removed and finished ones kept", file=sys.stderr)
         return EXIT_INTERRUPTED
+    except BrokenPipeError:  # stdout closed by the reader (`vggedge classify ... | head -1`): stop quietly
+        _silence_stdout()
+        return EXIT_ERROR
+
+
+def _silence_stdout() -> None:
+    """Point stdout at /dev/null so the interpreter's final flush does not raise again (Python's documented fix)."""
+    import os
+
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        os.close(devnull)
+    except (OSError, ValueError):
+        pass
 
 
 def run() -> None:

@@ -29,6 +29,8 @@ def add_batch(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--threads", type=int, default=None, help="onnxruntime intra-op threads (CPU backend)")
     p.add_argument("--max-bytes", type=int, default=256 * 2**20, help="larger files are recorded as errors")
     p.add_argument("--max-pixels", type=int, default=100_000_000, help="larger images are recorded as errors")
+    p.add_argument("--read-timeout", type=float, default=30.0,
+                   help="seconds a remote read (URL) may wait for data; a whole body must arrive within 4x that")
     p.add_argument("--ray-actors", type=int, default=None, help="inference actors (default: one per GPU, else 1)")
     p.add_argument("--ray-object-store-mb", type=int, default=1024, help="object-store memory Ray Data may fill")
     p.add_argument("--no-progress", action="store_true")
@@ -45,7 +47,7 @@ def _batch_job(args: argparse.Namespace) -> int:
                         backend=args.backend, precision=args.precision, batch_size=args.batch_size,
                         top_k=args.top_k, features=args.features, resume=args.resume, overwrite=args.overwrite,
                         workers=args.workers, worker_kind=args.worker_kind, threads=args.threads,
-                        max_bytes=args.max_bytes, max_pixels=args.max_pixels, ray_actors=args.ray_actors,
+                        max_bytes=args.max_bytes, max_pixels=args.max_pixels, read_timeout=args.read_timeout, ray_actors=args.ray_actors,
                         ray_object_store_mb=args.ray_object_store_mb,
                         progress=False if args.no_progress else None)
     print(json.dumps(summary.to_dict(), indent=2) if args.json else summary.format())

@@ -37,20 +37,33 @@ def add_stream(sub: argparse._SubParsersAction) -> None:
 @command("stream")
 def _stream(args: argparse.Namespace) -> int:
     from ..model.prepare import prepare_model
-    from ..apps.stream import stream
+    from ..apps.stream import StreamOptions, stream
+    from ..video.sources import SourceOptions
     from ..apps.stream_stats import format_summary
     from ..signals import sigterm_as_interrupt
     from ..video.sinks import JsonLinesSink, VideoFileSink
 
-    model = Path(args.model) if args.model else prepare_model(args.weights)[0]
-    run = stream(args.sources, model, backend=args.backend, precision=args.precision, batch_size=args.batch_size,
-                 top_k=args.top_k, every=args.every, pace=args.pace, smoothing=args.smoothing,
-                 max_frames=args.max_frames, width=args.input_width, height=args.input_height,
-                 rate=args.input_rate, loop=args.loop, read_timeout=args.read_timeout)
+    # options and outputs are checked before the model is loaded: a bad value or path is an error, not a log line
+    StreamOptions(batch_size=args.batch_size, top_k=args.top_k, every=args.every, smoothing=args.smoothing,
+                  max_frames=args.max_frames, source=SourceOptions(width=args.input_width, height=args.input_height,
+                                                                   rate=args.input_rate,
+                                                                   read_timeout=args.read_timeout))
+    sinks = []
     if args.json:
-        run.sinks.append(JsonLinesSink(args.json))
+        sinks.append(JsonLinesSink(args.json))
     if args.output:
-        run.sinks.append(VideoFileSink(args.output, len(run.sources), lambda i: run.sources[i].fps))
+        sinks.append(VideoFileSink(args.output, len(args.sources), lambda i: run.sources[i].fps))
+    model = Path(args.model) if args.model else prepare_model(args.weights)[0]
+    try:
+        run = stream(args.sources, model, backend=args.backend, precision=args.precision,
+                     batch_size=args.batch_size, top_k=args.top_k, every=args.every, pace=args.pace,
+                     smoothing=args.smoothing, max_frames=args.max_frames, width=args.input_width,
+                     height=args.input_height, rate=args.input_rate, loop=args.loop, read_timeout=args.read_timeout,
+                     sinks=sinks)
+    except BaseException:
+        for sink in sinks:
+            sink.close()
+        raise
     if args.serve:
         from ..video.server import PreviewServer, parse_address
 

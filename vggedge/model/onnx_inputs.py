@@ -15,6 +15,7 @@ from ..errors import ModelError
 Dim = Union[int, str, None]
 MODEL_GRAPH = 7  # ModelProto.graph
 GRAPH_INPUT = 11  # GraphProto.input
+GRAPH_OUTPUT = 12  # GraphProto.output
 
 
 def _varint(f: BinaryIO, pos: int) -> tuple[int, int]:
@@ -82,3 +83,26 @@ def graph_inputs(path: str | Path) -> dict[str, tuple[int, tuple[Dim, ...]]]:
     if not inputs:
         raise ModelError(f"{path}: not an ONNX model with graph inputs")
     return inputs
+
+
+def graph_outputs(path: str | Path) -> list[str]:
+    """The names of a model's graph outputs (read like :func:`graph_inputs`, without loading the weights)."""
+    path = Path(path)
+    names: list[str] = []
+    try:
+        with open(path, "rb") as f:
+            size = os.fstat(f.fileno()).st_size
+            for number, start, length in _fields(f, 0, size):
+                if number != MODEL_GRAPH:
+                    continue
+                for sub, s2, l2 in _fields(f, start, start + length):
+                    if sub == GRAPH_OUTPUT:
+                        f.seek(s2)
+                        for field, s3, l3 in _fields(f, s2, s2 + l2):
+                            if field == 1:  # ValueInfoProto.name
+                                f.seek(s3)
+                                names.append(f.read(l3).decode("utf-8", "replace"))
+                                break
+    except (OSError, EOFError, ValueError) as exc:
+        raise ModelError(f"{path}: not a readable ONNX model ({exc})") from None
+    return names

@@ -148,10 +148,23 @@ def content_hash(path: str | Path) -> str:
 
     Files that do not decode are hashed by their bytes.
     """
+    import os
+    import stat
+
     import cv2
 
+    from ..image_header import image_size
+    from ..preprocess import MAX_DECODE_PIXELS
+
+    if not stat.S_ISREG(os.stat(path).st_mode):  # a pipe or device: never read (reported when classified)
+        return hashlib.sha256(b"special:" + os.fsencode(str(path))).hexdigest()
     data = Path(path).read_bytes()
-    pixels = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR) if data else None
+    size = image_size(data) if data else None
+    try:
+        decodable = bool(data) and not (size and size[0] * size[1] > MAX_DECODE_PIXELS)
+        pixels = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR) if decodable else None
+    except cv2.error:  # the decoder's own limits: hashed by bytes, reported when classified
+        pixels = None
     digest = hashlib.sha256()
     if pixels is None:
         digest.update(b"bytes:" + data)

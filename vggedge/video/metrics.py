@@ -4,6 +4,7 @@ from __future__ import annotations
 from typing import Any, Iterator
 
 from ..apps.stream_stats import STAGE_HELP
+from ..redact import redact_uri
 
 
 class StreamCollector:
@@ -22,14 +23,14 @@ class StreamCollector:
         for key, text in counters.items():
             family = CounterMetricFamily(f"vggedge_stream_{key}", f"Total {text}, per source", labels=["source", "uri"])
             for i, s in enumerate(summary["sources"]):
-                family.add_metric([str(i), s["uri"]], s[key])
+                family.add_metric([str(i), redact_uri(s["uri"])], s[key])
             yield family
         up = GaugeMetricFamily("vggedge_stream_source_up", "1 while the source is connected", labels=["source", "uri"])
         fps = GaugeMetricFamily("vggedge_stream_fps", "Classified frames per second (last 2 s), per source",
                                 labels=["source", "uri"])
         for i, s in enumerate(summary["sources"]):
-            up.add_metric([str(i), s["uri"]], 1.0 if s["connected"] else 0.0)
-            fps.add_metric([str(i), s["uri"]], self.stats.fps(i))
+            up.add_metric([str(i), redact_uri(s["uri"])], 1.0 if s["connected"] else 0.0)
+            fps.add_metric([str(i), redact_uri(s["uri"])], self.stats.fps(i))
         yield up
         yield fps
         latency = GaugeMetricFamily("vggedge_stream_latency_seconds",

@@ -15,6 +15,7 @@ import threading
 from typing import Any, Callable
 
 from ..errors import BackendUnavailable, ConfigError, VggEdgeError
+from ..redact import redact_uri
 from .sinks import annotate
 
 log = logging.getLogger(__name__)
@@ -34,7 +35,11 @@ es.onmessage = (ev) => {
   for (const s of state.sources) {
     const ol = document.getElementById("top-" + s.source);
     if (!ol) continue;
-    ol.innerHTML = s.top_k.map(p => `<li>${p.label} ${p.score.toFixed(3)}</li>`).join("");
+    ol.replaceChildren(...s.top_k.map(p => {  // labels come from files: inserted as text, never as HTML
+      const li = document.createElement("li");
+      li.textContent = `${p.label} ${p.score.toFixed(3)}`;
+      return li;
+    }));
     document.getElementById("info-" + s.source).textContent =
       `frame ${s.frame} · ${s.fps.toFixed(1)} FPS · ${s.latency_ms.toFixed(0)} ms`;
   }
@@ -75,7 +80,7 @@ class PreviewServer:
         except ImportError as exc:
             raise BackendUnavailable(f"--serve needs aiohttp and prometheus-client ({exc.name} is missing); "
                                      "pip install 'vggedge[stream]'") from None
-        self.uris, self.stats, self.host, self.port = list(uris), stats, host, port
+        self.uris, self.stats, self.host, self.port = [redact_uri(u) for u in uris], stats, host, port
         self.quality = jpeg_quality
         self._jpeg: dict[int, bytes] = {}
         self._state: dict[int, dict[str, Any]] = {}
@@ -95,7 +100,7 @@ class PreviewServer:
         ok, data = cv2.imencode(".jpg", annotate(result.image, result), [cv2.IMWRITE_JPEG_QUALITY, self.quality])
         if not ok:
             return
-        state = {"source": result.source, "uri": result.uri, "frame": result.frame,
+        state = {"source": result.source, "uri": redact_uri(result.uri), "frame": result.frame,
                  "top_k": [{"index": p.index, "label": p.label, "score": float(p.score)} for p in result.top_k[:5]],
                  "fps": float(result.fps), "latency_ms": result.latency_s * 1000.0, "timestamp": result.timestamp}
         if self._loop is not None:
@@ -147,8 +152,12 @@ class PreviewServer:
     async def _startup(self) -> None:
         from aiohttp import web
 
+        async def host_guard(request, handler):
+            return await self._host_guard_impl(request, handler)
+
+        self._host_guard = web.middleware(host_guard)
         self._changed = asyncio.Condition()
-        app = web.Application()
+        app = web.Application(middlewares=[self._host_guard])
         app.add_routes([web.get("/", self._page), web.get("/video/{id}.mjpg", self._video),
                         web.get("/events", self._events), web.get("/api/state", self._api_state),
                         web.get("/metrics", self._metrics), web.get("/healthz", self._healthz)])
@@ -180,6 +189,32 @@ class PreviewServer:
             await self._changed.wait_for(lambda: self._version != seen)
         return self._version
 
+    def allowed_hosts(self) -> set[str] | None:
+        """The ``Host`` headers accepted: the bound address and, on loopback, ``localhost`` (DNS-rebinding guard).
+
+        None (any) when bound to all interfaces, where the user chose to serve every name.
+        """
+        if self.host in ("", "0.0.0.0", "::"):
+            return None
+        names = {self.host.lower()}
+        if self.host in ("127.0.0.1", "::1", "localhost"):
+            names |= {"localhost", "127.0.0.1", "::1"}
+        allowed = set()
+        for name in names:
+            shown = f"[{name}]" if ":" in name else name
+            allowed |= {shown, f"{shown}:{self.port}"}
+        return allowed
+
+    async def _host_guard_impl(self, request, handler):
+        from aiohttp import web
+
+        allowed = self.allowed_hosts()
+        host = (request.headers.get("Host") or "").lower()
+        if allowed is not None and host not in allowed:
+            return web.Response(status=403, text=f"Host {host[:100]!r} is not this server's address "
+                                                 f"({self.host}:{self.port}); refused (DNS-rebinding guard)\n")
+        return await handler(request)
+
     # handlers --------------------------------------------------------------------
     async def _page(self, request):
         from aiohttp import web
@@ -191,7 +226,8 @@ class PreviewServer:
     async def _video(self, request):
         from aiohttp import web
 
-        source = int(request.match_info["id"]) if request.match_info["id"].isdigit() else -1
+        text = request.match_info["id"]
+        source = int(text) if text.isascii() and text.isdigit() and len(text) < 8 else -1
         if not 0 <= source < len(self.uris):
             raise web.HTTPNotFound(text=f"no source {request.match_info['id']}; sources are 0..{len(self.uris) - 1}")
         response = web.StreamResponse(headers={"Content-Type": "multipart/x-mixed-replace; boundary=frame",
@@ -245,7 +281,7 @@ class PreviewServer:
         from aiohttp import web
 
         summary = self.stats.summary()
-        down = [s["uri"] for s in summary["sources"] if not s["connected"]]
+        down = [redact_uri(s["uri"]) for s in summary["sources"] if not s["connected"]]
         body = {"status": "degraded" if down else "ok", "disconnected": down,
                 "classified": summary["classified"], "sources": len(summary["sources"])}
         return web.json_response(body, status=503 if down else 200)

@@ -56,7 +56,11 @@ class JsonLinesSink:
         if target == "-":
             self._file, self._own = sys.stdout, False
         elif isinstance(target, (str, Path)):
-            self._file, self._own = open(target, "w", encoding="utf-8"), True
+            try:
+                self._file, self._own = open(target, "w", encoding="utf-8"), True
+            except OSError as exc:
+                raise ConfigError(f"--json {target}: cannot write it ({exc.strerror or exc}); expected a file "
+                                  "in an existing, writable folder, or '-' for stdout") from None
         else:
             self._file, self._own = target, False
 
@@ -86,6 +90,8 @@ class VideoFileSink:
         if not self.path.parent.exists():
             raise ConfigError(f"--output {self.path}: folder {self.path.parent} does not exist")
         self.sources = sources
+        for i in range(sources):  # before any work: a video that cannot be written is an error, not a log line
+            _check_writable(self.path_for(i))
         self.fps = fps if callable(fps) else list(fps or [None] * sources)
         self._writers: dict[int, Any] = {}
         self.frames: dict[int, int] = {}
@@ -124,6 +130,20 @@ class VideoFileSink:
         for writer in self._writers.values():
             writer.release()
         self._writers.clear()
+
+
+def _check_writable(path: Path) -> None:
+    """Raise ConfigError unless ``path`` can be created or replaced (created and removed again if new)."""
+    if path.is_dir():
+        raise ConfigError(f"--output {path} is a folder; expected a video file name such as out.mp4")
+    existed = path.exists()
+    try:
+        with open(path, "ab"):
+            pass
+    except OSError as exc:
+        raise ConfigError(f"--output {path}: cannot write it ({exc.strerror or exc})") from None
+    if not existed:
+        path.unlink(missing_ok=True)
 
 
 class CallbackSink:

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import functools
 import glob
+import math
 import os
 import re
 import threading
@@ -27,8 +28,10 @@ from typing import Optional
 
 import numpy as np
 
-from ..errors import ImageError, VggEdgeError
+from ..errors import ConfigError, ImageError, VggEdgeError
+from ..image_header import image_size
 from ..preprocess import IMAGE_SUFFIXES, read_image
+from ..redact import redact_uri
 
 #: FFmpeg options for RTSP: TCP transport, no input buffering, low-delay decoding
 #: (the fix for camera latency that grows to seconds). Format: ``key;value|key;value``.
@@ -63,6 +66,30 @@ class SourceOptions:
     read_timeout: float = 5.0
     open_timeout: float = 10.0
     low_latency: bool = True
+
+    def __post_init__(self) -> None:
+        for name, flag in (("width", "--input-width"), ("height", "--input-height")):
+            value = getattr(self, name)
+            if value is not None and (isinstance(value, bool) or not isinstance(value, int)
+                                      or not 1 <= value <= MAX_SIDE):
+                raise ConfigError(f"{flag} {value!r}: expected a whole number of pixels from 1 to {MAX_SIDE}")
+        checks = (("rate", "--input-rate", 1000.0), ("read_timeout", "--read-timeout", 86400.0),
+                  ("open_timeout", "open_timeout", 86400.0))
+        for name, flag, top in checks:
+            value = getattr(self, name)
+            if name == "rate" and value is None:
+                continue
+            if not is_number(value) or not 0 < value <= top:
+                raise ConfigError(f"{flag} {value!r}: expected a number > 0 and <= {top:g}")
+
+
+MAX_SIDE = 16384  #: the largest frame side a source may be asked for
+MAX_SLIDE_PIXELS = 100_000_000  #: larger slideshow images are skipped as corrupt frames, never decoded
+
+
+def is_number(value: object) -> bool:
+    """A finite int or float (not a bool, NaN or infinity)."""
+    return not isinstance(value, bool) and isinstance(value, (int, float)) and math.isfinite(value)
 
 
 def csi_pipeline(sensor_id: int = 0, width: int = 1280, height: int = 720, rate: float = 30.0,
@@ -121,7 +148,8 @@ class Source(ABC):
     live = False
 
     def __init__(self, uri: str, options: SourceOptions | None = None) -> None:
-        self.uri = uri
+        self.location = uri  #: what is opened; never shown (it may hold credentials)
+        self.uri = redact_uri(uri)  #: what messages, logs, stats and the preview show
         self.options = options or SourceOptions()
 
     @abstractmethod
@@ -161,10 +189,11 @@ class CaptureSource(Source):
     def __init__(self, uri: str, options: SourceOptions | None = None) -> None:
         super().__init__(uri, options)
         self._cap = None
+        self._failed_at: float | None = None  #: the position of the last failed grab (files)
 
     def target(self) -> str | int:
         """What to pass to ``cv2.VideoCapture``."""
-        return self.uri
+        return self.location
 
     def _capture(self):
         import cv2
@@ -179,6 +208,7 @@ class CaptureSource(Source):
 
         require_backend(self.uri, self.backend)
         self._cap = None  # not release(): a stalled reader may still be inside it; the last reference frees it
+        self._failed_at = None
         cap = self._capture()
         if not cap.isOpened():
             cap.release()
@@ -202,7 +232,10 @@ class CaptureSource(Source):
             raise SourceError(f"{self.uri}: read() before open()")
         ok = self._cap.grab()
         if not ok:
+            if self._corrupt_inside():
+                raise FrameError(f"{self.uri}: frame {self._failed_at} could not be decoded; reading on")
             return None
+        self._failed_at = None
         ok, frame = self._cap.retrieve()
         if not ok or frame is None or frame.size == 0:
             raise FrameError(f"{self.uri}: a frame could not be decoded")
@@ -212,6 +245,23 @@ class CaptureSource(Source):
         if self._cap is not None:
             self._cap.release()
             self._cap = None
+
+    def _corrupt_inside(self) -> bool:
+        """After a failed grab in a file: True when frames remain (a corrupt frame, not the end of the file).
+
+        The file's frame count says where the end is; a second failure at the same position is the end
+        (or a run of damage the demuxer cannot pass), so this never loops.
+        """
+        import cv2
+
+        if self.live:
+            return False
+        count = self._cap.get(cv2.CAP_PROP_FRAME_COUNT)
+        position = self._cap.get(cv2.CAP_PROP_POS_FRAMES)
+        if not (count and count > 0 and 0 <= position < count - 1) or position == self._failed_at:
+            return False
+        self._failed_at = position
+        return True
 
     @property
     def fps(self) -> float | None:
@@ -274,7 +324,7 @@ class NetworkSource(CaptureSource):
     live = True
 
     def _capture(self):
-        is_rtsp = self.uri.lower().startswith("rtsp")
+        is_rtsp = self.location.lower().startswith("rtsp")
         if not (is_rtsp and self.options.low_latency):
             return super()._capture()
         with _ENV_LOCK:
@@ -332,9 +382,15 @@ class ImageFolderSource(Source):
         path = self.paths[self._next]
         self._next += 1
         try:
+            with open(path, "rb") as handle:
+                size = image_size(handle.read(64 * 1024))
+            if size and size[0] * size[1] > MAX_SLIDE_PIXELS:
+                raise FrameError(f"{path}: image is {size[0]}x{size[1]} pixels; over {MAX_SLIDE_PIXELS}, skipped")
             return self._sized(read_image(path))
-        except ImageError as exc:
+        except (ImageError, OSError) as exc:
             raise FrameError(str(exc)) from None
+        except Exception as exc:  # cv2.error, MemoryError: this image only, never the slideshow
+            raise FrameError(f"{path}: cannot decode ({type(exc).__name__}: {str(exc)[:200]})") from None
 
     def current_name(self) -> str:
         """The file the last read came from."""
@@ -353,7 +409,7 @@ def open_source(uri: str, options: SourceOptions | None = None) -> Source:
         return NetworkSource(text, options)
     path = text[len("file://"):] if lower.startswith("file://") else text
     if "://" in path:
-        raise SourceError(f"{text}: unknown URI scheme; expected csi://, v4l2://, rtsp://, http(s)://, file:// "
+        raise SourceError(f"{redact_uri(text)}: unknown URI scheme; expected csi://, v4l2://, rtsp://, http(s)://, file:// "
                           "or a path")
     if Path(path).is_dir() or any(c in path for c in "*?[") or Path(path).suffix.lower() in IMAGE_SUFFIXES:
         return ImageFolderSource(text, options)

@@ -61,11 +61,11 @@ def test_tar_shards_stream_image_members_and_skip_done(tmp_path: Path) -> None:
     assert item.error and "unreadable" in item.error
 
 
-def test_header_size_reads_jpeg_and_png_without_decoding() -> None:
+def test_header_size_reads_every_format_without_decoding() -> None:
     image = np.zeros((30, 50, 3), np.uint8)
-    assert header_size(cv2.imencode(".jpg", image)[1].tobytes()) == (50, 30)
-    assert header_size(cv2.imencode(".png", image)[1].tobytes()) == (50, 30)
-    assert header_size(cv2.imencode(".bmp", image)[1].tobytes()) is None
+    for suffix in (".jpg", ".png", ".bmp", ".webp", ".tiff", ".ppm"):
+        assert header_size(cv2.imencode(suffix, image)[1].tobytes()) == (50, 30), suffix
+    assert header_size(b"this is text, not an image") is None
 
 
 def test_load_item_matches_the_one_preprocessing_path_and_reports_bad_files(image_set) -> None:

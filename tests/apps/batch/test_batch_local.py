@@ -1,6 +1,7 @@
 """vggedge.batch.run with the local engine: one row per image, Classifier parity, errors, formats, resume."""
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
@@ -165,7 +166,7 @@ def test_features_model_writes_vectors_to_npy_and_parquet(tmp_path: Path, featur
     assert npy.images == pq.images == 5
     matrix = np.load(tmp_path / "f.npy")
     assert matrix.shape == (5, 512) and matrix.dtype == np.float32
-    assert (tmp_path / "f.npy.paths.txt").read_text().splitlines() == photos
+    assert [json.loads(line) for line in (tmp_path / "f.npy.paths.jsonl").read_text().splitlines()] == photos
     rows = read_rows(tmp_path / "f.parquet")
     assert [r["path"] for r in rows] == photos and "top_k_index" not in rows[0]
     np.testing.assert_allclose(np.array([r["features"] for r in rows]), matrix, rtol=1e-6)
@@ -272,3 +273,18 @@ def test_decode_prefetch_is_bounded() -> None:
             got.append(value)
             assert len(pulled) - len(got) <= 8
     assert got == [2 * i for i in range(1000)]
+
+
+def test_resume_toggling_features_is_refused(tmp_path: Path, batch_model: Path, image_set) -> None:
+    """Issue 23: a resume with --features on a CSV of labels appended rows read_rows could not read."""
+    photos = image_set[1][:2]
+    out = tmp_path / "r.csv"
+    run(photos, out=out, model=batch_model, **OPTS)
+    before = out.read_bytes()
+    with pytest.raises(ConfigError, match=r"--resume .*features: False then, True now"):
+        run(image_set[1][:3], out=out, model=batch_model, resume=True, features=True, **OPTS)
+    job = out.with_name("r.csv.job.json")
+    job.unlink()  # an output from before job records: the CSV header still tells
+    with pytest.raises(ConfigError, match=r"--features differs"):
+        run(image_set[1][:3], out=out, model=batch_model, resume=True, features=True, **OPTS)
+    assert out.read_bytes() == before and len(read_rows(out)) == 2

@@ -12,7 +12,10 @@ bad images go to ``<out>.errors.jsonl``. Engines: ``local`` (:mod:`.local`) and
 """
 from __future__ import annotations
 
+import collections
+import errno
 import logging
+import math
 import os
 import sys
 import time
@@ -28,12 +31,16 @@ from ...spec import ModelSpec, load_spec_for
 
 from .decode import Limits
 from .inputs import count_items, expand, iter_items
+from .jobfile import OutputLock, check_job, job_identity
 from .rows import RowMaker
 from .summary import BatchSummary, peak_rss_mb
-from .writers import errors_path_for, open_errors, open_writer, read_rows
+from .writers import errors_path_for, format_of, open_errors, open_writer, read_rows
 
 log = logging.getLogger(__name__)
 ENGINES = ("local", "ray")
+_WRITE_ERRNOS = {errno.ENOSPC, errno.EFBIG, errno.EDQUOT, errno.EROFS, errno.EACCES, errno.EPERM, errno.EIO,
+                 errno.EISDIR, errno.ENOTDIR}
+MAX_BATCH_SIZE = 4096  #: larger batches only allocate more; a 224x224 FP32 batch of 4096 is 2.4 GB
 __all__ = ["BatchOptions", "BatchSummary", "ENGINES", "errors_path_for", "read_rows", "run"]
 
 
@@ -55,6 +62,7 @@ class BatchOptions:
     progress: bool | None = None  #: tqdm bar (default: when stderr is a terminal)
     max_bytes: int = Limits.max_bytes
     max_pixels: int = Limits.max_pixels
+    read_timeout: float = Limits.timeout  #: seconds a remote read may wait for data (a body: 4x that)
     address: str | None = None  #: Ray: "auto", "ray://host:10001", or None for a local instance
     ray_actors: int | None = None  #: Ray: inference actors (default: one per GPU, else 1)
     ray_gpus_per_actor: float | None = None  #: Ray: default 1 when the cluster has GPUs, else 0
@@ -69,12 +77,19 @@ class BatchOptions:
             value = getattr(self, name)
             if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 1):
                 raise ConfigError(f"batch option {name}={value!r}: expected an integer >= 1 or None")
+        if self.batch_size > MAX_BATCH_SIZE:
+            raise ConfigError(f"batch option batch_size={self.batch_size}: expected at most {MAX_BATCH_SIZE} "
+                              "(one batch of inputs is held in memory at once)")
+        timeout = self.read_timeout
+        if isinstance(timeout, bool) or not isinstance(timeout, (int, float)) or not math.isfinite(timeout) \
+                or not 0 < timeout <= 86400:
+            raise ConfigError(f"batch option read_timeout={timeout!r}: expected seconds, a number > 0 and <= 86400")
         if self.worker_kind not in ("thread", "process"):
             raise ConfigError(f"batch option worker_kind={self.worker_kind!r}: expected 'thread' or 'process'")
 
     @property
     def limits(self) -> Limits:
-        return Limits(self.max_bytes, self.max_pixels)
+        return Limits(self.max_bytes, self.max_pixels, float(self.read_timeout))
 
 
 def run(inputs: Sequence[str | Path] | str | Path, out: str | Path, model: str | Path, *, engine: str = "local",
@@ -91,13 +106,28 @@ def run(inputs: Sequence[str | Path] | str | Path, out: str | Path, model: str |
     opts = BatchOptions(**options)  # type: ignore[arg-type]
     inputs = [inputs] if isinstance(inputs, (str, Path)) else list(inputs)
     spec = load_spec_for(model)
-    entries = expand(inputs)
-    with sigterm_as_interrupt():
-        if engine == "ray":
-            from .ray_engine import run_ray
+    ignored: collections.Counter = collections.Counter()
+    entries = expand(inputs, ignored)
+    features = opts.features or spec.output_kind == "features"
+    format_of(out)
+    if Path(out).is_dir():
+        raise ConfigError(f"--out {out} is a folder; expected a results file (.jsonl, .csv, .parquet or .npy)")
+    with sigterm_as_interrupt(), OutputLock(out):
+        check_job(out, job_identity(model, features, opts.top_k), resume=opts.resume, overwrite=opts.overwrite)
+        try:
+            if engine == "ray":
+                from .ray_engine import run_ray
 
-            return run_ray(entries, Path(out), Path(model), spec, opts)
-        return _run_local(entries, Path(out), Path(model), spec, opts)
+                summary = run_ray(entries, Path(out), Path(model), spec, opts)
+            else:
+                summary = _run_local(entries, Path(out), Path(model), spec, opts)
+        except OSError as exc:
+            if exc.errno not in _WRITE_ERRNOS:
+                raise
+            raise VggEdgeError(f"output {out}: cannot write ({exc.strerror or exc}); the rows written so far "
+                               "are kept: free space or fix the folder, then --resume") from None
+    summary.ignored = dict(ignored)
+    return summary
 
 
 def _run_local(entries: list[str], out: Path, model: Path, spec: ModelSpec, opts: BatchOptions) -> BatchSummary:
@@ -118,7 +148,7 @@ def _run_local(entries: list[str], out: Path, model: Path, spec: ModelSpec, opts
         skipped = [0]
 
         def todo() -> Iterator:
-            for item in iter_items(entries):
+            for item in iter_items(entries, max_bytes=opts.max_bytes):
                 if item.key in done:
                     skipped[0] += 1
                 else:

@@ -10,7 +10,7 @@ EXIF orientation applied), and go through the one preprocessing path,
 from __future__ import annotations
 
 import os
-import struct
+import stat
 import time
 from dataclasses import dataclass
 
@@ -18,19 +18,23 @@ import cv2
 import numpy as np
 
 from ...errors import ImageError
+from ...image_header import image_size, jpeg_end
 from ...preprocess import decode_image, decode_need, prepare, reduced_decode_enabled
 from ...spec import ModelSpec
-from .inputs import Item, fsspec_module, is_url
+from .inputs import Item, is_url
+from .remote import RemoteError, read_url
 
 _SOURCE = "<bytes>"  # the name decode_image's messages carry; the job's error rows name the file
 
 
 @dataclass(frozen=True)
 class Limits:
-    """Largest file (bytes) and image (pixels, read from the header before decoding) a job accepts."""
+    """Largest file (bytes) and image (pixels, read from the header before decoding) a job accepts,
+    and the seconds a remote read may wait for data (``--read-timeout``)."""
 
     max_bytes: int = 256 * 2**20
     max_pixels: int = 100_000_000
+    timeout: float = 30.0
 
 
 @dataclass
@@ -53,26 +57,23 @@ class BadImage(ImageError):
 
 
 def read_bytes(item: Item, limits: Limits) -> bytes:
-    """The item's encoded bytes, refusing unreadable, empty and oversized files."""
+    """The item's encoded bytes, refusing unreadable, empty, oversized and non-regular files.
+
+    A local path is checked with ``stat`` before it is opened: FIFOs, devices and
+    sockets (and links to them, such as ``x.jpg -> /dev/zero``) are refused
+    without opening them, and no more than ``max_bytes`` + 1 bytes are ever read.
+    """
     if item.error:
-        raise BadImage("unreadable", item.error)
+        raise BadImage(item.kind or "unreadable", item.error)
     if item.data is not None:
         data = item.data
     elif is_url(item.key):
         try:
-            with fsspec_module().open(item.key, "rb") as handle:
-                data = handle.read(limits.max_bytes + 1)
-        except (OSError, ValueError) as exc:
-            raise BadImage("unreadable", f"cannot read ({exc})") from None
+            data = read_url(item.key, limits.max_bytes, limits.timeout)
+        except RemoteError as exc:
+            raise BadImage(exc.kind, str(exc)) from None
     else:
-        try:
-            size = os.stat(item.key).st_size
-            if size > limits.max_bytes:
-                raise BadImage("too-large", f"file is {size} bytes; the limit is {limits.max_bytes} (--max-bytes)")
-            with open(item.key, "rb") as handle:
-                data = handle.read()
-        except OSError as exc:
-            raise BadImage("unreadable", f"cannot read ({exc.strerror or exc})") from None
+        data = _read_local(item.key, limits.max_bytes)
     if not data:
         raise BadImage("empty", "file is empty (0 bytes)")
     if len(data) > limits.max_bytes:
@@ -80,35 +81,55 @@ def read_bytes(item: Item, limits: Limits) -> bytes:
     return data
 
 
-def header_size(data: bytes) -> tuple[int, int] | None:
-    """(width, height) from a PNG or JPEG header without decoding; None for other formats."""
-    if data[:8] == b"\x89PNG\r\n\x1a\n" and len(data) >= 24:
-        return struct.unpack(">II", data[16:24])
-    if data[:2] != b"\xff\xd8":
+def _read_local(path: str, max_bytes: int) -> bytes:
+    try:
+        info = os.stat(path)
+        kind = special_kind(info.st_mode)
+        if kind:
+            raise BadImage("unreadable", f"not a regular file ({kind}); not opened")
+        if info.st_size > max_bytes:
+            raise BadImage("too-large", f"file is {info.st_size} bytes; the limit is {max_bytes} (--max-bytes)")
+        fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_NOCTTY", 0))
+        with open(fd, "rb") as handle:
+            kind = special_kind(os.fstat(fd).st_mode)  # replaced between stat and open
+            if kind:
+                raise BadImage("unreadable", f"not a regular file ({kind}); not read")
+            return handle.read(max_bytes + 1)
+    except OSError as exc:
+        raise BadImage("unreadable", f"cannot read ({exc.strerror or exc})") from None
+
+
+def special_kind(mode: int) -> str | None:
+    """What a non-regular file is (``named pipe``, ``device``, ``socket``, ``folder``); None for a regular file."""
+    if stat.S_ISREG(mode):
         return None
-    i = 2
-    while i + 9 < len(data):
-        if data[i] != 0xFF:
-            return None
-        marker = data[i + 1]
-        if marker in (0xD8, 0x01) or 0xD0 <= marker <= 0xD7 or marker == 0xFF:
-            i += 1 if marker == 0xFF else 2
-            continue
-        length = struct.unpack(">H", data[i + 2:i + 4])[0]
-        if 0xC0 <= marker <= 0xCF and marker not in (0xC4, 0xC8, 0xCC):
-            height, width = struct.unpack(">HH", data[i + 5:i + 9])
-            return width, height
-        i += 2 + length
-    return None
+    if stat.S_ISFIFO(mode):
+        return "named pipe"
+    if stat.S_ISCHR(mode) or stat.S_ISBLK(mode):
+        return "device"
+    if stat.S_ISSOCK(mode):
+        return "socket"
+    if stat.S_ISDIR(mode):
+        return "folder"
+    return "special file"
 
 
-def check_complete(data: bytes) -> None:
-    """Refuse JPEG files without an end marker and PNG files without IEND (OpenCV half-decodes them)."""
-    tail = data[-1024:]
-    if data[:2] == b"\xff\xd8" and b"\xff\xd9" not in tail:
-        raise BadImage("truncated", f"JPEG is truncated ({len(data)} bytes, no end-of-image marker)")
-    if data[:8] == b"\x89PNG\r\n\x1a\n" and b"IEND" not in tail:
+def header_size(data: bytes) -> tuple[int, int] | None:
+    """(width, height) from the image's header without decoding (every format vggedge decodes); None if unknown."""
+    return image_size(data)
+
+
+def check_complete(data: bytes) -> bytes | memoryview:
+    """The image's own bytes: refuse JPEGs that stop before their end marker and PNGs without IEND
+    (OpenCV half-decodes them); data after a JPEG's end (Motion Photos, maker data) is cut off, as viewers do."""
+    if data[:2] == b"\xff\xd8":
+        end = jpeg_end(data)
+        if end is None:
+            raise BadImage("truncated", f"JPEG is truncated ({len(data)} bytes, no end-of-image marker)")
+        return memoryview(data)[:end] if end < len(data) else data
+    if data[:8] == b"\x89PNG\r\n\x1a\n" and b"IEND" not in data:
         raise BadImage("truncated", f"PNG is truncated ({len(data)} bytes, no IEND chunk)")
+    return data
 
 
 def decode(data: bytes, limits: Limits, need: tuple[int, int, int] | None = None) -> np.ndarray:
@@ -118,10 +139,13 @@ def decode(data: bytes, limits: Limits, need: tuple[int, int, int] | None = None
     reduced-scale JPEG decode as :func:`vggedge.preprocess.read_image` does.
     """
     size = header_size(data)
-    if size and size[0] * size[1] > limits.max_pixels:
+    if size is None:
+        raise BadImage("not-an-image", f"not a decodable image ({len(data)} bytes; its header names no known format and size); "
+                                       "expected JPEG, PNG, GIF, BMP, TIFF, WebP or PNM")
+    if size[0] * size[1] > limits.max_pixels:
         raise BadImage("too-large", f"image is {size[0]}x{size[1]} pixels; the limit is {limits.max_pixels} "
                                     "(--max-pixels)")
-    check_complete(data)
+    data = check_complete(data)
     try:
         image = decode_image(data, need=need, source=_SOURCE)
     except ImageError as exc:

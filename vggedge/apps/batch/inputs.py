@@ -8,9 +8,12 @@ lazily, so only the listing, never the pixels, is held for a whole job.
 """
 from __future__ import annotations
 
+import collections
 import glob
 import os
+import stat
 import tarfile
+import zlib
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterable, Iterator, Sequence
@@ -27,11 +30,12 @@ _GLOB_CHARS = set("*?[")
 @dataclass(frozen=True)
 class Item:
     """One image to process: its key (path, URL or ``shard::member``), for tar members its bytes,
-    and ``error`` when the source itself could not be read (reported, never dropped)."""
+    and ``error`` (with its ``kind``) when the source itself could not be read (reported, never dropped)."""
 
     key: str
     data: bytes | None = None
     error: str | None = None
+    kind: str | None = None
 
 
 def is_url(text: str) -> bool:
@@ -58,18 +62,24 @@ def fsspec_module():
     return fsspec
 
 
-def expand(inputs: Sequence[str | Path]) -> list[str]:
-    """Resolve folders (recursively), globs, list files, tar shards and URLs to entries, deduplicated in order."""
+def expand(inputs: Sequence[str | Path], ignored: collections.Counter | None = None) -> list[str]:
+    """Resolve folders (recursively), globs, list files, tar shards and URLs to entries, deduplicated in order.
+
+    Files met in folders that are neither images nor tar shards are counted in ``ignored``
+    by reason, so every file a job finds is accounted for.
+    """
     if not inputs:
         raise ConfigError("no inputs given; expected folders, globs, list files, tar shards or URLs")
     entries: dict[str, None] = {}
+    ignored = collections.Counter() if ignored is None else ignored
     for source in inputs:
-        for entry in _expand_one(str(source), top=True):
+        for entry in _expand_one(str(source), top=True, ignored=ignored):
             entries.setdefault(entry, None)
     return list(entries)
 
 
-def _expand_one(text: str, top: bool, base: Path | None = None) -> Iterator[str]:
+def _expand_one(text: str, top: bool, base: Path | None = None, ignored: collections.Counter | None = None,
+                lists: tuple[str, ...] = ()) -> Iterator[str]:
     if text.startswith("file://"):
         text = text[len("file://"):]
     if is_url(text):
@@ -77,9 +87,9 @@ def _expand_one(text: str, top: bool, base: Path | None = None) -> Iterator[str]
         return
     path = Path(text) if base is None or Path(text).is_absolute() else base / text
     if path.is_dir():
-        yield from _walk(path)
+        yield from _walk(path, ignored)
     elif path.is_file() and path.name.lower().endswith(LIST_SUFFIXES):
-        yield from _read_list(path)
+        yield from _read_list(path, ignored, lists)
     elif path.exists():
         yield os.path.abspath(path)  # named explicitly: processed whatever its suffix (and reported if bad)
     elif _GLOB_CHARS & set(text):
@@ -93,17 +103,28 @@ def _expand_one(text: str, top: bool, base: Path | None = None) -> Iterator[str]
         yield os.path.abspath(path)  # listed but missing: reported as unreadable, never silently dropped
 
 
-def _walk(folder: Path) -> Iterator[str]:
-    """Image files and tar shards under ``folder``, recursively, in sorted order."""
+def _walk(folder: Path, ignored: collections.Counter | None = None) -> Iterator[str]:
+    """Image files and tar shards under ``folder``, recursively, in sorted order (others counted in ``ignored``)."""
     for root, dirs, files in os.walk(folder):
         dirs.sort()
         for name in sorted(files):
             if is_image_name(name) or is_tar(name):
                 yield os.path.abspath(os.path.join(root, name))
+            elif ignored is not None:
+                ignored["not an image or tar name"] += 1
 
 
-def _read_list(path: Path) -> Iterator[str]:
+MAX_LIST_DEPTH = 32  #: list files naming list files, at most this deep
+
+
+def _read_list(path: Path, ignored: collections.Counter | None = None, lists: tuple[str, ...] = ()) -> Iterator[str]:
     """A text file with one input per line (blank lines and ``#`` comments ignored), relative to its folder."""
+    real = os.path.realpath(path)
+    if real in lists:
+        raise ConfigError(f"list file {path} includes itself (through {' -> '.join(lists + (real,))}); "
+                          "expected a list of images, folders or other list files")
+    if len(lists) >= MAX_LIST_DEPTH:
+        raise ConfigError(f"list file {path}: list files nested over {MAX_LIST_DEPTH} deep")
     try:
         lines = path.read_text(encoding="utf-8").splitlines()
     except (OSError, UnicodeDecodeError) as exc:
@@ -111,10 +132,26 @@ def _read_list(path: Path) -> Iterator[str]:
     for line in lines:
         line = line.strip()
         if line and not line.startswith("#"):
-            yield from _expand_one(line, top=False, base=path.parent)
+            yield from _expand_one(line, top=False, base=path.parent, ignored=ignored, lists=lists + (real,))
 
 
 def _expand_url(url: str) -> Iterator[str]:
+    from .remote import is_http
+
+    if is_http(url):  # never listed: listing an HTTP "folder" downloads the whole body
+        if url.lower().endswith(LIST_SUFFIXES):
+            from .remote import RemoteError, read_url
+
+            try:
+                text = read_url(url, 16 * 2**20, 30.0).decode("utf-8")
+            except (RemoteError, UnicodeDecodeError) as exc:
+                raise ConfigError(f"list file {url}: cannot read it ({exc}); expected UTF-8 text, one URL per line")
+            for line in text.splitlines():
+                if line.strip() and not line.startswith("#"):
+                    yield from _expand_one(line.strip(), top=False)
+        else:
+            yield url
+        return
     fsspec = fsspec_module()
     fs, _, [root] = fsspec.get_fs_token_paths(url)
     if _GLOB_CHARS & set(url):
@@ -143,26 +180,48 @@ def count_items(entries: Iterable[str]) -> int | None:
             total += 1
         elif is_url(entry):
             return None
+        elif _not_regular(entry):
+            total += 1
         else:
             try:
                 with tarfile.open(entry) as tar:
                     total += sum(1 for m in tar if m.isfile() and is_image_name(m.name))
-            except (OSError, tarfile.TarError):
+            except (OSError, tarfile.TarError, EOFError):
                 total += 1  # reported as one unreadable shard
     return total
 
 
-def iter_items(entries: Iterable[str], skip: frozenset[str] | set[str] = frozenset()) -> Iterator[Item]:
-    """Items lazily, in entry order, without those whose key is in ``skip`` (already written)."""
+def _not_regular(path: str) -> str | None:
+    """Why a local path is not a regular file (without opening it); None when it is one (or is missing)."""
+    try:
+        mode = os.stat(path).st_mode
+    except OSError:
+        return None
+    if stat.S_ISREG(mode):
+        return None
+    return "named pipe" if stat.S_ISFIFO(mode) else "socket" if stat.S_ISSOCK(mode) else \
+        "folder" if stat.S_ISDIR(mode) else "device"
+
+
+def iter_items(entries: Iterable[str], skip: frozenset[str] | set[str] = frozenset(),
+               max_bytes: int | None = None) -> Iterator[Item]:
+    """Items lazily, in entry order, without those whose key is in ``skip`` (already written).
+
+    Tar members larger than ``max_bytes`` (their header says so) become error items and are never read.
+    """
     for entry in entries:
         if is_tar(entry):
-            yield from _tar_items(entry, skip)
+            yield from _tar_items(entry, skip, max_bytes)
         elif entry not in skip:
             yield Item(entry)
 
 
-def _tar_items(shard: str, skip: frozenset[str] | set[str]) -> Iterator[Item]:
+def _tar_items(shard: str, skip: frozenset[str] | set[str], max_bytes: int | None = None) -> Iterator[Item]:
     """Image members of a shard, streamed in order; an unreadable shard becomes one item that fails to read."""
+    special = None if is_url(shard) else _not_regular(shard)
+    if special:
+        yield Item(shard, error=f"tar shard is not a regular file ({special}); not opened")
+        return
     try:
         handle = fsspec_module().open(shard, "rb").open() if is_url(shard) else open(shard, "rb")
     except OSError as exc:
@@ -175,7 +234,11 @@ def _tar_items(shard: str, skip: frozenset[str] | set[str]) -> Iterator[Item]:
                     key = f"{shard}{MEMBER_SEP}{member.name}"
                     if not member.isfile() or not is_image_name(member.name) or key in skip:
                         continue
+                    if max_bytes is not None and member.size > max_bytes:
+                        yield Item(key, error=f"tar member is {member.size} bytes; the limit is {max_bytes} "
+                                              "(--max-bytes); not read", kind="too-large")
+                        continue
                     extracted = tar.extractfile(member)
                     yield Item(key, extracted.read() if extracted else b"")
-        except (OSError, tarfile.TarError, EOFError) as exc:
+        except (OSError, tarfile.TarError, EOFError, zlib.error) as exc:
             yield Item(f"{shard}{MEMBER_SEP}<rest of shard>", error=f"tar shard unreadable from here on ({exc})")

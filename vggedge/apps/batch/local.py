@@ -14,16 +14,19 @@ import functools
 from contextlib import contextmanager
 import time
 from concurrent.futures import Executor, ProcessPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass, field
 from typing import Any, Callable, Iterable, Iterator
 
 import numpy as np
 
 from ...decode_pool import DecodePool, bounded_map as _bounded_map, default_workers, shared_pool
+from ...errors import VggEdgeError
 from ...runtime.base import Runner
 from ...spec import ModelSpec
 from .decode import BadImage, Limits, Loaded, check_complete, header_size, load_item, read_bytes
 from .inputs import Item
+from .remote import STOP
 from .rows import RowMaker, error_row
 from .writers import Writer
 
@@ -175,15 +178,32 @@ def run_local(items: Iterable[Item], spec: ModelSpec, runner: Runner, rows: RowM
     on_gpu = worker_kind == "thread" and select_decoder(decoder, runner=runner, spec=spec).kind == "gpu"
     load = functools.partial(load_encoded, limits=limits) if on_gpu else \
         functools.partial(load_item, spec=spec, limits=limits)
+    STOP.clear()
+    pool = make_pool(worker_kind, workers)
+    try:
+        return _run_pool(pool, items, load, ahead, spec, runner, rows, writer, errors, batch_size, stages,
+                         on_progress, gpu_fill(spec, runner) if on_gpu else None)
+    except BrokenProcessPool:
+        raise VggEdgeError(f"a decode worker process died (killed, or out of memory); the rows written so far "
+                           f"are kept in {writer.path}: run again with --resume") from None
+    finally:
+        STOP.set()  # reads in flight end at their next chunk, so a stop never waits for a slow URL
+        if isinstance(pool, ProcessPoolExecutor):
+            pool.shutdown(wait=False, cancel_futures=True)  # decodes still in flight are not needed
+        else:
+            pool.__exit__(None, None, None)
 
+
+def _run_pool(pool: Executor, items: Iterable[Item], load: Callable[[Item], Loaded], ahead: int, spec: ModelSpec,
+              runner: Runner, rows: RowMaker, writer: Writer, errors: Writer, batch_size: int, stages: Stages,
+              on_progress: Callable[[int], None], fill: Any = None) -> Stages:
     def prepare(batch: Batch, inputs: dict[str, np.ndarray]) -> int:
         target = inputs[spec.input_name]
         for i, tensor in enumerate(batch.tensors):
             target[i] = tensor
         return len(batch.tensors)
 
-    fill = gpu_fill(spec, runner) if on_gpu else None
-    with make_pool(worker_kind, workers) as pool, _freed(fill):
+    with _freed(fill):
         batcher = Batcher(bounded_map(pool, load, items, ahead), batch_size)
         results_iter = runner.run_on_device(batcher, fill, copy=False) if fill is not None \
             else runner.run(batcher, prepare, copy=False)  # type: ignore[attr-defined]

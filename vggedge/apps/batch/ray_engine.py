@@ -29,7 +29,7 @@ from ...runtime.base import RunnerOptions
 from ...runtime.select import select_runner
 from ...spec import ModelSpec, load_spec_for
 
-from .decode import BadImage, Limits, decode, read_bytes
+from .decode import BadImage, Limits, decode, read_bytes, special_kind
 from .inputs import Item, is_tar, is_url
 from .rows import RowMaker, error_row
 from .summary import BatchSummary, peak_rss_mb
@@ -202,7 +202,12 @@ def precheck(entries: list[str], limits: Limits) -> tuple[list[str], list[dict[s
             ok.append(entry)
             continue
         try:
-            size = os.stat(entry).st_size
+            info = os.stat(entry)
+            size = info.st_size
+            if special_kind(info.st_mode):
+                bad.append(error_row(entry, "unreadable", f"not a regular file ({special_kind(info.st_mode)}); "
+                                                          "not opened"))
+                continue
             with open(entry, "rb"):
                 pass
         except OSError as exc:

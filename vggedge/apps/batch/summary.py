@@ -27,6 +27,8 @@ class BatchSummary:
     images: int = 0  #: rows written by this run
     failed: int = 0  #: images recorded in the errors file by this run
     skipped: int = 0  #: images already done by an earlier run (``resume``)
+    #: files found in input folders but not processed, by reason (e.g. ``not an image or tar name``)
+    ignored: dict[str, int] = field(default_factory=dict)
     seconds: float = 0.0
     stages: dict[str, float] = field(default_factory=dict)
     peak_rss_mb: float = 0.0
@@ -50,7 +52,8 @@ class BatchSummary:
         lines = [f"{self.images} images written to {self.out} ({self.engine} engine, {self.backend}, "
                  f"{self.precision}); {self.failed} failed"
                  + (f" (see {self.errors_file})" if self.failed else "")
-                 + (f"; {self.skipped} already done" if self.skipped else ""),
+                 + (f"; {self.skipped} already done" if self.skipped else "")
+                 + "".join(f"; {n} ignored ({why})" for why, n in sorted(self.ignored.items())),
                  f"{self.images_per_s:.1f} images/s over {self.seconds:.1f} s; peak RSS {self.peak_rss_mb:.0f} MiB"]
         if self.stages:
             lines.append("time per stage: " + ", ".join(f"{k} {v:.2f} s" for k, v in self.stages.items()))

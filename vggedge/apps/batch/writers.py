@@ -90,10 +90,12 @@ class Writer(ABC):
 class LineWriter(Writer):
     """Shared by JSON lines and CSV: an append-only text file, whole lines only."""
 
+    errors = "strict"
+
     def __init__(self, path: str | Path, fields: tuple[str, ...], **kw: Any) -> None:
         super().__init__(path, fields, **kw)
         self._cut_partial_line()
-        self._handle = open(self.path, "a", encoding="utf-8", newline="")
+        self._handle = open(self.path, "a", encoding="utf-8", errors=self.errors, newline="")
         if self._handle.tell() == 0:
             self._write_header()
 
@@ -119,7 +121,38 @@ class LineWriter(Writer):
     def _line(self, row: dict[str, Any]) -> str: ...
 
     def done(self) -> set[str]:
-        return {row["path"] for row in read_rows(self.path)} if self.path.stat().st_size else set()
+        """Paths already written; a line that is not a result row stops the resume with a one-line error."""
+        keys: set[str] = set()
+        if not self.path.stat().st_size:
+            return keys
+        number = 1 if format_of(self.path) == "csv" else 0  # CSV: line 1 is the header
+        rows = iter_rows(self.path)
+        while True:
+            number += 1
+            try:
+                row = next(rows)
+            except StopIteration:
+                break
+            except (ValueError, csv.Error) as exc:
+                raise self._not_a_row(number, str(exc)) from None
+            if not isinstance(row, dict) or not isinstance(row.get("path"), str) or not row["path"]:
+                raise self._not_a_row(number, "it has no path")
+            keys.add(row["path"])
+        return keys
+        try:
+            for number, row in enumerate(iter_rows(self.path), 1 + (format_of(self.path) == "csv")):
+                if not isinstance(row, dict) or not isinstance(row.get("path"), str):
+                    raise ValueError("no path")
+                keys.add(row["path"])
+        except (ValueError, csv.Error) as exc:
+            raise ConfigError(f"output {self.path}: line {number + 1 if 'number' in locals() else 1} is not a "
+                              f"result row ({str(exc)[:80]}); cannot resume from it: repair or remove that "
+                              "line, or start again with --overwrite") from None
+        return keys
+
+    def _not_a_row(self, number: int, why: str) -> ConfigError:
+        return ConfigError(f"output {self.path}: line {number} is not a result row ({why[:80]}); cannot resume "
+                           "from it: repair or remove that line, or start again with --overwrite")
 
     def close(self) -> None:
         if not self._handle.closed:
@@ -130,11 +163,36 @@ class LineWriter(Writer):
 
 class JsonlWriter(LineWriter):
     def _line(self, row: dict[str, Any]) -> str:
-        return json.dumps(row, ensure_ascii=False) + "\n"
+        return json_line(row)
+
+
+def json_line(value: Any) -> str:
+    """One JSON line; names that are not valid UTF-8 (kept as lone surrogates) are written as ``\\udcXX`` escapes,
+    so :func:`json.loads` gives back the same string and :func:`os.fsencode` the same bytes."""
+    line = json.dumps(value, ensure_ascii=False)
+    try:
+        line.encode("utf-8")
+    except UnicodeEncodeError:
+        line = json.dumps(value)
+    return line + "\n"
 
 
 class CsvWriter(LineWriter):
-    """CSV with a header; list columns hold JSON text (``[3, 1, 7]``)."""
+    """CSV with a header; list columns hold JSON text (``[3, 1, 7]``). File names that are not valid UTF-8
+    are written as their own bytes (``surrogateescape``), as the OS gave them."""
+
+    errors = "surrogateescape"
+
+    def __init__(self, path: str | Path, fields: tuple[str, ...], **kw: Any) -> None:
+        resume = kw.get("resume") and Path(path).exists() and Path(path).stat().st_size
+        if resume:
+            with open(path, encoding="utf-8", errors="surrogateescape", newline="") as handle:
+                header = next(csv.reader(handle), [])
+            if header and tuple(header) != fields:
+                raise ConfigError(f"output {path}: its columns are {', '.join(header)}; this job writes "
+                                  f"{', '.join(fields)} (--features differs?); resume with the same options "
+                                  "or write a new output")
+        super().__init__(path, fields, **kw)
 
     def _write_header(self) -> None:
         self._handle.write(self._format(list(self.fields)))
@@ -213,12 +271,29 @@ def arrow_schema(fields: tuple[str, ...]):
     pa, _ = _pyarrow()
     types = {"path": pa.string(), "top_k_index": pa.list_(pa.int64()), "top_k_label": pa.list_(pa.string()),
              "top_k_score": pa.list_(pa.float64()), "features": pa.list_(pa.float32()), "model": pa.string(),
-             "precision": pa.string(), "backend": pa.string(), "decode_ms": pa.float64(), "infer_ms": pa.float64()}
+             "precision": pa.string(), "backend": pa.string(), "decode_ms": pa.float64(), "infer_ms": pa.float64(),
+             "path_bytes": pa.binary()}
     return pa.schema([(f, types[f]) for f in fields])
 
 
+def parquet_path(key: str) -> dict[str, Any]:
+    """``path`` (valid UTF-8; undecodable bytes shown as U+FFFD) and ``path_bytes`` (the exact name, when needed)."""
+    try:
+        key.encode("utf-8")
+        return {"path": key, "path_bytes": None}
+    except UnicodeEncodeError:
+        raw = os.fsencode(key)
+        return {"path": raw.decode("utf-8", "replace"), "path_bytes": raw}
+
+
 class ParquetWriter(PartsWriter):
+    """Parquet strings must be UTF-8: a name that is not keeps its exact bytes in ``path_bytes``
+    (null otherwise) and a readable ``path``; :func:`read_rows` gives back the original name."""
+
     suffix = ".parquet"
+
+    def __init__(self, path: str | Path, fields: tuple[str, ...], **kw: Any) -> None:
+        super().__init__(path, (*fields, "path_bytes"), **kw)
 
     def _adopt_final(self) -> None:
         os.replace(self.path, self.parts / f"part-000000{self.suffix}")
@@ -227,11 +302,15 @@ class ParquetWriter(PartsWriter):
         _, pq = _pyarrow()
         keys: set[str] = set()
         for part in self._part_files():
-            keys.update(pq.read_table(part, columns=["path"]).column("path").to_pylist())
+            table = pq.read_table(part)
+            raw = table.column("path_bytes").to_pylist() if "path_bytes" in table.column_names else None
+            for i, key in enumerate(table.column("path").to_pylist()):
+                keys.add(os.fsdecode(raw[i]) if raw and raw[i] is not None else key)
         return keys
 
     def _write_part(self, rows: list[dict[str, Any]], tmp: Path) -> None:
         pa, pq = _pyarrow()
+        rows = [{**row, **parquet_path(row["path"])} for row in rows]
         pq.write_table(pa.Table.from_pylist(rows, schema=arrow_schema(self.fields)), tmp)
 
     def _combine(self, parts: list[Path], tmp: Path) -> None:
@@ -242,17 +321,20 @@ class ParquetWriter(PartsWriter):
 
 
 class NpyWriter(PartsWriter):
-    """Features as an (N, D) float32 matrix in ``out`` and its rows' paths in ``<out>.paths.txt``."""
+    """Features as an (N, D) float32 matrix in ``out`` and its rows' paths in ``<out>.paths.jsonl``: one JSON
+    string per line, so any name (newlines, form feeds, U+2028, bytes that are not UTF-8) maps to its row."""
 
     suffix = ".npz"
 
     @property
     def paths_file(self) -> Path:
-        return self.path.with_name(self.path.name + ".paths.txt")
+        return npy_paths_file(self.path)
 
     def _adopt_final(self) -> None:
-        keys = self.paths_file.read_text(encoding="utf-8").splitlines()
-        np.savez(self.parts / f"part-000000{self.suffix}", paths=np.array(keys), features=np.load(self.path))
+        keys = read_npy_paths(self.path)
+        np.savez(self.parts / f"part-000000{self.suffix}", paths=np.array(keys, dtype=str),
+                 features=np.load(self.path))
+        self.paths_file.unlink(missing_ok=True)
 
     def done(self) -> set[str]:
         keys: set[str] = set()
@@ -263,7 +345,7 @@ class NpyWriter(PartsWriter):
 
     def _write_part(self, rows: list[dict[str, Any]], tmp: Path) -> None:
         with open(tmp, "wb") as handle:
-            np.savez(handle, paths=np.array([r["path"] for r in rows]),
+            np.savez(handle, paths=np.array([r["path"] for r in rows], dtype=str),
                      features=np.asarray([r["features"] for r in rows], np.float32))
 
     def _combine(self, parts: list[Path], tmp: Path) -> None:
@@ -275,8 +357,20 @@ class NpyWriter(PartsWriter):
         with open(tmp, "wb") as handle:
             np.save(handle, np.concatenate(feats) if feats else np.zeros((0, 0), np.float32))
         paths_tmp = self.paths_file.with_name(self.paths_file.name + ".tmp")
-        paths_tmp.write_text("".join(k + "\n" for k in keys), encoding="utf-8")
+        paths_tmp.write_text("".join(json.dumps(k) + "\n" for k in keys), encoding="ascii")
         os.replace(paths_tmp, self.paths_file)
+
+
+def npy_paths_file(out: str | Path) -> Path:
+    """``<out>.paths.jsonl``: the row names of a ``.npy`` output."""
+    out = Path(out)
+    return out.with_name(out.name + ".paths.jsonl")
+
+
+def read_npy_paths(out: str | Path) -> list[str]:
+    """The row names of a ``.npy`` output, in row order."""
+    with open(npy_paths_file(out), encoding="ascii") as handle:
+        return [json.loads(line) for line in handle if line.strip()]
 
 
 def open_writer(out: str | Path, features: bool, *, resume: bool = False, overwrite: bool = False) -> Writer:
@@ -306,13 +400,15 @@ def iter_rows(path: str | Path) -> Iterator[dict[str, Any]]:
         with open(path, encoding="utf-8") as handle:
             yield from (json.loads(line) for line in handle if line.endswith("\n"))
     elif kind == "csv":
-        with open(path, encoding="utf-8", newline="") as handle:
+        with open(path, encoding="utf-8", errors="surrogateescape", newline="") as handle:
             yield from (_csv_row(row) for row in csv.DictReader(handle))
     elif kind == "parquet":
         _, pq = _pyarrow()
-        yield from pq.read_table(path).to_pylist()
+        for row in pq.read_table(path).to_pylist():
+            raw = row.pop("path_bytes", None)
+            yield {**row, "path": os.fsdecode(raw)} if raw is not None else row
     else:
-        keys = path.with_name(path.name + ".paths.txt").read_text(encoding="utf-8").splitlines()
+        keys = read_npy_paths(path)
         yield from ({"path": k, "features": [float(v) for v in f]} for k, f in zip(keys, np.load(path)))
 
 

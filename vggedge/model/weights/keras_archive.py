@@ -29,7 +29,7 @@ from ...errors import WeightsError
 from ...spec import UNIT
 from ..vgg16 import VGG16Options
 from .base import LoadedWeights
-from .keras_h5 import layer_names, open_h5, read_keras3
+from .keras_h5 import layer_names, malformed, open_h5, read_keras3
 
 log = logging.getLogger(__name__)
 BACKBONE_KEYS = ("include_rescaling", "include_top", "num_classes", "pooling", "input_shape",
@@ -67,6 +67,10 @@ def read_config(path: str | Path) -> ArchiveConfig:
             config = json.loads(archive.read("config.json"))
     except (OSError, zipfile.BadZipFile, KeyError, json.JSONDecodeError) as exc:
         raise WeightsError(f"{path}: not a readable .keras archive with a config.json ({exc})") from None
+    if not isinstance(config, dict) or not isinstance(config.get("config") or {}, dict):
+        shown = type(config.get("config") if isinstance(config, dict) else config).__name__
+        raise WeightsError(f"{path}: config.json holds a JSON {shown} where a model config object belongs; "
+                           "expected what keras.Model.save() writes")
     name = config.get("class_name")
     body = config.get("config") or {}
     if name == "VGG16Backbone" or "include_rescaling" in body:
@@ -77,7 +81,14 @@ def read_config(path: str | Path) -> ArchiveConfig:
             log.info("%s: input_shape %s is not fixed; using 224x224x3 (--input-shape to change)", path, shape)
         return ArchiveConfig(options, None, str(name))
     if isinstance(body.get("layers"), list):
-        return _functional(body, path, str(name))
+        if not all(isinstance(layer, dict) and isinstance(layer.get("config") or {}, dict)
+                   for layer in body["layers"]):
+            raise WeightsError(f"{path}: config.json's layers are not all JSON objects with a config; "
+                               "expected what keras.Model.save() writes")
+        try:
+            return _functional(body, path, str(name))
+        except (TypeError, ValueError, AttributeError) as exc:
+            raise WeightsError(f"{path}: config.json has a malformed layer ({exc})") from None
     raise WeightsError(f"{path}: config.json describes a {name!r}; expected Keras-CV's VGG16Backbone "
                        "or a Keras functional VGG16 (keras.applications.VGG16 or the same layers)")
 
@@ -144,7 +155,7 @@ def load_keras_archive(path: str | Path, options: VGG16Options) -> LoadedWeights
                 weights = Path(archive.extract("model.weights.h5", tmp))
         except KeyError:
             raise WeightsError(f"{path}: the archive has no model.weights.h5") from None
-        with open_h5(weights) as handle:
+        with open_h5(weights) as handle, malformed(path):
             if "layers" not in handle:
                 raise WeightsError(f"{path}: model.weights.h5 has no 'layers' group; expected Keras 3's layout")
             arrays = read_keras3(handle["layers"], path, options, keys)

@@ -14,9 +14,11 @@ order), ``fc2``, ``predictions`` (in, out).
 """
 from __future__ import annotations
 
+import contextlib
+
 import re
 from pathlib import Path
-from typing import Sequence
+from typing import Iterator, Sequence
 
 import numpy as np
 
@@ -44,12 +46,23 @@ def open_h5(path: str | Path):
 def load_h5(path: str | Path, options: VGG16Options) -> LoadedWeights:
     """Read a Keras 2 or Keras 3 VGG16 .h5 file and convert it to canonical layout."""
     path = Path(path)
-    with open_h5(path) as handle:
+    with open_h5(path) as handle, malformed(path):
         if "layers" in handle and "model_weights" not in handle:
             return LoadedWeights(read_keras3(handle["layers"], path, options), None, "keras3", str(path))
         root = handle["model_weights"] if "model_weights" in handle else handle
         found = {layer: _keras2_arrays(root, layer, path) for layer in layer_names(options)}
     return LoadedWeights(canonical_arrays(found, options, path), CAFFE_BGR, "keras", str(path))
+
+
+@contextlib.contextmanager
+def malformed(path: Path) -> Iterator[None]:
+    """Turn what a file of the wrong structure makes h5py raise (a dataset where a group should be, a missing
+    or odd member) into one WeightsError naming the file."""
+    try:
+        yield
+    except (AttributeError, TypeError, KeyError, ValueError, IndexError) as exc:
+        raise WeightsError(f"{path}: not the layout of a Keras VGG16 weights file ({type(exc).__name__}: "
+                           f"{str(exc)[:160]}); expected layer groups holding kernel and bias datasets") from None
 
 
 def layer_names(options: VGG16Options) -> list[str]:
