@@ -45,6 +45,23 @@ def ten_class_model(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
     shutil.rmtree(folder, ignore_errors=True)  # ~75 MB
 
 
+@pytest.fixture(scope="session")
+def cpu_int8_model(tmp_path_factory: pytest.TempPathFactory, ten_class_model: Path) -> Iterator[Path]:
+    """The 10-class model (hard-linked) with the INT8 files this CPU's variants run, written beside it."""
+    from vggedge.runtime.cpu.variants import prepare_variants
+
+    folder = tmp_path_factory.mktemp("cpu_int8")
+    path = folder / "m.onnx"
+    try:
+        path.hardlink_to(ten_class_model)
+    except OSError:
+        shutil.copy(ten_class_model, path)
+    shutil.copy(spec_path_for(ten_class_model), spec_path_for(path))
+    prepare_variants(path, Path(__file__).parent.parent / "calib")
+    yield path
+    shutil.rmtree(folder, ignore_errors=True)
+
+
 @pytest.fixture
 def model_copy(ten_class_model: Path, tmp_path: Path) -> Path:
     """The shared 10-class model, hard-linked (or copied) into a fresh folder of its own."""

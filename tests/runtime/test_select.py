@@ -55,9 +55,11 @@ def test_auto_logs_one_info_line_per_skip(model_path: Path, caplog: pytest.LogCa
     caplog.set_level(logging.INFO, logger="vggedge.runtime.select")
     select_runner(model_path)
     lines = [r for r in caplog.records if r.name == "vggedge.runtime.select"]
-    assert [r.levelno for r in lines] == [logging.INFO, logging.INFO]
+    assert [r.levelno for r in lines] == [logging.INFO, logging.INFO, logging.INFO]
     assert lines[0].getMessage().startswith("backend trt skipped: ")
     assert lines[1].getMessage().startswith("backend ort-cuda skipped: ")
+    assert lines[2].getMessage() == ("backend ort-cpu runs small.onnx: the model given (no spec, precision "
+                                     "as-given) on the fp32 CPU session")  # what was chosen, and why
 
 
 @cpu_only
@@ -249,3 +251,17 @@ def test_prepare_artefacts_runs_the_chosen_backends_preparer(model_path: Path, m
     assert calls == [(model_path, "calib")]
     assert select.prepare_artefacts(model_path, "ort-cpu", calib="calib") == "ort-cpu"  # nothing to prepare
     assert calls == [(model_path, "calib")]
+
+
+@cpu_only
+def test_auto_precision_names_the_cpu_variant_that_runs(cpu_int8_model: Path) -> None:
+    """The plan names the file the CPU really runs, with its spec: not the FP32 model it was asked for."""
+    chosen = select_runner(cpu_int8_model, "ort-cpu", precision="auto")
+    assert chosen.artefact.name in ("m.int8-cpu.onnx", "m.int8-cpu-rr.onnx")  # VGGEDGE_TUNE=0: feature order
+    assert chosen.runner.model == chosen.artefact and chosen.spec.precision == "int8"
+    assert chosen.why == f"{chosen.artefact.name}: CPU variant int8 (first in feature-detection order whose file " \
+                         "exists; tuning off)"
+    assert chosen.report()["artefact"] == str(chosen.artefact) and chosen.report()["precision"] == "int8"
+    assert select_runner(cpu_int8_model, "auto", precision="auto").artefact == chosen.artefact
+    as_given = select_runner(cpu_int8_model, "ort-cpu")
+    assert as_given.artefact == cpu_int8_model and as_given.spec.precision == "fp32"

@@ -30,7 +30,6 @@ from ..model.labels import Prediction, labels_for, top_k
 from ..preprocess import prepare
 from ..runtime.base import RunnerOptions
 from ..runtime.select import select_runner
-from ..spec import load_spec_for
 from ..video.capture import Capture, Frame
 from ..video.sinks import OutputWorker, Sink
 from ..video.sources import SourceOptions, monotonic, open_source
@@ -114,22 +113,22 @@ class Stream:
             raise ConfigError("stream needs at least one source URI (e.g. 0, /dev/video0, rtsp://..., clip.mp4)")
         self.options = options or StreamOptions()
         self.model = Path(model)
-        self.spec = load_spec_for(self.model)
+        self.sources = [open_source(str(uri), self.options.source) for uri in sources]
+        live = self.options.pace or any(source.live for source in self.sources)
+        # live sources: one batch prepared ahead, not more, so a frame never queues behind two inferences
+        runner_options = self.options.runner or RunnerOptions(slots=1 if live else RunnerOptions().slots)
+        runner_options = dataclasses.replace(runner_options, max_batch=self.options.batch_size or len(self.sources))
+        self.selection = select_runner(self.model, self.options.backend, options=runner_options,
+                                       precision=self.options.precision)  # a fixed-batch model: planned at it
+        self.spec = self.selection.require_spec()  # the file that runs: ONNX variant or engine (its sidecar)
         if self.spec.output_kind == "features":
             raise ModelError(f"{model}: this model outputs features, not class scores; export it with "
                              "include_top=True to classify streams")
         self.labels = labels_for(self.spec.labels, self.spec.num_classes)
-        self.sources = [open_source(str(uri), self.options.source) for uri in sources]
         self.stats = StreamStats([s.uri for s in self.sources])
         self.stats.refresh = self._sync_counts
         self.sinks = list(sinks)
-        batch = self.spec.fixed_batch or self.options.batch_size or len(self.sources)
-        live = self.options.pace or any(source.live for source in self.sources)
-        # live sources: one batch prepared ahead, not more, so a frame never queues behind two inferences
-        runner_options = self.options.runner or RunnerOptions(slots=1 if live else RunnerOptions().slots)
-        runner_options = dataclasses.replace(runner_options, max_batch=batch)
-        self.selection = select_runner(self.model, self.options.backend, options=runner_options,
-                                       precision=self.options.precision)
+        batch = self.selection.options.max_batch
         self.batch_size = batch
         self._cond = threading.Condition()
         self._captures: list[Capture] = []

@@ -272,3 +272,17 @@ def test_decode_prefetch_is_bounded() -> None:
             got.append(value)
             assert len(pulled) - len(got) <= 8
     assert got == [2 * i for i in range(1000)]
+
+
+def test_an_engine_with_its_sidecar_runs(tmp_path: Path, batch_model: Path, image_set, classifier_top1,
+                                         fake_trt_machine, engine_writer) -> None:
+    """``--model x.plan``: the spec comes from the engine's sidecar (fake TensorRT runs its source ONNX)."""
+    plan = engine_writer(batch_model, tmp_path)
+    _, good, _ = image_set
+    photos = [p for p in good if Path(p).parent.name not in ("small", "deeper")][:4]
+    summary = run(photos, out=tmp_path / "engine.jsonl", model=plan, **OPTS)
+    assert (summary.backend, summary.precision, summary.images, summary.failed) == ("trt", "fp32", 4, 0)
+    rows = read_rows(tmp_path / "engine.jsonl")
+    assert {r["path"]: r["top_k_index"][0] for r in rows} == {p: classifier_top1[p] for p in photos}
+    assert {(r["model"], r["backend"]) for r in rows} == {(plan.name, "trt")}
+    assert len(fake_trt_machine.runner.made) == 1

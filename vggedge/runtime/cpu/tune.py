@@ -8,7 +8,7 @@ FP32 model) for a few seconds at the app's batch size and caches the table under
 keyed by :class:`TuneKey`: model sha256, CPU model name, core count, package
 versions, batch size and the set of runnable variants. Any change re-tunes.
 ``VGGEDGE_TUNE=0`` switches it off (feature-detection order); an explicit
-precision or ``VGGEDGE_CPU_VARIANT`` always wins (runtime/cpu.py).
+precision or ``VGGEDGE_CPU_VARIANT`` always wins (runtime/cpu/planner.py).
 """
 from __future__ import annotations
 

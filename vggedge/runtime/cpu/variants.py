@@ -123,7 +123,7 @@ def current_variant(fp32: str | Path, model: str) -> Path | None:
     return path
 
 
-def _threaded(options: OrtOptions, runner_options: RunnerOptions) -> OrtOptions:
+def threaded(options: OrtOptions, runner_options: RunnerOptions) -> OrtOptions:
     """The tuned session settings with the user's thread count, when given."""
     if runner_options.threads is None:
         return options
@@ -145,4 +145,4 @@ def runner_for(variant: CpuVariant, model_dir_or_fp32: str | Path,
                                  "write it with "
                                  f"`vggedge build --model {fp32} --precision int8` or prepare_variants()")
     runner_options = runner_options or RunnerOptions()
-    return OrtRunner(path, _threaded(variant.options, runner_options), runner_options)
+    return OrtRunner(path, threaded(variant.options, runner_options), runner_options)
