@@ -22,7 +22,7 @@ import pytest
 from vggedge.engine.identity import EngineIdentity
 from vggedge.model.export import export_vgg16
 from vggedge.model.vgg16 import VGG16Options
-from vggedge.model.weights.base import file_sha256
+from vggedge.catalogue import file_sha256
 from vggedge.runtime import select
 from vggedge.runtime.ort import OrtOptions, OrtRunner
 from vggedge.spec import ModelSpec, load_spec_for, spec_path_for

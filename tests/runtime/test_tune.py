@@ -68,7 +68,7 @@ def test_a_changed_key_re_tunes(model, monkeypatch, change):
             stamp = model.stat().st_mtime_ns + 10**9
             os.utime(variant, ns=(stamp, stamp))
     elif change == "cpu":
-        monkeypatch.setattr(tune, "cpu_model_name", lambda: "Intel(R) Xeon(R) Platinum 8480+")
+        monkeypatch.setattr(tune.machine, "cpu_name", lambda: "Intel(R) Xeon(R) Platinum 8480+")
     elif change == "package":
         real = tune.package_versions()
         monkeypatch.setattr(tune, "package_versions", lambda: real + (("onnxruntime-ep-openvino", "9.9"),))

@@ -1,14 +1,15 @@
 """`vggedge info`: versions, and which backends can run here (and why not)."""
 from __future__ import annotations
 
-import importlib.metadata
 import platform
 from pathlib import Path
 from typing import Any
 
 from ..engine.identity import EngineIdentity
-from ..engine.registry import base_model, engine_usability, engines_for, is_engine, onnx_variants
+from ..catalogue import base_model, onnx_variants
+from ..engine.registry import engine_usability, engines_for, is_engine
 from ..errors import VggEdgeError
+from ..machine import cpu_name, package_versions
 from ..runtime import cpu_path as cpu_backend
 from ..runtime.base import RunnerOptions
 from ..runtime.select import availability, engine_machine, plan_selection
@@ -19,31 +20,13 @@ PACKAGES = ("vggedge", "numpy", "onnx", "onnxruntime", "onnxruntime-gpu", "onnxr
 
 def versions() -> dict[str, str | None]:
     """Installed version of each relevant package, None when absent."""
-    found: dict[str, str | None] = {}
-    for name in PACKAGES:
-        try:
-            found[name] = importlib.metadata.version(name)
-        except importlib.metadata.PackageNotFoundError:
-            found[name] = None
-    return found
+    return package_versions(PACKAGES)
 
 
 def machine() -> dict[str, str]:
     """Python, OS and CPU description."""
     return {"python": platform.python_version(), "platform": platform.platform(),
             "cpu": cpu_name(), "machine": platform.machine()}
-
-
-def cpu_name() -> str:
-    """The CPU model name from /proc/cpuinfo, else platform.processor()."""
-    try:
-        with open("/proc/cpuinfo") as handle:
-            for line in handle:
-                if line.startswith("model name"):
-                    return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown"
 
 
 def cpu_path() -> dict:

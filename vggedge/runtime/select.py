@@ -18,7 +18,8 @@ from pathlib import Path
 from typing import Any, Callable
 
 from ..engine.identity import EngineIdentity, check_identity
-from ..engine.registry import Machine, base_model, check_precision_choice, is_engine, this_machine
+from ..catalogue import base_model, check_precision_choice
+from ..engine.registry import Machine, is_engine, this_machine
 from ..errors import BackendUnavailable, ConfigError, ModelError, VggEdgeError
 from ..spec import ModelSpec, load_spec_for
 from .base import Runner, RunnerOptions

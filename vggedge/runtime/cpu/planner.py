@@ -12,7 +12,7 @@ import logging
 from pathlib import Path
 
 from ... import env
-from ...engine.registry import base_model, onnx_for_precision
+from ...catalogue import base_model, onnx_for_precision
 from ...errors import BackendUnavailable, VggEdgeError
 from ..base import RunnerOptions
 from ..plan import Choice, PlanRequest, spec_if_any

@@ -6,7 +6,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from ...engine.registry import find_engine, onnx_for_precision, onnx_variants
+from ...catalogue import onnx_for_precision, onnx_variants
+from ...engine.registry import find_engine
 from ..plan import Choice, PlanRequest
 
 
