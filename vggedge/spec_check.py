@@ -106,7 +106,7 @@ def check_values(spec: Any) -> None:
 
 def check_against_model(spec: Any, sidecar: Path, model: Path) -> None:
     """Refuse a sidecar whose input name, size, layout, batch or dtype disagrees with the ONNX model itself."""
-    from .model.onnx_inputs import graph_inputs
+    from .onnx_inputs import graph_inputs
 
     try:
         inputs = graph_inputs(model)

@@ -17,7 +17,7 @@ from ..preprocess import list_images, read_image
 from ..runtime.base import RunnerOptions
 from ..runtime.select import Selection, select_runner
 from .batches import gather, run_images
-from .views import augmented_views
+from ..precision.views import augmented_views
 
 log = logging.getLogger(__name__)
 #: flips listed in the table for humans (all of them are in the JSON)

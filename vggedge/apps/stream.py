@@ -31,7 +31,7 @@ from ..preprocess import prepare
 from ..runtime.base import RunnerOptions
 from ..runtime.select import select_runner
 from ..video.capture import Capture, Frame
-from ..video.sinks import OutputWorker, Sink
+from ..video.sinks import OutputWorker, Sink, SinkContext, open_sink
 from ..video.sources import SourceOptions, monotonic, open_source
 from .stream_stats import ScoreSmoother, StreamStats
 
@@ -140,6 +140,14 @@ class Stream:
         self._want.set()
 
     # public ----------------------------------------------------------------
+    def add_sink(self, uri: str | Path) -> Sink:
+        """Open the sink ``uri`` names (``-``, ``out.jsonl``, ``out.mp4``, ``http://127.0.0.1:8080``...;
+        see :func:`vggedge.video.sinks.open_sink`) and send this stream's results to it."""
+        context = SinkContext([s.uri for s in self.sources], lambda i: self.sources[i].fps, self.stats)
+        sink = open_sink(uri, context)
+        self.sinks.append(sink)
+        return sink
+
     def __iter__(self) -> Iterator[StreamResult]:
         if self._iter is None:
             self._iter = self._results()

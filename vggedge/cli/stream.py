@@ -32,6 +32,8 @@ def add_stream(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--json", default=None, metavar="FILE", help="JSON lines per classified frame ('-': stdout)")
     p.add_argument("--output", default=None, metavar="VIDEO", help="annotated video file (out.mp4)")
     p.add_argument("--serve", default=None, metavar="HOST:PORT", help="live web preview, e.g. 127.0.0.1:8080")
+    p.add_argument("--sink", action="append", default=[], metavar="URI",
+                   help="another output by URI (repeatable): -, json://FILE, out.jsonl, out.mp4, http://HOST:PORT")
 
 
 @command("stream")
@@ -40,28 +42,24 @@ def _stream(args: argparse.Namespace) -> int:
     from ..apps.stream import stream
     from ..apps.stream_stats import format_summary
     from ..signals import sigterm_as_interrupt
-    from ..video.sinks import JsonLinesSink, VideoFileSink
 
     model = Path(args.model) if args.model else prepare_model(args.weights)[0]
     run = stream(args.sources, model, backend=args.backend, precision=args.precision, batch_size=args.batch_size,
                  top_k=args.top_k, every=args.every, pace=args.pace, smoothing=args.smoothing,
                  max_frames=args.max_frames, width=args.input_width, height=args.input_height,
                  rate=args.input_rate, loop=args.loop, read_timeout=args.read_timeout)
-    if args.json:
-        run.sinks.append(JsonLinesSink(args.json))
-    if args.output:
-        run.sinks.append(VideoFileSink(args.output, len(run.sources), lambda i: run.sources[i].fps))
-    if args.serve:
-        from ..video.server import PreviewServer, parse_address
-
-        host, port = parse_address(args.serve)
-        run.sinks.append(PreviewServer([s.uri for s in run.sources], run.stats, host, port).start())
-        print(f"preview: {run.sinks[-1].url}", file=sys.stderr, flush=True)
+    uris = ([f"json://{args.json}"] if args.json else []) + ([f"file://{args.output}"] if args.output else []) \
+        + ([f"http://{args.serve}"] if args.serve else []) + list(args.sink)
+    for uri in uris:  # one switch on the URI picks each sink (video/sinks.py: open_sink)
+        sink = run.add_sink(uri)
+        if hasattr(sink, "url"):
+            print(f"preview: {sink.url}", file=sys.stderr, flush=True)
+    quiet = bool(args.json) or any(u in ("-", "json://-") for u in args.sink)  # JSON output: no text lines
     interrupted = False
     with sigterm_as_interrupt():
         try:
             for result in run:
-                if not args.json:
+                if not quiet:
                     best = result.top_k[0]
                     print(f"[{result.source}] #{result.frame}: {best.label} {best.score:.3f} "
                           f"({result.latency_s * 1000:.0f} ms)", flush=True)

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from typing import Any, Iterator
 
-from ..apps.stream_stats import STAGE_HELP
+from .stages import STAGE_HELP
 
 
 class StreamCollector:

@@ -15,7 +15,7 @@ import threading
 from typing import Any, Callable
 
 from ..errors import BackendUnavailable, ConfigError, VggEdgeError
-from .sinks import annotate
+from .annotate import annotate
 
 log = logging.getLogger(__name__)
 
