@@ -30,9 +30,9 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from vggedge.apps.bench_preprocess import bench_preprocess  # noqa: E402
+from vggedge.apps.bench.preprocessing import bench_preprocess  # noqa: E402
 from vggedge.apps.info import cpu_name, versions  # noqa: E402
-from vggedge.apps.stats import summarize  # noqa: E402
+from vggedge.apps.bench.stats import summarize  # noqa: E402
 from vggedge.model.export import export_vgg16  # noqa: E402
 from vggedge.model.vgg16 import VGG16Options  # noqa: E402
 from vggedge.preprocess import list_images, preprocess  # noqa: E402

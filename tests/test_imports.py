@@ -153,3 +153,32 @@ def test_front_ends_do_not_reach_into_a_backend() -> None:
 ])
 def test_the_cycle_finder_finds_cycles(graph: dict[str, set[str]], expected: list[list[str]]) -> None:
     assert _cycles(graph) == expected
+
+
+def test_no_package_binds_the_name_of_its_own_submodule() -> None:
+    """Importing ``pkg.name`` sets ``pkg.name`` to the submodule, replacing a function ``pkg`` imported as ``name``.
+
+    The package root's ``preprocess`` is the one known case, kept by an eager import (see vggedge/__init__.py).
+    """
+    clashes = []
+    for module, (path, package) in MODULES.items():
+        if not package or module == "vggedge":
+            continue
+        bound = set()
+        for node in ast.parse(path.read_text()).body:
+            if isinstance(node, (ast.Import, ast.ImportFrom)):
+                bound |= {(a.asname or a.name).split(".")[0] for a in node.names}
+            elif isinstance(node, (ast.FunctionDef, ast.ClassDef)):
+                bound.add(node.name)
+        clashes += [f"{module}.{name}" for name in sorted(bound) if f"{module}.{name}" in MODULES
+                    and not _imports_own_submodule(module, name, path)]
+    assert clashes == []
+
+
+def _imports_own_submodule(package: str, name: str, path: Path) -> bool:
+    """True when the package binds ``name`` by importing that very submodule (``from . import name``)."""
+    for node in ast.parse(path.read_text()).body:
+        if isinstance(node, ast.ImportFrom) and node.level == 1 and node.module is None \
+                and any((a.asname or a.name) == name and a.name == name for a in node.names):
+            return True
+    return False

@@ -6,7 +6,7 @@ import json
 import pytest
 
 from vggedge.apps.bench import STAGES, bench, format_report, parse_batches
-from vggedge.apps.bench_preprocess import bench_preprocess
+from vggedge.apps.bench.preprocessing import bench_preprocess
 from vggedge.cli import main
 from vggedge.errors import ConfigError
 from vggedge.runtime.base import RunnerOptions

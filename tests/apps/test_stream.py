@@ -14,7 +14,7 @@ import vggedge
 from vggedge.apps import stream as stream_mod
 from vggedge.apps.classify import Classifier
 from vggedge.apps.stream import StreamOptions, stream
-from vggedge.apps.stream_stats import ScoreSmoother, format_summary
+from vggedge.apps.stream.stats import ScoreSmoother, format_summary
 from vggedge.errors import ConfigError
 from vggedge.runtime.base import Runner, TensorMeta
 from vggedge.runtime.select import Selection

@@ -40,7 +40,7 @@ def add_stream(sub: argparse._SubParsersAction) -> None:
 def _stream(args: argparse.Namespace) -> int:
     from ..model.prepare import prepare_model
     from ..apps.stream import stream
-    from ..apps.stream_stats import format_summary
+    from ..apps.stream.stats import format_summary
     from ..signals import sigterm_as_interrupt
 
     model = Path(args.model) if args.model else prepare_model(args.weights)[0]

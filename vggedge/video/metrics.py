@@ -7,7 +7,7 @@ from .stages import STAGE_HELP
 
 
 class StreamCollector:
-    """A prometheus-client collector reading a :class:`~vggedge.apps.stream_stats.StreamStats` on each scrape."""
+    """A prometheus-client collector reading a :class:`~vggedge.apps.stream.stats.StreamStats` on each scrape."""
 
     def __init__(self, stats: Any) -> None:
         self.stats = stats

@@ -63,7 +63,7 @@ def parse_address(text: str) -> tuple[str, int]:
 class PreviewServer:
     """The preview web server, run on its own event loop thread; also a sink (``write``/``close``).
 
-    ``stats`` is the stream's :class:`~vggedge.apps.stream_stats.StreamStats`
+    ``stats`` is the stream's :class:`~vggedge.apps.stream.stats.StreamStats`
     (for /metrics and /healthz). ``port=0`` picks a free port (see :attr:`port`).
     """
 

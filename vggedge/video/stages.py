@@ -1,6 +1,6 @@
 """The stages a stream's frames pass through, in pipeline order, with what each measures.
 
-Shared by the stream's statistics (apps/stream_stats.py), its Prometheus
+Shared by the stream's statistics (apps/stream/stats.py), its Prometheus
 metrics (video/metrics.py) and the CLI's summary, so the names agree everywhere.
 """
 from __future__ import annotations

@@ -26,14 +26,14 @@ from typing import Any, Callable, Iterator, Sequence
 
 import numpy as np
 
-from ..checks import count, seconds
-from ..errors import ConfigError, ImageError
-from ..paths import CALIB_DIR
-from ..preprocess import list_images, preprocess, read_image, reduced_decode_enabled
-from ..runtime.base import BatchOutput, PrepareFn, Runner, RunnerOptions
-from ..runtime.select import Selection, open_plan, plan_selection
-from ..spec import ModelSpec
-from .info import machine, versions
+from ...checks import count, seconds
+from ...errors import ConfigError, ImageError
+from ...paths import CALIB_DIR
+from ...preprocess import list_images, preprocess, read_image, reduced_decode_enabled
+from ...runtime.base import BatchOutput, PrepareFn, Runner, RunnerOptions
+from ...runtime.select import Selection, open_plan, plan_selection
+from ...spec import ModelSpec
+from ..info import machine, versions
 from .stats import UNSTABLE_CV, summarize
 
 log = logging.getLogger(__name__)

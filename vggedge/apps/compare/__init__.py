@@ -9,15 +9,15 @@ from typing import Sequence
 
 import numpy as np
 
-from ..checks import count
-from ..errors import ConfigError, ImageError, VggEdgeError
-from ..model.labels import labels_for
-from ..precision.agreement import NEAR_TIE, measure, shared_images
-from ..preprocess import list_images, read_image
-from ..runtime.base import RunnerOptions
-from ..runtime.select import Selection, select_runner
-from .batches import gather, run_images
-from ..precision.views import augmented_views
+from ...checks import count
+from ...errors import ConfigError, ImageError, VggEdgeError
+from ...model.labels import labels_for
+from ...precision.agreement import NEAR_TIE, measure, shared_images
+from ...preprocess import list_images, read_image
+from ...runtime.base import RunnerOptions
+from ...runtime.select import Selection, select_runner
+from ..batches import gather, run_images
+from ...precision.views import augmented_views
 
 log = logging.getLogger(__name__)
 #: flips listed in the table for humans (all of them are in the JSON)

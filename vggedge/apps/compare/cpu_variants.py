@@ -4,13 +4,13 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Sequence
 
-from ..errors import ImageError
-from ..preprocess import list_images
-from ..runtime.base import RunnerOptions
-from ..runtime.cpu_path import CpuFeatures, variant_runners
-from ..spec import load_spec_for
-from .batches import gather, run_images
-from .compare import CompareReport, agreement, load_views
+from ...errors import ImageError
+from ...preprocess import list_images
+from ...runtime.base import RunnerOptions
+from ...runtime.cpu_path import CpuFeatures, variant_runners
+from ...spec import load_spec_for
+from ..batches import gather, run_images
+from . import CompareReport, agreement, load_views
 
 
 def variant_accuracy(fp32: str | Path, images: str | Path | Sequence[str | Path], *, batch_size: int = 8,

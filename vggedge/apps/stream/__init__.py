@@ -25,15 +25,15 @@ from typing import Any, Iterator, Sequence
 
 import numpy as np
 
-from ..errors import ConfigError, ModelError
-from ..model.labels import Prediction, labels_for, top_k
-from ..preprocess import prepare
-from ..runtime.base import RunnerOptions
-from ..runtime.select import select_runner
-from ..video.capture import Capture, Frame
-from ..video.sinks import OutputWorker, Sink, SinkContext, open_sink
-from ..video.sources import SourceOptions, monotonic, open_source
-from .stream_stats import ScoreSmoother, StreamStats
+from ...errors import ConfigError, ModelError
+from ...model.labels import Prediction, labels_for, top_k
+from ...preprocess import prepare
+from ...runtime.base import RunnerOptions
+from ...runtime.select import select_runner
+from ...video.capture import Capture, Frame
+from ...video.sinks import OutputWorker, Sink, SinkContext, open_sink
+from ...video.sources import SourceOptions, monotonic, open_source
+from .stats import ScoreSmoother, StreamStats
 
 log = logging.getLogger(__name__)
 
@@ -70,7 +70,7 @@ class StreamOptions:
     sources). ``every``: classify every Nth frame of each source. ``pace``: read
     files and slideshows at their native rate, as live sources (latest-frame
     policy). ``smoothing``: EMA time constant in seconds (0: off; see
-    :class:`~vggedge.apps.stream_stats.ScoreSmoother`). ``max_frames``: stop
+    :class:`~vggedge.apps.stream.stats.ScoreSmoother`). ``max_frames``: stop
     after this many classified frames (None: until the sources end or Ctrl-C).
     ``prefetch``: take and preprocess the next batch while the current one is
     inferred (default: yes for files, for throughput; no for live sources, whose

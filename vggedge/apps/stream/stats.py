@@ -10,7 +10,7 @@ from typing import Any, Callable, Iterable
 
 import numpy as np
 
-from ..video.stages import STAGES
+from ...video.stages import STAGES
 
 
 def percentiles(values: Iterable[float], qs: tuple[float, ...] = (50, 95, 99)) -> dict[str, float]:
@@ -139,7 +139,7 @@ class ScoreSmoother:
 
     def __init__(self, tau: float = 0.0) -> None:
         if tau < 0 or not math.isfinite(tau):
-            from ..errors import ConfigError
+            from ...errors import ConfigError
 
             raise ConfigError(f"smoothing time constant {tau!r}: expected seconds >= 0")
         self.tau = tau
