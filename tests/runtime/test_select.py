@@ -237,6 +237,10 @@ def test_plan_selection_constructs_nothing(model_copy: Path, fake_trt_machine, e
     plan = engine_writer(model_copy)
     chosen = select.plan_selection(model_copy, "auto")
     assert (chosen.backend, chosen.artefact) == ("trt", plan)
+    assert chosen.spec.precision == "fp32" and chosen.spec.num_classes == 10  # from the engine's sidecar
+    assert chosen.why == (f"{plan.name}: TensorRT fp32 engine built from m.onnx for this GPU and TensorRT "
+                          "(precision as-given)")
+    assert chosen.kwargs == {"model_path": str(model_copy)} and chosen.options.max_batch == 8
     assert fake_trt_machine.runner.made == []
 
 

@@ -12,8 +12,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Union
 
-from ..errors import ModelError
-from ..spec import ModelSpec, load_spec_for
+from ..spec import ModelSpec, load_spec_for, missing_spec, spec_path_for
 from .base import RunnerOptions
 
 
@@ -65,14 +64,16 @@ class Plan:
 
     def require_spec(self) -> ModelSpec:
         """The spec of the file that runs; ModelError naming the missing sidecar when it has none."""
-        if self.spec is None:
-            load_spec_for(self.artefact)  # raises, naming the sidecar it looked for
-            raise ModelError(f"{self.artefact}: no spec")  # pragma: no cover (load_spec_for raised)
-        return self.spec
+        return required_spec(self.spec, self.artefact)
+
+
+def required_spec(spec: ModelSpec | None, artefact: Path | None) -> ModelSpec:
+    """``spec``, or the ModelError that names the sidecar ``artefact`` lacks (applications need the spec)."""
+    if spec is None:
+        raise missing_spec(artefact or "<model>")
+    return spec
 
 
 def spec_if_any(path: Path) -> ModelSpec | None:
     """The spec sidecar of an ONNX file; None when there is none (a malformed one raises)."""
-    from ..spec import spec_path_for
-
     return load_spec_for(path) if spec_path_for(path).exists() else None

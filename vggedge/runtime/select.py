@@ -21,9 +21,9 @@ from ..engine.identity import EngineIdentity, check_identity
 from ..catalogue import base_model, check_precision_choice
 from ..engine.registry import Machine, is_engine, this_machine
 from ..errors import BackendUnavailable, ConfigError, ModelError, VggEdgeError
-from ..spec import ModelSpec, load_spec_for
+from ..spec import ModelSpec
 from .base import Runner, RunnerOptions
-from .plan import Plan, PlannerHook, PlanRequest, spec_if_any
+from .plan import Plan, PlannerHook, PlanRequest, required_spec, spec_if_any
 
 log = logging.getLogger(__name__)
 
@@ -134,9 +134,7 @@ class Selection:
 
     def require_spec(self) -> ModelSpec:
         """The spec of the file that runs; ModelError naming the missing sidecar when it has none."""
-        if self.spec is None:
-            load_spec_for(self.artefact or "<model>")  # raises, naming the sidecar it looked for
-        return self.spec  # type: ignore[return-value]
+        return required_spec(self.spec, self.artefact)
 
     def report(self) -> dict[str, Any]:
         """The runner's report plus what selection decided (the same keys for every backend)."""
