@@ -269,3 +269,15 @@ def test_auto_precision_names_the_cpu_variant_that_runs(cpu_int8_model: Path) ->
     assert select_runner(cpu_int8_model, "auto", precision="auto").artefact == chosen.artefact
     as_given = select_runner(cpu_int8_model, "ort-cpu")
     assert as_given.artefact == cpu_int8_model and as_given.spec.precision == "fp32"
+
+
+def test_gpu_onnx_plan_takes_the_fp16_variant_for_auto(model_copy: Path, variant_writer,
+                                                       monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setitem(select.BACKENDS, "ort-cuda", Backend("ort-cuda", "not:built", lambda: None, "onnx"))
+    plan = select.plan_selection(model_copy, "ort-cuda", precision="auto")
+    assert (plan.artefact, plan.precision) == (model_copy, "fp32")
+    assert plan.why == "m.onnx: the model given (precision auto; no FP16 variant built)"
+    fp16 = variant_writer(model_copy, "fp16", "fp16")
+    plan = select.plan_selection(model_copy, "ort-cuda", precision="auto")
+    assert (plan.artefact, plan.precision, plan.why) == (fp16, "fp16", "m.fp16.onnx: FP16 variant (precision auto "
+                                                                       "on the GPU)")

@@ -186,3 +186,17 @@ def test_unwritable_cache_or_failed_tuning_never_breaks_inference(model, monkeyp
         chosen = cpu_plan(model, precision="auto")
     assert chosen.artefact.name == "vgg16.int8-cpu.onnx"  # the feature-detection order
     assert "CPU tuning failed" in caplog.text
+
+
+def test_info_shows_the_cached_winner_and_measures_nothing(model, monkeypatch):
+    """`vggedge info --model` names what precision=auto really runs: the tuned winner once there is one."""
+    from vggedge.apps.info import model_info
+
+    timer = FakeTimer({"int8": 0.3, "int8-trt": 0.5, "fp32": 0.1})
+    monkeypatch.setattr(tune, "time_variant", timer)
+    before = model_info(model)["cpu_choice"]
+    assert before["variant"] == "int8" and "not tuned yet at this batch" in before["why"] and timer.calls == []
+    tune.tune(model, RunnerOptions(max_batch=8), features=ZEN4)
+    after = model_info(model)["cpu_choice"]
+    assert (after["variant"], after["file"], after["why"]) == ("fp32", str(model), "measured fastest here")
+    assert len(timer.calls) == 3  # the tuning above, nothing more
