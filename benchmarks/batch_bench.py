@@ -28,7 +28,7 @@ import cv2
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from vggedge.apps.info import cpu_name  # noqa: E402
+from vggedge.machine import cpu_name  # noqa: E402
 from vggedge.model.export import export_vgg16  # noqa: E402
 from vggedge.model.vgg16 import VGG16Options  # noqa: E402
 from vggedge.paths import CALIB_DIR  # noqa: E402

@@ -25,7 +25,7 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from vggedge.runtime.cpu.features import cpu_model_name  # noqa: E402
+from vggedge.machine import cpu_name  # noqa: E402
 from vggedge.runtime.cpu.variants import variant_path  # noqa: E402
 from vggedge.runtime.cpu.openvino_ep import OpenVinoOptions  # noqa: E402
 
@@ -84,7 +84,7 @@ def main() -> None:
         del requests
     stamp = dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
     md = [f"# OpenVINO CPU settings for vggedge, {stamp}", "",
-          f"Machine: {cpu_model_name()}, {os.cpu_count()} cores (shared with other jobs while measured: "
+          f"Machine: {cpu_name()}, {os.cpu_count()} cores (shared with other jobs while measured: "
           "compare rows with each other, not with other runs). OpenVINO " + ov.__version__ + ", synchronous "
           "requests (one at a time, as vggedge's runner issues them), settings timed round-robin, medians.", "",
           "| file | setting | batch 1 (ms) | batch 8 (img/s) |", "|---|---|---|---|"]
@@ -99,7 +99,7 @@ def main() -> None:
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     (out / "openvino-options.md").write_text("\n".join(md) + "\n")
-    (out / "openvino-options.json").write_text(json.dumps({"cpu": cpu_model_name(), "date": stamp, "rows": rows},
+    (out / "openvino-options.json").write_text(json.dumps({"cpu": cpu_name(), "date": stamp, "rows": rows},
                                                           indent=1))
     print("\n".join(md))
 

@@ -30,13 +30,14 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from vggedge.apps.bench_preprocess import bench_preprocess  # noqa: E402
+from vggedge.apps.bench.preprocessing import bench_preprocess  # noqa: E402
 from vggedge.apps.info import cpu_name, versions  # noqa: E402
-from vggedge.apps.stats import summarize  # noqa: E402
+from vggedge.apps.bench.stats import summarize  # noqa: E402
 from vggedge.model.export import export_vgg16  # noqa: E402
 from vggedge.model.vgg16 import VGG16Options  # noqa: E402
 from vggedge.preprocess import list_images, preprocess  # noqa: E402
-from vggedge.runtime.cpu import features as cpuf, variants as cpuv, runner as cpur  # noqa: E402
+from vggedge.runtime.cpu import features as cpuf, variants as cpuv  # noqa: E402
+from vggedge.runtime.select import select_runner  # noqa: E402
 from vggedge.runtime.cpu import openvino_ep  # noqa: E402
 from vggedge.runtime.cpu import tune as vtune  # noqa: E402
 from vggedge.runtime.base import RunnerOptions  # noqa: E402
@@ -166,7 +167,8 @@ def vggedge_runner(variant: cpuv.CpuVariant, model_dir: Path):
 def vggedge_auto(fp32: Path):
     """`precision="auto"` as an app at each batch size gets it: one runner per batch size, each on the
     variant measured fastest at that batch (tuned now unless cached; VGGEDGE_TUNE=0 gives the feature order)."""
-    runners = {b: cpur.cpu_runner(fp32, RunnerOptions(max_batch=b), precision="auto").activate() for b in BATCHES}
+    runners = {b: select_runner(fp32, "ort-cpu", options=RunnerOptions(max_batch=b), precision="auto").runner.activate()
+               for b in BATCHES}
     print("auto path: " + ", ".join(f"b{b} {r.describe()}" for b, r in runners.items()), flush=True)
     return lambda x: runners[x.shape[0]].infer({"images": x})
 

@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import platform
 import statistics
 import sys
 import tempfile
@@ -29,21 +28,12 @@ import numpy as np
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
+from vggedge.machine import cpu_name  # noqa: E402
 from vggedge.preprocess import list_images, prepare  # noqa: E402
 from vggedge.spec import ModelSpec, Preprocessing, load_spec_for  # noqa: E402
 
 TIMING_SIZES = ((1920, 1080), (4000, 3000))
 AGREEMENT_LONG_SIDES = (512, 1024, 1920, 4000)
-
-
-def cpu_name() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
 
 
 def policies(spec: ModelSpec) -> dict[str, ModelSpec]:

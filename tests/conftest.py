@@ -22,7 +22,7 @@ import pytest
 from vggedge.engine.identity import EngineIdentity
 from vggedge.model.export import export_vgg16
 from vggedge.model.vgg16 import VGG16Options
-from vggedge.model.weights.base import file_sha256
+from vggedge.catalogue import file_sha256
 from vggedge.runtime import select
 from vggedge.runtime.ort import OrtOptions, OrtRunner
 from vggedge.spec import ModelSpec, load_spec_for, spec_path_for
@@ -43,6 +43,23 @@ def ten_class_model(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
     path = export_vgg16("random:5", folder / "m.onnx", TEN_CLASSES).onnx_path
     yield path
     shutil.rmtree(folder, ignore_errors=True)  # ~75 MB
+
+
+@pytest.fixture(scope="session")
+def cpu_int8_model(tmp_path_factory: pytest.TempPathFactory, ten_class_model: Path) -> Iterator[Path]:
+    """The 10-class model (hard-linked) with the INT8 files this CPU's variants run, written beside it."""
+    from vggedge.runtime.cpu.variants import prepare_variants
+
+    folder = tmp_path_factory.mktemp("cpu_int8")
+    path = folder / "m.onnx"
+    try:
+        path.hardlink_to(ten_class_model)
+    except OSError:
+        shutil.copy(ten_class_model, path)
+    shutil.copy(spec_path_for(ten_class_model), spec_path_for(path))
+    prepare_variants(path, Path(__file__).parent.parent / "calib")
+    yield path
+    shutil.rmtree(folder, ignore_errors=True)
 
 
 @pytest.fixture

@@ -201,7 +201,7 @@ def test_info_model_lists_variants_and_engines(model_copy: Path, fake_trt_machin
     text = capsys.readouterr().out
     assert "ONNX variants:" in text and f"fp16         fp16  {fp16}" in text
     assert "TensorRT engines:" in text and "usable here" in text
-    assert f"would run: ort-cpu on {model_copy} (precision as-given)" in text
+    assert f"would run: ort-cpu on {model_copy} (fp32)\n  why: m.onnx: the model given (fp32, precision as-given)" in text
     assert "skipped trt: 1 engine(s) found" in text and fake_trt_machine.runner.made == []
     assert main(["info", "--model", str(plan)]) == 0  # an engine: its identity, its family, what would run
     text = capsys.readouterr().out

@@ -75,11 +75,11 @@ def test_cli_refuses_a_bad_override_before_any_work(argv, monkeypatch, tmp_path,
 
 def test_api_refuses_a_bad_override_before_any_work(monkeypatch, tmp_path):
     from vggedge.apps.demo import run_demo
-    from vggedge.runtime.cpu.runner import cpu_runner
+    from vggedge.runtime.select import select_runner
 
     monkeypatch.setenv("VGGEDGE_CPU_VARIANT", "bogus")
     with pytest.raises(ConfigError, match="VGGEDGE_CPU_VARIANT='bogus'"):
         run_demo(out_dir=tmp_path / "out")
     assert not (tmp_path / "out").exists()
     with pytest.raises(ConfigError, match="VGGEDGE_CPU_VARIANT='bogus'"):
-        cpu_runner(tmp_path / "any.onnx", precision="as-given")  # the file is not even needed
+        select_runner(tmp_path / "any.onnx", "ort-cpu")  # the file is not even needed

@@ -33,7 +33,7 @@ if TYPE_CHECKING:  # what the lazy names are, for type checkers and IDEs
     from .runtime.select import availability, select_runner
     from .spec import ModelSpec, Preprocessing
 
-__version__ = "0.1.0"
+from .version import __version__  # noqa: E402  (a leaf module: engine sidecars record it)
 
 #: Public name -> the module defining it, imported on first use.
 _LAZY = {

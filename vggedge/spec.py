@@ -202,14 +202,17 @@ def spec_path_for(artefact: str | Path) -> Path:
     return artefact.with_name(artefact.stem + ".spec.json")
 
 
+def missing_spec(artefact: str | Path) -> ModelError:
+    """The error for an artefact without its spec sidecar: where it was looked for, and what writes one."""
+    return ModelError(f"{artefact}: no spec sidecar at {spec_path_for(artefact)}. Export with `vggedge export` "
+                      "(which writes it) or import a foreign ONNX with `vggedge import-onnx`.")
+
+
 def load_spec_for(artefact: str | Path) -> ModelSpec:
     """Load the spec sidecar that belongs to an artefact, with a clear error if absent."""
     path = spec_path_for(artefact)
     if not path.exists():
-        raise ModelError(
-            f"{artefact}: no spec sidecar at {path}. Export with `vggedge export` (which writes it) "
-            "or import a foreign ONNX with `vggedge import-onnx`."
-        )
+        raise missing_spec(artefact)
     spec = ModelSpec.load(path)
     if Path(artefact).suffix == ".onnx" and Path(artefact).is_file():
         from .spec_check import check_against_model

@@ -121,13 +121,13 @@ def check_values(spec: Any) -> None:
 
 def check_against_model(spec: Any, sidecar: Path, model: Path) -> None:
     """Refuse a sidecar whose input name, size, layout, batch or dtype disagrees with the ONNX model itself."""
-    from .model.onnx_inputs import graph_inputs
+    from .onnx_inputs import graph_inputs
 
     try:
         inputs = graph_inputs(model)
     except ModelError:
         return  # not an ONNX file we can read: the runner that loads it says so, naming it
-    from .model.onnx_inputs import graph_outputs
+    from .onnx_inputs import graph_outputs
 
     outputs = graph_outputs(model)
     if outputs and spec.output_name not in outputs:

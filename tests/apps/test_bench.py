@@ -6,7 +6,7 @@ import json
 import pytest
 
 from vggedge.apps.bench import STAGES, bench, format_report, parse_batches
-from vggedge.apps.bench_preprocess import bench_preprocess
+from vggedge.apps.bench.preprocessing import bench_preprocess
 from vggedge.cli import main
 from vggedge.errors import ConfigError
 from vggedge.runtime.base import RunnerOptions
@@ -150,3 +150,12 @@ def test_json_with_runner_options(model, tmp_path):
                    options=RunnerOptions(threads=1))
     data = json.loads(report.write_json(tmp_path / "t.json").read_text())
     assert data["settings"]["runner_options"]["threads"] == 1
+
+
+def test_auto_precision_on_the_cpu_is_labelled_by_the_file_that_runs(cpu_int8_model):
+    """`bench --precision auto` on a CPU runs an INT8 variant, and says so (not the FP32 model's precision)."""
+    report = bench(cpu_int8_model, "ort-cpu", (2,), precision="auto", warmup_s=0.0, duration_s=0.02, min_iters=3,
+                   progress=False)
+    assert report.precision == "int8" and report.environment["precision"] == "int8"
+    assert report.environment["report"]["artefact"].endswith((".int8-cpu.onnx", ".int8-cpu-rr.onnx"))
+    assert "| precision int8 |" in format_report(report)

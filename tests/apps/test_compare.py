@@ -12,7 +12,7 @@ import pytest
 
 from vggedge.apps.compare import (CompareReport, VariantStats, agreement, check_min_top1, compare_models,
                                   format_report, load_named_views, name_models, run_model, unique_names)
-from vggedge.apps.views import VIEWS_PER_PHOTO, augmented_views, view_names
+from vggedge.precision.views import VIEWS_PER_PHOTO, augmented_views, view_names
 from vggedge.cli import main
 from vggedge.errors import EXIT_PARTIAL, ConfigError, ImageError, VggEdgeError
 from vggedge.model.export import export_vgg16

@@ -5,7 +5,7 @@ import json
 
 import pytest
 
-from vggedge.apps.cpu_variants import variant_accuracy
+from vggedge.apps.compare.cpu_variants import variant_accuracy
 from vggedge.cli import main
 from vggedge.model.export import export_vgg16
 from vggedge.model.vgg16 import VGG16Options

@@ -8,7 +8,7 @@ from pathlib import Path
 import onnx
 import pytest
 
-from vggedge.apps import int8_target
+from vggedge.apps.build import int8_target
 from vggedge.apps.accuracy import accuracy_path, load_accuracy
 from vggedge.apps.build import build
 from vggedge.cli import main

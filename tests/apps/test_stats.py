@@ -3,7 +3,7 @@ import math
 
 import pytest
 
-from vggedge.apps.stats import coefficient_of_variation, percentile, summarize, throughput
+from vggedge.apps.bench.stats import coefficient_of_variation, percentile, summarize, throughput
 
 
 def test_percentiles_on_one_to_hundred():

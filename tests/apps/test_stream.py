@@ -14,10 +14,11 @@ import vggedge
 from vggedge.apps import stream as stream_mod
 from vggedge.apps.classify import Classifier
 from vggedge.apps.stream import StreamOptions, stream
-from vggedge.apps.stream_stats import ScoreSmoother, format_summary
+from vggedge.apps.stream.stats import ScoreSmoother, format_summary
 from vggedge.errors import ConfigError
 from vggedge.runtime.base import Runner, TensorMeta
 from vggedge.runtime.select import Selection
+from vggedge.spec import load_spec_for
 from vggedge.video.sinks import CallbackSink
 from vggedge.video.sources import SourceError
 
@@ -93,7 +94,9 @@ def test_latest_frame_policy_with_slow_runner(stream_model: Path, tmp_path: Path
                                               monkeypatch: pytest.MonkeyPatch) -> None:
     fast = write_clip(tmp_path / "fast.avi", calib_frames(), hold=25, fps=100.0)  # 300 frames, 3 s at 100 fps
     runner = SlowRunner(0.08)
-    monkeypatch.setattr(stream_mod, "select_runner", lambda *a, **k: Selection("slow", runner))
+    spec = load_spec_for(stream_model)
+    monkeypatch.setattr(stream_mod, "select_runner",
+                        lambda *a, **k: Selection("slow", runner, spec=spec, options=k["options"]))
     run = stream([str(fast)], stream_model, pace=True)  # paced: a live 100 fps source, model at ~12 fps
     results = list(run)
     summary = run.summary()
@@ -176,3 +179,15 @@ def test_loop_restarts_file_and_frame_numbers_go_on(stream_model: Path, calib_cl
     results = list(stream([str(calib_clip)], stream_model, loop=True, max_frames=40, batch_size=4))
     assert [r.frame for r in results] == list(range(40))
     assert [r.top_k[0].index for r in results[36:40]] == [r.top_k[0].index for r in results[0:4]]
+
+
+def test_stream_runs_an_engine_with_its_sidecar(stream_model: Path, calib_clip: Path, tmp_path: Path,
+                                                fake_trt_machine, engine_writer) -> None:
+    """``--model x.plan``: the spec comes from the engine's sidecar (fake TensorRT runs its source ONNX)."""
+    plan = engine_writer(stream_model, tmp_path)
+    run = stream([str(calib_clip)], plan, batch_size=4)
+    assert run.selection.backend == "trt" and run.selection.artefact == plan and run.spec.num_classes == 1000
+    on_engine = [r.top_k[0].index for r in run]
+    on_onnx = [r.top_k[0].index for r in stream([str(calib_clip)], stream_model, batch_size=4, backend="ort-cpu")]
+    assert len(on_engine) == 36 and on_engine == on_onnx
+    assert len(fake_trt_machine.runner.made) == 1

@@ -33,6 +33,16 @@ def test_cli_writes_json_and_video(stream_model: Path, calib_clip: Path, tmp_pat
     assert "36 classified" in err and "p95" in err
 
 
+def test_cli_sinks_by_uri(stream_model: Path, calib_clip: Path, tmp_path: Path, capsys) -> None:
+    """``--sink URI`` (repeatable) opens each output through open_sink; a URI it cannot serve is named."""
+    jsonl, video = tmp_path / "r.jsonl", tmp_path / "v.avi"
+    rc = main(["stream", str(calib_clip), "--model", str(stream_model), "--sink", str(jsonl),
+               "--sink", f"file://{video}", "--max-frames", "5"])
+    assert rc == 0 and len(jsonl.read_text().splitlines()) == 5 and frame_count(video) == 5
+    assert main(["stream", str(calib_clip), "--model", str(stream_model), "--sink", "rtmp://x"]) == 1
+    assert "output 'rtmp://x': no sink for this URI" in capsys.readouterr().err
+
+
 def test_cli_unopenable_source_message(stream_model: Path, tmp_path: Path, capsys) -> None:
     rc = main(["stream", str(tmp_path / "gone.mp4"), "--model", str(stream_model)])
     assert rc == 1

@@ -8,32 +8,11 @@ from pathlib import Path
 import pytest
 
 from vggedge.engine import registry
-from vggedge.engine.identity import sidecar_path
-from vggedge.engine.registry import (Machine, artefact_spec, base_model, engines_for, find_engine, index_path,
-                                     onnx_for_precision, onnx_variants, record_engine)
-from vggedge.errors import ConfigError, ModelError
+from vggedge.engine.identity import EngineIdentity, sidecar_path
+from vggedge.engine.registry import Machine, engines_for, find_engine, index_path, record_engine
+from vggedge.spec import load_spec_for
 
 HERE = Machine("10.3.0", "Orin", "8.7")
-
-
-def test_base_model_strips_variant_tags() -> None:
-    for name in ("m.onnx", "m.fp16.onnx", "m.int8.onnx", "m.int8-cpu.onnx", "m.int8-cpu-rr.onnx"):
-        assert base_model(Path("d") / name) == Path("d/m.onnx")
-    assert base_model("d/m.v2.onnx") == Path("d/m.v2.onnx")
-
-
-def test_variants_and_precision_files(model_copy: Path, variant_writer) -> None:
-    fp16 = variant_writer(model_copy, "fp16", "fp16")
-    assert [(v.tag, v.precision) for v in onnx_variants(model_copy)] == [("", "fp32"), ("fp16", "fp16")]
-    assert onnx_variants(fp16) == onnx_variants(model_copy)  # the same family from any member
-    assert onnx_for_precision(model_copy, "fp16") == fp16
-    assert onnx_for_precision(fp16, "fp32") == model_copy
-    assert onnx_for_precision(model_copy, "as-given") == model_copy
-    with pytest.raises(ModelError, match=r"m\.int8\.onnx: no int8 variant of .*m\.onnx \(write it with "
-                                         r"`vggedge build --model .*m\.onnx --precision int8`\)"):
-        onnx_for_precision(model_copy, "int8")
-    with pytest.raises(ConfigError, match=r"precision 'fp8' is unknown; choose one of"):
-        onnx_for_precision(model_copy, "fp8")
 
 
 def test_engine_found_beside_model_and_matched(model_copy: Path, engine_writer) -> None:
@@ -42,7 +21,7 @@ def test_engine_found_beside_model_and_matched(model_copy: Path, engine_writer) 
     assert record.plan == plan and record.identity.precision == "fp32"
     choice = find_engine(model_copy, max_batch=8, folders=[model_copy.parent], machine=HERE)
     assert choice.plan == plan and choice.reason is None
-    assert artefact_spec(plan) == artefact_spec(model_copy).replace(precision="fp32")
+    assert EngineIdentity.load(plan).spec == load_spec_for(model_copy).replace(precision="fp32")
 
 
 def test_engine_of_another_model_is_not_listed(model_copy: Path, ten_class_model: Path, engine_writer,

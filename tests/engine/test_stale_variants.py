@@ -9,7 +9,7 @@ import onnx
 import pytest
 from onnx import numpy_helper
 
-from vggedge.engine.registry import onnx_for_precision, onnx_variants, recorded_source, stale_reason
+from vggedge.catalogue import onnx_for_precision, onnx_variants, recorded_source, stale_reason
 from vggedge.errors import ModelError, VggEdgeError
 from vggedge.precision.fp16 import write_fp16
 from vggedge.precision.int8 import quantize_int8

@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from vggedge.apps.views import augmented_views
+from vggedge.precision.views import augmented_views
 from vggedge.errors import ConfigError
 from vggedge.precision.calib_views import chosen_views, view_indices
 from vggedge.precision.int8 import calibrate, image_reader, quantize_int8

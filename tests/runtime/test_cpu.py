@@ -1,12 +1,17 @@
 """CPU configuration choice by feature detection, with the features faked (no speed asserted)."""
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
 from vggedge.errors import BackendUnavailable, ConfigError
 from vggedge.model.export import export_vgg16
 from vggedge.model.vgg16 import VGG16Options
-from vggedge.runtime.cpu import features as cpuf, variants as cpuv, runner as cpur
+from vggedge.runtime.base import RunnerOptions
+from vggedge.runtime.plan import PlanRequest
+from vggedge.runtime.select import select_runner
+from vggedge.runtime.cpu import features as cpuf, variants as cpuv, planner as cpup
 
 ZEN4 = "flags\t\t: fpu sse2 avx avx2 fma avx512f avx512bw avx512_bf16 avx512_vnni\n"
 HASWELL = "flags\t\t: fpu sse2 avx avx2 fma\n"
@@ -15,6 +20,11 @@ ORIN = "processor\t: 0\nFeatures\t: fp asimd evtstrm aes pmull sha1 sha2 crc32 a
 NANO = "Features\t: fp asimd evtstrm aes pmull sha1 sha2 crc32\n"
 CPU_ONLY = ("CPUExecutionProvider",)
 WITH_OV = ("OpenVINOExecutionProvider", "CPUExecutionProvider")
+
+def cpu_plan(model, options=None, *, precision="as-given", **kwargs):
+    """The ort-cpu planner hook's choice (file, runner options) for a model."""
+    return cpup.plan_cpu(PlanRequest(Path(model), precision, options or RunnerOptions()), **kwargs)
+
 
 
 @pytest.mark.parametrize("text, arch, expected", [
@@ -93,12 +103,13 @@ def test_runner_for_missing_variant_says_how_to_build(small):
 
 def test_auto_precision_picks_best_existing_file(small, monkeypatch):
     monkeypatch.setattr(cpuf, "cpu_features", lambda: cpuf.parse_cpuinfo(ZEN4, "x86_64", 2, CPU_ONLY))
-    assert cpur.cpu_runner(small, precision="auto").model == small  # no INT8 file yet: FP32
+    assert cpu_plan(small, precision="auto").artefact == small  # no INT8 file yet: FP32
     written = cpuv.prepare_variants(small, "calib", features=cpuf.parse_cpuinfo(ZEN4, "x86_64", 2, CPU_ONLY))
     assert set(written) == {"cpu", "tensorrt", "fp32"} and all(p.exists() for p in written.values())
-    runner = cpur.cpu_runner(small, precision="auto")
-    assert runner.model == written["cpu"]
-    with runner:
+    chosen = select_runner(small, "ort-cpu", precision="auto")
+    assert chosen.artefact == chosen.runner.model == written["cpu"]
+    assert chosen.spec.precision == "int8" and chosen.why.startswith("vgg16.int8-cpu.onnx: CPU variant int8 (")
+    with chosen.runner as runner:
         assert runner.providers()[0] == "CPUExecutionProvider"
 
 
@@ -110,6 +121,5 @@ def test_openvino_ep_follows_the_spec_not_the_file_name(tmp_path, monkeypatch):
     quantized, plain = tmp_path / "mine.onnx", tmp_path / "other.int8.onnx"
     ModelSpec(precision="int8").save(spec_path_for(quantized))
     ModelSpec(precision="fp32").save(spec_path_for(plain))
-    assert cpur.cpu_runner(quantized).options.providers[0][0] == "OpenVINOExecutionProvider"
-    assert cpur.cpu_runner(plain).options.providers == ("CPUExecutionProvider",)
-    assert cpur.cpu_runner(b"onnx bytes").options.providers == ("CPUExecutionProvider",)
+    assert cpu_plan(quantized).kwargs["options"].providers[0][0] == "OpenVINOExecutionProvider"
+    assert cpu_plan(plain).kwargs["options"].providers == ("CPUExecutionProvider",)

@@ -9,7 +9,8 @@ from types import SimpleNamespace
 import pytest
 
 from vggedge.errors import BackendUnavailable, ConfigError
-from vggedge.runtime.cpu import openvino_ep, features as cpuf, variants as cpuv, runner as cpur
+from vggedge.runtime.base import RunnerOptions
+from vggedge.runtime.cpu import openvino_ep, features as cpuf, variants as cpuv
 from vggedge.runtime.cpu.openvino_ep import OpenVinoOptions
 
 ZEN4 = "flags\t\t: avx2 avx512f avx512_bf16 avx512_vnni\n"
@@ -69,7 +70,7 @@ def test_plugin_variants_and_order():
 def test_user_threads_reach_openvino(tmp_path):
     variant = next(v for v in cpuv.variants_for(with_plugin(ZEN4)) if v.key == "ov-int8")
     (tmp_path / "vgg16.int8.onnx").write_bytes(b"x")
-    runner = cpuv.runner_for(variant, tmp_path / "vgg16.onnx", cpur.RunnerOptions(threads=1))
+    runner = cpuv.runner_for(variant, tmp_path / "vgg16.onnx", RunnerOptions(threads=1))
     assert runner.options.openvino.threads == 1 and runner.options.intra_op_threads == 1
 
 

@@ -55,9 +55,11 @@ def test_auto_logs_one_info_line_per_skip(model_path: Path, caplog: pytest.LogCa
     caplog.set_level(logging.INFO, logger="vggedge.runtime.select")
     select_runner(model_path)
     lines = [r for r in caplog.records if r.name == "vggedge.runtime.select"]
-    assert [r.levelno for r in lines] == [logging.INFO, logging.INFO]
+    assert [r.levelno for r in lines] == [logging.INFO, logging.INFO, logging.INFO]
     assert lines[0].getMessage().startswith("backend trt skipped: ")
     assert lines[1].getMessage().startswith("backend ort-cuda skipped: ")
+    assert lines[2].getMessage() == ("backend ort-cpu runs small.onnx: the model given (no spec, precision "
+                                     "as-given) on the fp32 CPU session")  # what was chosen, and why
 
 
 @cpu_only
@@ -235,6 +237,10 @@ def test_plan_selection_constructs_nothing(model_copy: Path, fake_trt_machine, e
     plan = engine_writer(model_copy)
     chosen = select.plan_selection(model_copy, "auto")
     assert (chosen.backend, chosen.artefact) == ("trt", plan)
+    assert chosen.spec.precision == "fp32" and chosen.spec.num_classes == 10  # from the engine's sidecar
+    assert chosen.why == (f"{plan.name}: TensorRT fp32 engine built from m.onnx for this GPU and TensorRT "
+                          "(precision as-given)")
+    assert chosen.kwargs == {"model_path": str(model_copy)} and chosen.options.max_batch == 8
     assert fake_trt_machine.runner.made == []
 
 
@@ -249,3 +255,29 @@ def test_prepare_artefacts_runs_the_chosen_backends_preparer(model_path: Path, m
     assert calls == [(model_path, "calib")]
     assert select.prepare_artefacts(model_path, "ort-cpu", calib="calib") == "ort-cpu"  # nothing to prepare
     assert calls == [(model_path, "calib")]
+
+
+@cpu_only
+def test_auto_precision_names_the_cpu_variant_that_runs(cpu_int8_model: Path) -> None:
+    """The plan names the file the CPU really runs, with its spec: not the FP32 model it was asked for."""
+    chosen = select_runner(cpu_int8_model, "ort-cpu", precision="auto")
+    assert chosen.artefact.name in ("m.int8-cpu.onnx", "m.int8-cpu-rr.onnx")  # VGGEDGE_TUNE=0: feature order
+    assert chosen.runner.model == chosen.artefact and chosen.spec.precision == "int8"
+    assert chosen.why == f"{chosen.artefact.name}: CPU variant int8 (first in feature-detection order whose file " \
+                         "exists; tuning off)"
+    assert chosen.report()["artefact"] == str(chosen.artefact) and chosen.report()["precision"] == "int8"
+    assert select_runner(cpu_int8_model, "auto", precision="auto").artefact == chosen.artefact
+    as_given = select_runner(cpu_int8_model, "ort-cpu")
+    assert as_given.artefact == cpu_int8_model and as_given.spec.precision == "fp32"
+
+
+def test_gpu_onnx_plan_takes_the_fp16_variant_for_auto(model_copy: Path, variant_writer,
+                                                       monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setitem(select.BACKENDS, "ort-cuda", Backend("ort-cuda", "not:built", lambda: None, "onnx"))
+    plan = select.plan_selection(model_copy, "ort-cuda", precision="auto")
+    assert (plan.artefact, plan.precision) == (model_copy, "fp32")
+    assert plan.why == "m.onnx: the model given (precision auto; no FP16 variant built)"
+    fp16 = variant_writer(model_copy, "fp16", "fp16")
+    plan = select.plan_selection(model_copy, "ort-cuda", precision="auto")
+    assert (plan.artefact, plan.precision, plan.why) == (fp16, "fp16", "m.fp16.onnx: FP16 variant (precision auto "
+                                                                       "on the GPU)")

@@ -4,15 +4,23 @@ from __future__ import annotations
 import json
 import os
 
+from pathlib import Path
+
 import pytest
 
 from vggedge.errors import BackendUnavailable
 from vggedge.model.export import export_vgg16
 from vggedge.model.vgg16 import VGG16Options
-from vggedge.runtime.cpu import tune, features as cpuf, variants as cpuv, runner as cpur
 from vggedge.runtime.base import RunnerOptions
+from vggedge.runtime.plan import PlanRequest
+from vggedge.runtime.cpu import tune, features as cpuf, variants as cpuv, planner as cpup
 
 ZEN4 = cpuf.parse_cpuinfo("flags\t\t: avx2 avx512f avx512_bf16 avx512_vnni\n", "x86_64", 2, ("CPUExecutionProvider",))
+
+def cpu_plan(model, options=None, *, precision="as-given", **kwargs):
+    """The ort-cpu planner hook's choice (file, runner options) for a model."""
+    return cpup.plan_cpu(PlanRequest(Path(model), precision, options or RunnerOptions()), **kwargs)
+
 
 
 @pytest.fixture
@@ -60,7 +68,7 @@ def test_a_changed_key_re_tunes(model, monkeypatch, change):
             stamp = model.stat().st_mtime_ns + 10**9
             os.utime(variant, ns=(stamp, stamp))
     elif change == "cpu":
-        monkeypatch.setattr(tune, "cpu_model_name", lambda: "Intel(R) Xeon(R) Platinum 8480+")
+        monkeypatch.setattr(tune.machine, "cpu_name", lambda: "Intel(R) Xeon(R) Platinum 8480+")
     elif change == "package":
         real = tune.package_versions()
         monkeypatch.setattr(tune, "package_versions", lambda: real + (("onnxruntime-ep-openvino", "9.9"),))
@@ -88,10 +96,10 @@ def test_auto_runs_the_measured_winner_and_announces_tuning(model, monkeypatch, 
     timer = FakeTimer({"int8": 0.3, "int8-trt": 0.5, "fp32": 0.1})
     monkeypatch.setattr(tune, "time_variant", timer)
     with caplog.at_level("INFO"):
-        runner = cpur.cpu_runner(model, RunnerOptions(max_batch=2), precision="auto")
-    assert runner.model == model  # fp32 measured fastest here, against the feature order
+        chosen = cpu_plan(model, RunnerOptions(max_batch=2), precision="auto")
+    assert chosen.artefact == model and chosen.why == "vgg16.onnx: CPU variant fp32 (measured fastest here)"  # fp32 measured fastest here, against the feature order
     assert sum("tuning the CPU path for vgg16.onnx at batch 2" in r.message for r in caplog.records) == 1
-    cpur.cpu_runner(model, RunnerOptions(max_batch=2), precision="auto")
+    cpu_plan(model, RunnerOptions(max_batch=2), precision="auto")
     assert len(timer.calls) == 3  # the second runner read the cache
 
 
@@ -99,10 +107,10 @@ def test_user_override_and_explicit_precision_win(model, monkeypatch):
     timer = FakeTimer({"int8": 0.3, "int8-trt": 0.5, "fp32": 0.1})
     monkeypatch.setattr(tune, "time_variant", timer)
     monkeypatch.setenv("VGGEDGE_CPU_VARIANT", "int8-trt")
-    assert cpur.cpu_runner(model, precision="auto").model.name == "vgg16.int8.onnx"
-    assert cpur.cpu_runner(model, precision="auto", variant="int8").model.name == "vgg16.int8-cpu.onnx"
+    assert cpu_plan(model, precision="auto").artefact.name == "vgg16.int8.onnx"
+    assert cpu_plan(model, precision="auto", variant="int8").artefact.name == "vgg16.int8-cpu.onnx"
     monkeypatch.delenv("VGGEDGE_CPU_VARIANT")
-    assert cpur.cpu_runner(model, precision="as-given").model == model
+    assert cpu_plan(model, precision="as-given").artefact == model
     assert timer.calls == []  # nothing was timed
 
 
@@ -110,14 +118,14 @@ def test_override_without_its_file_says_how_to_build(model, monkeypatch):
     (model.parent / "vgg16.int8.onnx").unlink()
     monkeypatch.setenv("VGGEDGE_CPU_VARIANT", "int8-trt")
     with pytest.raises(BackendUnavailable, match=r"vgg16\.int8\.onnx: the int8-trt CPU variant .*vggedge build"):
-        cpur.cpu_runner(model, precision="auto")
+        cpu_plan(model, precision="auto")
 
 
 def test_tuning_off_keeps_the_feature_order(model, monkeypatch):
     timer = FakeTimer({})
     monkeypatch.setattr(tune, "time_variant", timer)
     monkeypatch.setenv("VGGEDGE_TUNE", "0")
-    assert cpur.cpu_runner(model, precision="auto").model.name == "vgg16.int8-cpu.onnx"  # variants_for order
+    assert cpu_plan(model, precision="auto").artefact.name == "vgg16.int8-cpu.onnx"  # variants_for order
     assert timer.calls == []
 
 
@@ -175,6 +183,20 @@ def test_unwritable_cache_or_failed_tuning_never_breaks_inference(model, monkeyp
         raise BackendUnavailable("nothing runs")
     monkeypatch.setattr(tune, "time_variant", broken)
     with caplog.at_level("WARNING"):
-        runner = cpur.cpu_runner(model, precision="auto")
-    assert runner.model.name == "vgg16.int8-cpu.onnx"  # the feature-detection order
+        chosen = cpu_plan(model, precision="auto")
+    assert chosen.artefact.name == "vgg16.int8-cpu.onnx"  # the feature-detection order
     assert "CPU tuning failed" in caplog.text
+
+
+def test_info_shows_the_cached_winner_and_measures_nothing(model, monkeypatch):
+    """`vggedge info --model` names what precision=auto really runs: the tuned winner once there is one."""
+    from vggedge.apps.info import model_info
+
+    timer = FakeTimer({"int8": 0.3, "int8-trt": 0.5, "fp32": 0.1})
+    monkeypatch.setattr(tune, "time_variant", timer)
+    before = model_info(model)["cpu_choice"]
+    assert before["variant"] == "int8" and "not tuned yet at this batch" in before["why"] and timer.calls == []
+    tune.tune(model, RunnerOptions(max_batch=8), features=ZEN4)
+    after = model_info(model)["cpu_choice"]
+    assert (after["variant"], after["file"], after["why"]) == ("fp32", str(model), "measured fastest here")
+    assert len(timer.calls) == 3  # the tuning above, nothing more

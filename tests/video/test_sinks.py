@@ -71,3 +71,22 @@ def test_json_lines_and_worker_survives_failing_sink(tmp_path: Path) -> None:
     assert [r["frame"] for r in rows] == [0, 1, 2, 3] and len(seen) == 4
     assert rows[0]["top_k"] == [{"index": 281, "label": "tabby", "score": 0.9}] and rows[0]["latency_ms"] == 42.0
     assert len(worker.errors) == 1 and "disk full" in worker.errors[0]
+
+
+def test_open_sink_picks_the_sink_by_uri(tmp_path) -> None:
+    """One switch on the URI (jetson-utils' videoOutput::Create): JSON lines, video file, errors naming choices."""
+    from vggedge.video.sinks import SinkContext, open_sink
+
+    assert isinstance(open_sink("-"), JsonLinesSink) and isinstance(open_sink("json://-"), JsonLinesSink)
+    for uri in (tmp_path / "a.jsonl", f"json://{tmp_path / 'b.txt'}"):
+        sink = open_sink(uri)
+        assert isinstance(sink, JsonLinesSink)
+        sink.close()
+    assert (tmp_path / "a.jsonl").exists() and (tmp_path / "b.txt").exists()
+    video = open_sink(f"file://{tmp_path / 'out.avi'}", SinkContext(["a", "b"], lambda i: 12.0))
+    assert isinstance(video, VideoFileSink) and video.path_for(1) == tmp_path / "out-1.avi" and video._fps(0) == 12.0
+    assert isinstance(open_sink(tmp_path / "out.mp4"), VideoFileSink)
+    with pytest.raises(ConfigError, match=r"output 'rtmp://x': no sink for this URI; expected one of -, json://"):
+        open_sink("rtmp://x")
+    with pytest.raises(ConfigError, match=r"unsupported video type"):
+        open_sink(f"file://{tmp_path / 'out.gif'}")

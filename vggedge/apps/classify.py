@@ -11,12 +11,11 @@ from typing import Any, Iterable, Iterator, Optional, Sequence
 import numpy as np
 
 from ..checks import count
-from ..engine.registry import artefact_spec
 from ..errors import ImageError, ModelError, VggEdgeError
 from ..model.labels import Prediction, labels_for, top_k
 from ..preprocess import ImageLike
 from ..runtime.base import RunnerOptions
-from ..runtime.select import select_runner
+from ..runtime.select import Selection, select_runner
 from ..spec import ModelSpec
 from .batches import ImagePrepareFn, iter_batches, split
 
@@ -55,26 +54,27 @@ class Classifier:
 
     One Classifier owns one runner; use one per thread. ``precision`` picks among
     the engines and ONNX variants beside the model ("as-given", "auto", "fp32",
-    "fp16", "int8"; see :func:`vggedge.runtime.select.select_runner`).
+    "fp16", "int8"; see :func:`vggedge.runtime.select.select_runner`); ``selection``
+    hands it a selection made already (its spec and runner are used as they are).
     """
 
     def __init__(self, model: str | Path, backend: str = "auto", *, batch_size: int = 8,
                  spec: ModelSpec | None = None, options: RunnerOptions | None = None,
-                 precision: str = "as-given") -> None:
+                 precision: str = "as-given", selection: Selection | None = None) -> None:
         self.model = Path(model)
         self.batch_size = count("batch_size", batch_size)
-        self.spec = spec or artefact_spec(self.model)
+        if selection is None:  # the spec comes from the plan: the file that really runs, engine or variant
+            options = dataclasses.replace(options or RunnerOptions(), max_batch=self.batch_size)
+            selection = select_runner(self.model, backend, options=options, precision=precision)
+        self.selection = selection
+        self.spec = spec or selection.require_spec()
         if self.spec.output_kind == "features":
             raise ModelError(f"{model}: this model outputs features ({self.spec.output_name}), not class scores; "
                              "export it with include_top=True to classify")
         self.labels = labels_for(self.spec.labels, self.spec.num_classes)
-        if self.spec.fixed_batch:
+        if self.spec.fixed_batch:  # selection planned it at that batch
             self.batch_size = self.spec.fixed_batch
-        options = dataclasses.replace(options or RunnerOptions(), max_batch=self.batch_size)
-        self.selection = select_runner(self.model, backend, options=options, precision=precision)
-        if spec is None and self.selection.artefact not in (None, self.model):  # e.g. an FP16-I/O variant
-            self.spec = artefact_spec(self.selection.artefact)
-        self.runner = self.selection.runner
+        self.runner = selection.runner
         self.timings = Timings()
         self._owner: int | None = None
 

@@ -1,14 +1,16 @@
 """`vggedge info`: versions, and which backends can run here (and why not)."""
 from __future__ import annotations
 
-import importlib.metadata
 import platform
 from pathlib import Path
 from typing import Any
 
 from ..engine.identity import EngineIdentity
-from ..engine.registry import artefact_spec, base_model, engine_usability, engines_for, is_engine, onnx_variants
+from ..catalogue import base_model, onnx_variants
+from ..engine.registry import engine_usability, engines_for, is_engine
 from ..errors import VggEdgeError
+from ..machine import cpu_name, package_versions
+from ..runtime import cpu_path as cpu_backend
 from ..runtime.base import RunnerOptions
 from ..runtime.select import availability, engine_machine, plan_selection
 
@@ -18,13 +20,7 @@ PACKAGES = ("vggedge", "numpy", "onnx", "onnxruntime", "onnxruntime-gpu", "onnxr
 
 def versions() -> dict[str, str | None]:
     """Installed version of each relevant package, None when absent."""
-    found: dict[str, str | None] = {}
-    for name in PACKAGES:
-        try:
-            found[name] = importlib.metadata.version(name)
-        except importlib.metadata.PackageNotFoundError:
-            found[name] = None
-    return found
+    return package_versions(PACKAGES)
 
 
 def machine() -> dict[str, str]:
@@ -33,30 +29,9 @@ def machine() -> dict[str, str]:
             "cpu": cpu_name(), "machine": platform.machine()}
 
 
-def cpu_name() -> str:
-    """The CPU model name from /proc/cpuinfo, else platform.processor()."""
-    try:
-        with open("/proc/cpuinfo") as handle:
-            for line in handle:
-                if line.startswith("model name"):
-                    return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown"
-
-
 def cpu_path() -> dict:
     """CPU features, onnxruntime's providers, and the CPU variants in the order they would be chosen."""
-    from dataclasses import asdict
-
-    from ..runtime.cpu.features import cpu_features
-    from ..runtime.cpu.variants import variants_for
-
-    features = cpu_features()
-    from ..runtime.cpu.openvino_ep import describe  # openvino: plugin found, version, devices, skip reason
-
-    return {"features": asdict(features), "variants": [f"{v.key}: {v.label}" for v in variants_for(features)],
-            "openvino": describe()}
+    return cpu_backend.cpu_path()
 
 
 def info() -> dict:
@@ -76,19 +51,15 @@ def format_info(data: dict) -> str:
     lines.append(f"cpu path: {features['arch']}, {features['cores']} cores, {flags}; "
                  f"onnxruntime providers {', '.join(features['providers'])}")
     lines += [f"  {i + 1}. {v}" for i, v in enumerate(data["cpu"]["variants"])]
-    from ..runtime.cpu.openvino_ep import format_description  # the OpenVINO plugin EP: found, version, devices
-
-    lines += format_description(data["cpu"]["openvino"])
+    lines += cpu_backend.format_openvino(data["cpu"]["openvino"])  # the OpenVINO plugin EP: found, version, devices
     return "\n".join(lines)
 
 
 def _tuned_lines(data: dict[str, Any]) -> list[str]:
     """The measured CPU variant tables of a model (`vggedge tune`), as text."""
-    from ..runtime.cpu.tune import TuneResult, format_table
-
-    tables = [TuneResult.from_json(t) for t in data["tuned"]["tables"]]
+    tables = data["tuned"]["tables"]
     lines = [f"tuned CPU variants of {data['tuned']['model']}: " + ("" if tables else "none yet (run `vggedge tune`)")]
-    return lines + [line for t in tables for line in format_table(t)]
+    return lines + cpu_backend.format_tuned(tables)
 
 
 def model_info(model: str | Path, backend: str = "auto", precision: str = "as-given", *,
@@ -98,7 +69,7 @@ def model_info(model: str | Path, backend: str = "auto", precision: str = "as-gi
     ``model`` may be an ONNX file or an engine; nothing is loaded or activated.
     """
     model = Path(model)
-    onnx_model = model
+    onnx_model, identity = model, None
     data: dict[str, Any] = {"model": str(model)}
     if is_engine(model):
         identity = EngineIdentity.load(model)
@@ -109,21 +80,19 @@ def model_info(model: str | Path, backend: str = "auto", precision: str = "as-gi
     machine = engine_machine()
     data["engines"] = [{**_engine_row(r.plan, r.identity), "status": engine_usability(r, machine)}
                        for r in (engines_for(onnx_model) if onnx_model.suffix == ".onnx" else [])]
-    data["cpu_choice"] = _cpu_choice(base_model(onnx_model))
     data["accuracy"] = _accuracy_reports(model, data["onnx_variants"])  # issue 15: INT8 accuracy reports
+    data["tuned"] = {"model": str(base_model(onnx_model)), "tables": cpu_backend.tuned_tables(base_model(onnx_model))}
+    options = RunnerOptions(max_batch=max_batch)
+    data["cpu_choice"] = _cpu_choice(base_model(onnx_model), options)
     try:
-        data["preprocessing"] = artefact_spec(model).preprocessing.describe()
+        plan = plan_selection(model, backend, options=options, precision=precision)
+        data["preprocessing"] = (plan.spec.preprocessing.describe() if plan.spec is not None
+                                 else f"unknown (no spec sidecar beside {plan.artefact})")
+        data["would_run"] = {"backend": plan.backend, "artefact": str(plan.artefact), "precision": plan.precision,
+                             "why": plan.why, "skipped": dict(plan.skipped)}
     except VggEdgeError as exc:
-        data["preprocessing"] = f"unknown ({exc})"
-    from ..runtime.cpu.tune import table_for
-
-    data["tuned"] = {"model": str(base_model(onnx_model)),
-                     "tables": [t.to_json() for t in table_for(base_model(onnx_model))]}
-    try:
-        plan = plan_selection(model, backend, options=RunnerOptions(max_batch=max_batch), precision=precision)
-        data["would_run"] = {"backend": plan.backend, "artefact": str(plan.artefact),
-                             "precision": plan.extra.get("precision", precision), "skipped": dict(plan.skipped)}
-    except VggEdgeError as exc:
+        known = identity.spec.preprocessing.describe() if is_engine(model) else None  # the engine's own sidecar
+        data["preprocessing"] = known or f"unknown ({exc})"
         data["would_run"] = {"error": str(exc)}
     return data
 
@@ -152,18 +121,12 @@ def _engine_row(plan: Path, identity: EngineIdentity) -> dict[str, Any]:
             "model_sha256": identity.model_sha256}
 
 
-def _cpu_choice(fp32: Path) -> dict[str, Any]:
-    """The variant the tuned CPU path would take for ``precision="auto"``, and whether its file exists."""
-    from ..runtime.cpu.features import cpu_features
-    from ..runtime.cpu.variants import choose, current_variant, variant_path
-
+def _cpu_choice(fp32: Path, options: RunnerOptions) -> dict[str, Any]:
+    """The CPU variant ``precision="auto"`` would really run (the cached tuned winner) and why; measures nothing."""
     try:
-        variant = choose(cpu_features())
+        return cpu_backend.tuned_choice(fp32, options)
     except VggEdgeError as exc:
         return {"error": str(exc)}
-    path = variant_path(fp32, variant.model)
-    return {"variant": variant.key, "label": variant.label, "file": str(path),
-            "exists": current_variant(fp32, variant.model) is not None}
 
 
 def format_model_info(data: dict[str, Any]) -> str:
@@ -186,17 +149,14 @@ def format_model_info(data: dict[str, Any]) -> str:
     if "error" in cpu:
         lines.append(f"tuned CPU choice: {cpu['error']}")
     else:
-        state = ("present" if cpu["exists"] else
-                 "missing: `vggedge demo` writes it; until then auto takes the next variant whose file exists")
-        lines.append(f"tuned CPU choice (precision auto): {cpu['variant']}: {cpu['label']} ({cpu['file']}, {state})")
+        lines.append(f"CPU choice (precision auto): {cpu['variant']}: {cpu['label']} ({cpu['file']}: {cpu['why']})")
     run = data["would_run"]
     if "error" in run:
         lines.append(f"would run: nothing: {run['error']}")
     else:
-        lines.append(f"would run: {run['backend']} on {run['artefact']} (precision {run['precision']})")
+        lines.append(f"would run: {run['backend']} on {run['artefact']} ({run['precision'] or 'no spec'})")
+        lines.append(f"  why: {run['why']}")
         lines += [f"  skipped {name}: {reason}" for name, reason in run["skipped"].items()]
     lines += _tuned_lines(data)
-    from ..runtime.cpu.openvino_ep import describe, format_description
-
-    lines += format_description(describe())
+    lines += cpu_backend.format_openvino()
     return "\n".join(lines)

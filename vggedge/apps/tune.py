@@ -5,7 +5,7 @@ from pathlib import Path
 
 from ..errors import ConfigError, ModelError
 from ..runtime.base import RunnerOptions
-from ..runtime.cpu.tune import TuneResult, format_table, tune
+from ..runtime.cpu_path import TuneResult, format_table, openvino_note, tune
 
 
 def run_tune(model: str | Path, *, batch_size: int = 8, seconds: float = 2.0, force: bool = False,
@@ -20,11 +20,10 @@ def run_tune(model: str | Path, *, batch_size: int = 8, seconds: float = 2.0, fo
 
 def format_report(model: str | Path, result: TuneResult) -> str:
     """The table, and what `precision="auto"` will now run."""
-    from ..runtime.cpu import openvino_ep
-
     lines = [f"{model}: CPU variants on {result.key.cpu}"] + format_table(result)
-    if openvino_ep.installed() and not openvino_ep.status().usable:
-        lines.append(f"  ov-int8, ov-bf16 not offered: {openvino_ep.status().reason}")
+    note = openvino_note()
+    if note:
+        lines.append(f"  {note}")
     lines.append(f"precision=auto will run {result.winner} (override: VGGEDGE_CPU_VARIANT=<variant>; "
                  "VGGEDGE_TUNE=0 uses the feature-detection order)")
     return "\n".join(lines)

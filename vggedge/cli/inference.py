@@ -104,7 +104,7 @@ def _compare(args: argparse.Namespace) -> int:
     from ..paths import EVAL_DIR
 
     if args.cpu_variants:  # CPU variants of one model, each against its FP32 run
-        from ..apps.cpu_variants import variant_accuracy
+        from ..apps.compare.cpu_variants import variant_accuracy
 
         if len(args.models) != 1:
             raise VggEdgeError(f"--cpu-variants takes one FP32 model; got {len(args.models)}: {args.models}")
@@ -149,7 +149,7 @@ def _bench(args: argparse.Namespace) -> int:
     from ..model.prepare import prepare_model
 
     if args.preprocess_only:
-        from ..apps.bench_preprocess import bench_preprocess
+        from ..apps.bench.preprocessing import bench_preprocess
 
         for r in bench_preprocess():
             print(f"{r.case:<20} threads {r.threads}: {r.median_ms:8.2f} ms ({r.frames_per_s:8.1f} frames/s)")
@@ -166,7 +166,7 @@ def _bench(args: argparse.Namespace) -> int:
     if args.json:
         print(f"iterations written to {report.write_json(args.json)}")
     if args.plot:
-        from ..apps.plots import plot_report
+        from ..apps.bench.plots import plot_report
 
         print("charts: " + ", ".join(str(p) for p in plot_report(report, args.plot)))
     return 0

@@ -32,49 +32,44 @@ def add_stream(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--json", default=None, metavar="FILE", help="JSON lines per classified frame ('-': stdout)")
     p.add_argument("--output", default=None, metavar="VIDEO", help="annotated video file (out.mp4)")
     p.add_argument("--serve", default=None, metavar="HOST:PORT", help="live web preview, e.g. 127.0.0.1:8080")
+    p.add_argument("--sink", action="append", default=[], metavar="URI",
+                   help="another output by URI (repeatable): -, json://FILE, out.jsonl, out.mp4, http://HOST:PORT")
 
 
 @command("stream")
 def _stream(args: argparse.Namespace) -> int:
     from ..model.prepare import prepare_model
     from ..apps.stream import StreamOptions, stream
+    from ..apps.stream.stats import format_summary
     from ..video.sources import SourceOptions
-    from ..apps.stream_stats import format_summary
     from ..signals import sigterm_as_interrupt
-    from ..video.sinks import JsonLinesSink, VideoFileSink
 
-    # options and outputs are checked before the model is loaded: a bad value or path is an error, not a log line
+    # options are checked before the model is loaded, sinks before any frame: a bad value or path is an error
     StreamOptions(batch_size=args.batch_size, top_k=args.top_k, every=args.every, smoothing=args.smoothing,
                   max_frames=args.max_frames, source=SourceOptions(width=args.input_width, height=args.input_height,
                                                                    rate=args.input_rate,
                                                                    read_timeout=args.read_timeout))
-    sinks = []
-    if args.json:
-        sinks.append(JsonLinesSink(args.json))
-    if args.output:
-        sinks.append(VideoFileSink(args.output, len(args.sources), lambda i: run.sources[i].fps))
     model = Path(args.model) if args.model else prepare_model(args.weights)[0]
+    run = stream(args.sources, model, backend=args.backend, precision=args.precision, batch_size=args.batch_size,
+                 top_k=args.top_k, every=args.every, pace=args.pace, smoothing=args.smoothing,
+                 max_frames=args.max_frames, width=args.input_width, height=args.input_height,
+                 rate=args.input_rate, loop=args.loop, read_timeout=args.read_timeout)
+    uris = ([f"json://{args.json}"] if args.json else []) + ([f"file://{args.output}"] if args.output else []) \
+        + ([f"http://{args.serve}"] if args.serve else []) + list(args.sink)
     try:
-        run = stream(args.sources, model, backend=args.backend, precision=args.precision,
-                     batch_size=args.batch_size, top_k=args.top_k, every=args.every, pace=args.pace,
-                     smoothing=args.smoothing, max_frames=args.max_frames, width=args.input_width,
-                     height=args.input_height, rate=args.input_rate, loop=args.loop, read_timeout=args.read_timeout,
-                     sinks=sinks)
+        for uri in uris:  # one switch on the URI picks each sink (video/sinks.py: open_sink)
+            sink = run.add_sink(uri)
+            if hasattr(sink, "url"):
+                print(f"preview: {sink.url}", file=sys.stderr, flush=True)
     except BaseException:
-        for sink in sinks:
-            sink.close()
+        run.close()
         raise
-    if args.serve:
-        from ..video.server import PreviewServer, parse_address
-
-        host, port = parse_address(args.serve)
-        run.sinks.append(PreviewServer([s.uri for s in run.sources], run.stats, host, port).start())
-        print(f"preview: {run.sinks[-1].url}", file=sys.stderr, flush=True)
+    quiet = bool(args.json) or any(u in ("-", "json://-") for u in args.sink)  # JSON output: no text lines
     interrupted = False
     with sigterm_as_interrupt():
         try:
             for result in run:
-                if not args.json:
+                if not quiet:
                     best = result.top_k[0]
                     print(f"[{result.source}] #{result.frame}: {best.label} {best.score:.3f} "
                           f"({result.latency_s * 1000:.0f} ms)", flush=True)

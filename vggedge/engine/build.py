@@ -14,7 +14,7 @@ from typing import Any, Callable, Optional, Union
 
 from ..atomic import atomic_target, check_target
 from ..errors import BackendUnavailable, ConfigError, EngineMismatch, ModelError
-from ..model.weights.base import file_sha256
+from ..catalogue import file_sha256
 from ..spec import ModelSpec, load_spec_for
 from .flags import DEFAULT_BATCH, DEFAULT_WORKSPACE_BYTES, BuildPlan, check_batch, check_precision, make_plan
 from .identity import EngineIdentity, check_identity, engine_filename, gpu_identity, rebuild_command

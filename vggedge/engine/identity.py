@@ -20,6 +20,7 @@ from typing import Any, Optional, Union
 from ..atomic import write_text_atomic
 from ..errors import BackendUnavailable, ConfigError, EngineMismatch, ModelError
 from ..spec import ModelSpec, checked_fields
+from ..version import __version__
 from .flags import TrtVersion, check_batch, check_precision
 
 IDENTITY_VERSION = 1
@@ -80,8 +81,6 @@ def _now() -> str:
 
 
 def _vggedge_version() -> str:
-    from .. import __version__  # lazy: the package root imports much more
-
     return __version__
 
 

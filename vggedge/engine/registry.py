@@ -7,161 +7,34 @@ read the index and the sidecars of plans beside the model and in ``engines/``,
 keep those built from one of the model's ONNX variants, and check each against
 this machine's TensorRT version and GPU. No match gives the reason, with the
 exact rebuild command, so ``--backend trt`` never answers "run vggedge build"
-right after a build, and never loads a plan built for another machine.
+right after a build, and never loads a plan built for another machine. The ONNX
+variants, their staleness and the model hash come from vggedge/catalogue.py.
 """
 from __future__ import annotations
 
-import functools
 import json
 import logging
 import os
-import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Iterable, Optional, Sequence, Union
 
-from ..errors import BackendUnavailable, ConfigError, EngineMismatch, ModelError, VggEdgeError
+from ..catalogue import base_model, check_precision_choice, file_sha256, onnx_variants, spec_precision
+from ..errors import BackendUnavailable, EngineMismatch, VggEdgeError
 from ..paths import ENGINES_DIR
-from ..spec import ModelSpec, load_spec_for, spec_path_for
 from .identity import SIDECAR_SUFFIX, EngineIdentity, check_identity, rebuild_command, sidecar_path
 
 log = logging.getLogger(__name__)
 PathLike = Union[str, Path]
 ENGINE_SUFFIXES = (".plan", ".engine")
-PRECISION_CHOICES = ("as-given", "auto", "fp32", "fp16", "int8")
 #: engines tried by ``precision="auto"``, fastest first
 ENGINE_AUTO_ORDER = ("int8", "fp16", "fp32")
-#: ONNX variant suffixes beside ``<stem>.onnx`` (see precision/ and runtime/cpu/)
-_VARIANT = re.compile(r"^(?P<base>.+?)\.(?P<tag>fp16|int8|int8-cpu|int8-cpu-rr)$")
 INDEX_SUFFIX = ".engines.json"
-
-
-def check_precision_choice(precision: str) -> str:
-    """``precision`` if it is one of :data:`PRECISION_CHOICES`, else ConfigError listing them."""
-    if precision not in PRECISION_CHOICES:
-        raise ConfigError(f"precision {precision!r} is unknown; choose one of {list(PRECISION_CHOICES)}")
-    return precision
 
 
 def is_engine(path: PathLike) -> bool:
     """True for a TensorRT plan path (``.plan`` / ``.engine``)."""
     return Path(path).suffix.lower() in ENGINE_SUFFIXES
-
-
-def artefact_spec(path: PathLike) -> ModelSpec:
-    """The ModelSpec of any artefact: an engine's comes from its ``.engine.json``, an ONNX's from its spec."""
-    if is_engine(path):
-        return EngineIdentity.load(path).spec
-    return load_spec_for(path)
-
-
-def base_model(model: PathLike) -> Path:
-    """The FP32 ONNX a variant was made from: ``m.fp16.onnx`` / ``m.int8-cpu.onnx`` -> ``m.onnx``."""
-    model = Path(model)
-    match = _VARIANT.match(model.stem)
-    return model.with_name(match.group("base") + ".onnx") if match else model
-
-
-@dataclass(frozen=True)
-class OnnxVariant:
-    """One ONNX file beside a model: its precision (from its spec), file-name tag, and whether it is stale."""
-
-    path: Path
-    precision: str
-    tag: str  # "" for the FP32 base, else fp16 | int8 | int8-cpu | int8-cpu-rr
-    #: why this file was not written from the model beside it (None: it was): never run, never matched
-    stale: str | None = None
-
-
-def onnx_variants(model: PathLike) -> list[OnnxVariant]:
-    """Every ONNX variant of ``model`` that exists beside it (the FP32 base first), stale ones flagged."""
-    base = base_model(model)
-    found = []
-    for tag in ("", "fp16", "int8", "int8-cpu", "int8-cpu-rr"):
-        path = base if not tag else base.with_name(f"{base.stem}.{tag}.onnx")
-        if path.is_file():
-            found.append(OnnxVariant(path, _spec_precision(path, tag), tag, stale_reason(path, base)))
-    return found
-
-
-def recorded_source(variant: PathLike) -> str | None:
-    """The sha256 of the FP32 model a variant was written from, as its spec records it (None: not recorded)."""
-    try:
-        extra = load_spec_for(variant).extra
-    except ModelError:
-        return None
-    return extra.get("source_sha256") or (extra.get("calibration") or {}).get("source_sha256")
-
-
-def stale_reason(variant: PathLike, base: PathLike | None = None) -> str | None:
-    """Why ``variant`` (``m.int8.onnx`` ...) was not written from the FP32 model beside it; None when it was.
-
-    A variant whose spec records no source (older files) counts as current when it is
-    newer than the model. A stale variant would give another model's answers.
-    """
-    variant = Path(variant)
-    base = Path(base) if base else base_model(variant)
-    if variant == base or not base.is_file():
-        return None
-    tag = _tag(variant)
-    redo = (f"`vggedge build --model {base} --precision {tag}`" if tag in ("fp16", "int8")
-            else "`vggedge demo` or vggedge.runtime.cpu.variants.prepare_variants()")
-    recorded = recorded_source(variant)
-    if recorded is None:
-        if variant.stat().st_mtime_ns >= base.stat().st_mtime_ns:
-            return None
-        return f"{variant} is older than {base} and does not record which model it came from; rewrite it with {redo}"
-    if recorded != model_sha256(base):
-        return (f"{variant} was written from another {base.name} (sha256 {recorded[:12]}..., the model now is "
-                f"{model_sha256(base)[:12]}...): it would give the old model's answers; rewrite it with {redo}")
-    return None
-
-
-def _tag(path: Path) -> str:
-    match = _VARIANT.match(path.stem)
-    return match.group("tag") if match else ""
-
-
-def _spec_precision(path: Path, tag: str) -> str:
-    if spec_path_for(path).exists():
-        try:
-            return load_spec_for(path).precision
-        except ModelError:
-            pass
-    return {"": "fp32", "fp16": "fp16"}.get(tag, "int8")
-
-
-def onnx_for_precision(model: PathLike, precision: str) -> Path:
-    """The ONNX file that serves ``precision``: the model itself for "as-given"/"auto", else its variant.
-
-    A missing variant raises ModelError with the build command that writes it.
-    """
-    check_precision_choice(precision)
-    if precision in ("as-given", "auto"):
-        return Path(model)
-    base = base_model(model)
-    path = base if precision == "fp32" else base.with_name(f"{base.stem}.{precision}.onnx")
-    if not path.is_file():
-        raise ModelError(f"{path}: no {precision} variant of {base} (write it with "
-                         f"`vggedge build --model {base} --precision {precision}`)")
-    stale = stale_reason(path, base)
-    if stale:
-        raise ModelError(stale)
-    return path
-
-
-# --- sha256 of ONNX files, cached by (path, size, mtime): a full VGG16 is 553 MB ---------------------
-@functools.lru_cache(maxsize=64)
-def _sha256_cached(path: str, size: int, mtime_ns: int) -> str:
-    from ..model.weights.base import file_sha256
-
-    return file_sha256(path)
-
-
-def model_sha256(path: PathLike) -> str:
-    """sha256 of a file, hashed once per process while it is unchanged."""
-    stat = Path(path).stat()
-    return _sha256_cached(str(Path(path).resolve()), stat.st_size, stat.st_mtime_ns)
 
 
 # --- the engine index beside the model ------------------------------------------------------------------
@@ -239,7 +112,7 @@ def engines_for(model: PathLike, folders: Optional[Sequence[PathLike]] = None) -
             log.warning("skipping engine %s: %s", plan, exc)
             continue
         if not hashes:
-            hashes = {model_sha256(v.path) for v in onnx_variants(base) if not v.stale}
+            hashes = {file_sha256(v.path) for v in onnx_variants(base) if not v.stale}
         if identity.model_sha256 in hashes:
             records.append(EngineRecord(plan, identity))
     return records
@@ -278,7 +151,7 @@ class EngineChoice:
 
 def _wanted(records: list[EngineRecord], model: Path, precision: str) -> list[EngineRecord]:
     if precision == "as-given":
-        own = model_sha256(model)
+        own = file_sha256(model)
         return [r for r in records if r.identity.model_sha256 == own]
     if precision == "auto":
         return sorted(records, key=lambda r: ENGINE_AUTO_ORDER.index(r.identity.precision))
@@ -299,7 +172,7 @@ def find_engine(model: PathLike, *, precision: str = "as-given", max_batch: Opti
     wanted = _wanted(records, model, precision)
     high = max(32, max_batch or 0)
     want_batch = (1, 8, high)
-    build_precision = {"auto": "fp16", "as-given": _spec_precision(model, _tag(model))}.get(precision, precision)
+    build_precision = {"auto": "fp16", "as-given": spec_precision(model)}.get(precision, precision)
     if not wanted:
         what = "" if precision in ("as-given", "auto") else f"{precision} "
         command = rebuild_command(base_model(model), build_precision, want_batch)
@@ -337,7 +210,5 @@ def engine_usability(record: EngineRecord, machine: Optional[Machine]) -> str:
     return "usable here"
 
 
-__all__ = ["ENGINE_SUFFIXES", "PRECISION_CHOICES", "EngineChoice", "EngineRecord", "Machine", "OnnxVariant",
-           "SIDECAR_SUFFIX", "artefact_spec", "base_model", "check_precision_choice", "engine_usability",
-           "engines_for", "find_engine", "index_path", "is_engine", "model_sha256", "onnx_for_precision",
-           "onnx_variants", "record_engine", "recorded_source", "stale_reason", "this_machine"]
+__all__ = ["ENGINE_SUFFIXES", "EngineChoice", "EngineRecord", "Machine", "SIDECAR_SUFFIX", "engine_usability",
+           "engines_for", "find_engine", "index_path", "is_engine", "record_engine", "this_machine"]

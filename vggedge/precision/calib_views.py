@@ -1,7 +1,7 @@
 """Calibration on augmented views: a fixed, documented subset of `compare --augment`'s views per photo.
 
 ``count`` views of each calibration photo are taken from the 84-view table of
-:mod:`vggedge.apps.views` (photo and mirror image, crops, scales, rotations,
+:mod:`vggedge.precision.views` (photo and mirror image, crops, scales, rotations,
 levels, JPEG, blur, noise), evenly spaced over it: view ``i * 84 // count`` for
 ``i < count``. The first is always the photo itself; with an even count the
 mirror image is the second half's first view. For 12 views per photo:
@@ -19,7 +19,7 @@ from ..errors import ConfigError
 
 
 def _views():
-    from ..apps import views  # the one table of views, shared with `compare --augment`
+    from . import views  # the one table of views, shared with `compare --augment`
 
     return views
 

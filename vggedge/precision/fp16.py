@@ -14,7 +14,7 @@ import onnx
 
 from ..atomic import atomic_target, check_target
 from ..errors import ModelError
-from ..model.weights.base import file_sha256
+from ..catalogue import file_sha256
 from ..spec import ModelSpec, load_spec_for, spec_path_for
 
 log = logging.getLogger(__name__)

@@ -20,7 +20,7 @@ from typing import Sequence
 
 from ..atomic import artefact_lock, check_target, private_workdir
 from ..errors import CalibrationError, ConfigError, ImageError, ModelError
-from ..model.weights.base import file_sha256
+from ..catalogue import file_sha256
 from ..preprocess import list_images, preprocess, read_image
 from . import calib_cache
 from .calib_views import PhotoViews, view_indices

@@ -1,12 +1,15 @@
 """Backend registry and selection: TensorRT, then onnxruntime CUDA, then onnxruntime CPU.
 
 Backends are imported lazily; every probe returns None when the backend can run
-here, or the reason it cannot. Selection finds the engine built for an ONNX model
-(engine/registry.py), picks the precision variant asked for, and returns the
-runner and one reason per skipped backend, so ``auto`` never falls back silently.
+here, or the reason it cannot. Each backend's planner hook (runtime/plan.py;
+runtime/cpu/planner.py, runtime/gpu/planner.py) names the exact file it would run
+(engine, ONNX variant or CPU variant) and its runner's options; selection turns
+the first into a :class:`Plan` (file, spec, options, why, one reason per skipped
+backend, so ``auto`` never falls back silently), then the plan into a runner.
 """
 from __future__ import annotations
 
+import dataclasses
 import importlib
 import importlib.util
 import logging
@@ -15,10 +18,12 @@ from pathlib import Path
 from typing import Any, Callable
 
 from ..engine.identity import EngineIdentity, check_identity
-from ..engine.registry import (Machine, base_model, check_precision_choice, find_engine, is_engine,
-                               onnx_for_precision, onnx_variants, this_machine)
+from ..catalogue import base_model, check_precision_choice
+from ..engine.registry import Machine, is_engine, this_machine
 from ..errors import BackendUnavailable, ConfigError, ModelError, VggEdgeError
+from ..spec import ModelSpec
 from .base import Runner, RunnerOptions
+from .plan import Plan, PlannerHook, PlanRequest, required_spec, spec_if_any
 
 log = logging.getLogger(__name__)
 
@@ -71,17 +76,26 @@ def gpu_reason() -> str | None:
 
 @dataclass(frozen=True)
 class Backend:
-    """One registered backend: its probe, where its runner class lives, and what it runs."""
+    """One registered backend: its probe, its runner class, what it runs, and its planner hook.
+
+    ``planner`` ("module:function", see runtime/plan.py) decides the file and the
+    runner's keyword options; None takes the default hook of its ``artefact`` kind.
+    ``options_keyword`` is the runner constructor's name for the RunnerOptions.
+    """
 
     name: str
     runner_path: str  # "module:Class", imported only when used
     probe: Callable[[], str | None]
     artefact: str  # "onnx" or "engine"
-    takes_precision: bool = False  # the factory picks a precision variant itself (the CPU backend)
+    planner: str | None = None
     preparer: str | None = None  # "module:function(model, calib)" writing the files it runs best with
+    options_keyword: str = "options"
 
     def load_class(self) -> Callable[..., Runner]:
         return _load(self.runner_path)
+
+    def load_planner(self) -> PlannerHook:
+        return _load(self.planner or DEFAULT_PLANNERS[self.artefact])
 
 
 def _load(path: str) -> Callable[..., Any]:
@@ -89,11 +103,14 @@ def _load(path: str) -> Callable[..., Any]:
     return getattr(importlib.import_module(module), name)
 
 
+DEFAULT_PLANNERS = {"engine": "vggedge.runtime.gpu.planner:plan_engine",
+                    "onnx": "vggedge.runtime.gpu.planner:plan_onnx_gpu"}
 BACKENDS: dict[str, Backend] = {
     "trt": Backend("trt", "vggedge.runtime.gpu.trt:TrtRunner", probe_trt, "engine"),
     "ort-cuda": Backend("ort-cuda", "vggedge.runtime.gpu.ort_cuda:OrtCudaRunner", probe_ort_cuda, "onnx"),
-    "ort-cpu": Backend("ort-cpu", "vggedge.runtime.cpu.runner:cpu_runner", probe_ort_cpu, "onnx", True,
-                       "vggedge.runtime.cpu.variants:prepare_variants"),
+    "ort-cpu": Backend("ort-cpu", "vggedge.runtime.ort:OrtRunner", probe_ort_cpu, "onnx",
+                       planner="vggedge.runtime.cpu.planner:plan_cpu",
+                       preparer="vggedge.runtime.cpu.variants:prepare_variants", options_keyword="runner_options"),
 }
 AUTO_ORDER = ("trt", "ort-cuda", "ort-cpu")
 
@@ -105,35 +122,34 @@ def availability() -> dict[str, str | None]:
 
 @dataclass
 class Selection:
-    """The chosen backend, its runner (not yet activated), the file it runs, and why the others were skipped."""
+    """The chosen backend, its runner (not yet activated), the file it runs with its spec, why, and the skips."""
 
     backend: str
     runner: Runner
     skipped: list[tuple[str, str]] = field(default_factory=list)
     artefact: Path | None = None
+    spec: ModelSpec | None = None
+    why: str = ""
+    options: RunnerOptions = field(default_factory=RunnerOptions)
+
+    def require_spec(self) -> ModelSpec:
+        """The spec of the file that runs; ModelError naming the missing sidecar when it has none."""
+        return required_spec(self.spec, self.artefact)
 
     def report(self) -> dict[str, Any]:
         """The runner's report plus what selection decided (the same keys for every backend)."""
         return {**self.runner.report(), "artefact": str(self.artefact) if self.artefact else None,
+                "precision": self.spec.precision if self.spec else None, "why": self.why,
                 "skipped": dict(self.skipped)}
-
-
-@dataclass
-class Plan:
-    """What selection would construct: backend name, the file it runs, extra factory arguments."""
-
-    backend: str
-    artefact: Path
-    extra: dict[str, Any]
-    skipped: list[tuple[str, str]]
 
 
 def plan_selection(model: str | Path, backend: str = "auto", *, options: RunnerOptions | None = None,
                    precision: str = "as-given", engine: str | Path | None = None,
                    engine_reason: str | None = None) -> Plan:
-    """Decide which backend runs which file, constructing nothing (``vggedge info --model`` shows this).
+    """Decide which backend runs which file with which spec and options, constructing nothing.
 
-    Raises like :func:`select_runner`.
+    A fixed-batch model (its spec says so) is planned at that batch. Raises like
+    :func:`select_runner`; ``vggedge info --model`` shows the plan.
     """
     options = options or RunnerOptions()
     check_precision_choice(precision)
@@ -141,6 +157,8 @@ def plan_selection(model: str | Path, backend: str = "auto", *, options: RunnerO
         raise ConfigError(f"backend {backend!r} is unknown; choose auto or one of {sorted(BACKENDS)}")
     if is_engine(model):
         return _engine_plan(Path(model), backend, options, precision)
+    request = PlanRequest(Path(model), precision, _fixed_batch(Path(model), options),
+                          Path(engine) if engine is not None else None, engine_reason)
     order = AUTO_ORDER if backend == "auto" else (backend,)
     skipped: list[tuple[str, str]] = []
     for name in order:
@@ -148,39 +166,28 @@ def plan_selection(model: str | Path, backend: str = "auto", *, options: RunnerO
         reason = entry.probe()
         if reason is None:
             try:
-                artefact, extra, reason = _artefact(entry, Path(model), options, precision, engine, engine_reason)
+                choice = entry.load_planner()(request)
             except ModelError as exc:
-                reason = str(exc)
+                choice = str(exc)
+            reason = choice if isinstance(choice, str) else None
         if reason is not None:
             if backend != "auto":
                 raise BackendUnavailable(f"backend {name!r} cannot run here: {reason}")
             log.info("backend %s skipped: %s", name, reason)
             skipped.append((name, reason))
             continue
-        return Plan(name, artefact, extra, skipped)
+        spec = choice.spec or spec_if_any(choice.artefact)
+        log.info("backend %s runs %s", name, choice.why)
+        return Plan(name, choice.artefact, spec, request.options, choice.kwargs, choice.why, skipped)
     raise BackendUnavailable("no backend can run here: " + "; ".join(f"{n}: {r}" for n, r in skipped))
 
 
-def _artefact(entry: Backend, model: Path, options: RunnerOptions, precision: str, engine: str | Path | None,
-              engine_reason: str | None) -> tuple[Path, dict[str, Any], str | None]:
-    """(file to run, factory keywords, None) for one backend, or (model, {}, why it has no file)."""
-    if entry.artefact == "engine":
-        if engine is not None:
-            return Path(engine), {"model_path": str(model)}, None
-        if engine_reason is not None:
-            return model, {}, engine_reason
-        choice = find_engine(model, precision=precision, max_batch=options.max_batch, device=options.device)
-        if choice.plan is None:
-            return model, {}, choice.reason
-        return choice.plan, {"model_path": choice.identity.model_path or str(model)}, None
-    if entry.takes_precision:  # the CPU factory picks among its own variants for "auto"
-        if precision == "auto":
-            return base_model(model), {"precision": "auto"}, None
-        return onnx_for_precision(model, precision), {"precision": "as-given"}, None
-    if precision == "auto":  # GPU onnxruntime: FP16 when it was built, else the model given
-        fp16 = [v.path for v in onnx_variants(model) if v.tag == "fp16" and not v.stale]
-        return (fp16[0] if fp16 else model), {}, None
-    return onnx_for_precision(model, precision), {}, None
+def _fixed_batch(model: Path, options: RunnerOptions) -> RunnerOptions:
+    """The options at the model's fixed batch when its spec has one (every variant shares it)."""
+    spec = spec_if_any(model) if model.is_file() else None
+    if spec is not None and spec.fixed_batch and spec.fixed_batch != options.max_batch:
+        return dataclasses.replace(options, max_batch=spec.fixed_batch)
+    return options
 
 
 def _engine_plan(plan: Path, backend: str, options: RunnerOptions, precision: str) -> Plan:
@@ -198,11 +205,21 @@ def _engine_plan(plan: Path, backend: str, options: RunnerOptions, precision: st
     if reason is not None:
         raise BackendUnavailable(f"backend {name!r} cannot run {plan} here: {reason} "
                                  f"(onnxruntime can run its source ONNX: --model {source})")
+    if identity.spec.fixed_batch and identity.spec.fixed_batch != options.max_batch:
+        options = dataclasses.replace(options, max_batch=identity.spec.fixed_batch)
     here = this_machine(options.device)
     check_identity(identity, model_sha256=None, trt_version=here.tensorrt_version, gpu_name=here.gpu_name,
                    compute_capability=here.compute_capability, batch=options.max_batch, plan_path=plan,
                    model_path=identity.model_path)
-    return Plan(name, plan, {"model_path": identity.model_path}, [])
+    why = f"{plan.name}: the TensorRT {identity.precision} engine given (its sidecar fits this machine)"
+    return Plan(name, plan, identity.spec, options, {"model_path": identity.model_path}, why, [])
+
+
+def open_plan(plan: Plan) -> Selection:
+    """The (inactive) runner a plan describes, with what was decided."""
+    entry = BACKENDS[plan.backend]
+    runner = entry.load_class()(plan.artefact, **{entry.options_keyword: plan.options}, **plan.kwargs)
+    return Selection(plan.backend, runner, plan.skipped, plan.artefact, plan.spec, plan.why, plan.options)
 
 
 def select_runner(model: str | Path, backend: str = "auto", *, options: RunnerOptions | None = None,
@@ -218,12 +235,10 @@ def select_runner(model: str | Path, backend: str = "auto", *, options: RunnerOp
     unless ``engine`` is given; when none fits this GPU or TensorRT, the skip
     reason carries the rebuild command (``engine_reason`` overrides it). A
     forced backend that cannot run raises BackendUnavailable with the reason.
+    The selection names the file that runs (``artefact``), its ``spec`` and ``why``.
     """
-    options = options or RunnerOptions()
-    plan = plan_selection(model, backend, options=options, precision=precision, engine=engine,
-                          engine_reason=engine_reason)
-    runner = BACKENDS[plan.backend].load_class()(plan.artefact, options, **plan.extra)
-    return Selection(plan.backend, runner, plan.skipped, plan.artefact)
+    return open_plan(plan_selection(model, backend, options=options, precision=precision, engine=engine,
+                                    engine_reason=engine_reason))
 
 
 def engine_unavailable() -> str | None:

@@ -3,12 +3,12 @@ from __future__ import annotations
 
 from typing import Any, Iterator
 
-from ..apps.stream_stats import STAGE_HELP
 from ..redact import redact_uri
+from .stages import STAGE_HELP
 
 
 class StreamCollector:
-    """A prometheus-client collector reading a :class:`~vggedge.apps.stream_stats.StreamStats` on each scrape."""
+    """A prometheus-client collector reading a :class:`~vggedge.apps.stream.stats.StreamStats` on each scrape."""
 
     def __init__(self, stats: Any) -> None:
         self.stats = stats

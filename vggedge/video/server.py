@@ -16,7 +16,7 @@ from typing import Any, Callable
 
 from ..errors import BackendUnavailable, ConfigError, VggEdgeError
 from ..redact import redact_uri
-from .sinks import annotate
+from .annotate import annotate
 
 log = logging.getLogger(__name__)
 
@@ -68,7 +68,7 @@ def parse_address(text: str) -> tuple[str, int]:
 class PreviewServer:
     """The preview web server, run on its own event loop thread; also a sink (``write``/``close``).
 
-    ``stats`` is the stream's :class:`~vggedge.apps.stream_stats.StreamStats`
+    ``stats`` is the stream's :class:`~vggedge.apps.stream.stats.StreamStats`
     (for /metrics and /healthz). ``port=0`` picks a free port (see :attr:`port`).
     """
 

@@ -13,12 +13,13 @@ import queue
 import sys
 import threading
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any, Callable, Protocol, Sequence
 
-import numpy as np
 
 from ..errors import ConfigError, VggEdgeError
+from .annotate import annotate
 
 log = logging.getLogger(__name__)
 
@@ -27,26 +28,6 @@ class Sink(Protocol):
     def write(self, result: Any) -> None: ...
 
     def close(self) -> None: ...
-
-
-def annotate(image: np.ndarray, result: Any) -> np.ndarray:
-    """A copy of the frame with the top label, its score, the source and the FPS drawn on it."""
-    import cv2
-
-    frame = np.ascontiguousarray(image).copy()
-    if frame.dtype != np.uint8:
-        frame = np.clip(frame, 0, 255).astype(np.uint8)
-    scale = max(0.3, frame.shape[1] / 900.0)
-    thick = max(1, int(round(scale * 2)))
-    lines = [f"{p.label} {p.score:.2f}" for p in result.top_k[:1]]
-    lines.append(f"src {result.source} #{result.frame}  {result.fps:.1f} FPS  {result.latency_s * 1000:.0f} ms")
-    y = int(30 * scale)
-    for text in lines:
-        (w, h), base = cv2.getTextSize(text, cv2.FONT_HERSHEY_SIMPLEX, scale, thick)
-        cv2.rectangle(frame, (5, y - h - 6), (15 + w, y + base), (0, 0, 0), -1)
-        cv2.putText(frame, text, (10, y), cv2.FONT_HERSHEY_SIMPLEX, scale, (255, 255, 255), thick, cv2.LINE_AA)
-        y += h + base + int(12 * scale)
-    return frame
 
 
 class JsonLinesSink:
@@ -157,6 +138,45 @@ class CallbackSink:
 
     def close(self) -> None:
         pass
+
+
+@dataclass(frozen=True)
+class SinkContext:
+    """What a sink needs to know of its stream: the source URIs, each source's frame rate, its statistics."""
+
+    uris: Sequence[str] = ("0",)
+    fps: Callable[[int], float | None] | None = None
+    stats: Any = None  # the stream's StreamStats (the preview serves them at /metrics and /healthz)
+
+
+SINK_SCHEMES = ("-", "json://FILE", "FILE.jsonl", "file://VIDEO", "VIDEO.mp4/.avi/.mkv/.mov/.m4v",
+                "http://HOST:PORT")
+
+
+def open_sink(uri: str | Path, context: SinkContext | None = None) -> Sink:
+    """The sink a URI names (jetson-utils' ``videoOutput::Create``): one switch, logged, decided once.
+
+    ``-`` / ``json://-``: JSON lines on stdout; ``json://FILE`` or ``*.json``/``*.jsonl``: JSON lines to a
+    file; ``file://VIDEO`` or a video file name: annotated video; ``http://HOST:PORT``: the live preview.
+    """
+    context = context or SinkContext()
+    text = str(uri)
+    scheme, sep, rest = text.partition("://")
+    scheme = scheme.lower() if sep else ""
+    suffix = Path(rest if sep else text).suffix.lower()
+    if text == "-" or scheme == "json" or (not sep and suffix in (".json", ".jsonl")):
+        sink: Sink = JsonLinesSink(rest if scheme == "json" else text)
+    elif scheme == "file" or (not sep and suffix in VideoFileSink.CODECS):
+        sink = VideoFileSink(rest if scheme == "file" else text, len(context.uris), context.fps)
+    elif scheme == "http":
+        from .server import PreviewServer, parse_address
+
+        host, port = parse_address(rest.rstrip("/"))
+        sink = PreviewServer(list(context.uris), context.stats, host, port).start()
+    else:
+        raise ConfigError(f"output {text!r}: no sink for this URI; expected one of {', '.join(SINK_SCHEMES)}")
+    log.info("output %s: %s", text, type(sink).__name__)
+    return sink
 
 
 class OutputWorker:

@@ -288,3 +288,18 @@ def test_resume_toggling_features_is_refused(tmp_path: Path, batch_model: Path, 
     with pytest.raises(ConfigError, match=r"--features differs"):
         run(image_set[1][:3], out=out, model=batch_model, resume=True, features=True, **OPTS)
     assert out.read_bytes() == before and len(read_rows(out)) == 2
+
+
+
+def test_an_engine_with_its_sidecar_runs(tmp_path: Path, batch_model: Path, image_set, classifier_top1,
+                                         fake_trt_machine, engine_writer) -> None:
+    """``--model x.plan``: the spec comes from the engine's sidecar (fake TensorRT runs its source ONNX)."""
+    plan = engine_writer(batch_model, tmp_path)
+    _, good, _ = image_set
+    photos = [p for p in good if Path(p).parent.name not in ("small", "deeper")][:4]
+    summary = run(photos, out=tmp_path / "engine.jsonl", model=plan, **OPTS)
+    assert (summary.backend, summary.precision, summary.images, summary.failed) == ("trt", "fp32", 4, 0)
+    rows = read_rows(tmp_path / "engine.jsonl")
+    assert {r["path"]: r["top_k_index"][0] for r in rows} == {p: classifier_top1[p] for p in photos}
+    assert {(r["model"], r["backend"]) for r in rows} == {(plan.name, "trt")}
+    assert len(fake_trt_machine.runner.made) == 1

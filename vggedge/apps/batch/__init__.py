@@ -24,10 +24,10 @@ from pathlib import Path
 from typing import Iterator, Sequence
 
 from ...errors import ConfigError, VggEdgeError
-from ...runtime.base import Runner, RunnerOptions
-from ...runtime.select import select_runner
+from ...runtime.base import RunnerOptions
+from ...runtime.plan import Plan
+from ...runtime.select import open_plan, plan_selection
 from ...signals import sigterm_as_interrupt
-from ...spec import ModelSpec, load_spec_for
 
 from .decode import Limits
 from .inputs import count_items, expand, iter_items
@@ -105,7 +105,10 @@ def run(inputs: Sequence[str | Path] | str | Path, out: str | Path, model: str |
         raise ConfigError(f"engine {engine!r} is unknown; choose one of {', '.join(ENGINES)}")
     opts = BatchOptions(**options)  # type: ignore[arg-type]
     inputs = [inputs] if isinstance(inputs, (str, Path)) else list(inputs)
-    spec = load_spec_for(model)
+    # the file that runs, its spec, and the batch (a fixed-batch model takes exactly its own), decided once
+    plan = plan_selection(model, opts.backend, precision=opts.precision,
+                          options=RunnerOptions(max_batch=opts.batch_size, threads=opts.threads))
+    spec = plan.require_spec()
     ignored: collections.Counter = collections.Counter()
     entries = expand(inputs, ignored)
     features = opts.features or spec.output_kind == "features"
@@ -113,14 +116,15 @@ def run(inputs: Sequence[str | Path] | str | Path, out: str | Path, model: str |
     if Path(out).is_dir():
         raise ConfigError(f"--out {out} is a folder; expected a results file (.jsonl, .csv, .parquet or .npy)")
     with sigterm_as_interrupt(), OutputLock(out):
-        check_job(out, job_identity(model, features, opts.top_k), resume=opts.resume, overwrite=opts.overwrite)
+        check_job(out, job_identity(plan.artefact, features, opts.top_k), resume=opts.resume,
+                  overwrite=opts.overwrite)
         try:
             if engine == "ray":
                 from .ray_engine import run_ray
 
-                summary = run_ray(entries, Path(out), Path(model), spec, opts)
+                summary = run_ray(entries, Path(out), Path(model), plan, opts)
             else:
-                summary = _run_local(entries, Path(out), Path(model), spec, opts)
+                summary = _run_local(entries, Path(out), Path(model), plan, opts)
         except OSError as exc:
             if exc.errno not in _WRITE_ERRNOS:
                 raise
@@ -130,19 +134,18 @@ def run(inputs: Sequence[str | Path] | str | Path, out: str | Path, model: str |
     return summary
 
 
-def _run_local(entries: list[str], out: Path, model: Path, spec: ModelSpec, opts: BatchOptions) -> BatchSummary:
+def _run_local(entries: list[str], out: Path, model: Path, plan: Plan, opts: BatchOptions) -> BatchSummary:
     from tqdm import tqdm
 
     from .local import run_local
 
-    batch_size = spec.fixed_batch or opts.batch_size  # a fixed-batch model takes exactly its batch
-    selection = select_runner(model, opts.backend, precision=opts.precision,
-                              options=RunnerOptions(max_batch=batch_size, threads=opts.threads))
+    spec, batch_size = plan.require_spec(), plan.options.max_batch
+    selection = open_plan(plan)
     features = opts.features or spec.output_kind == "features"
     with open_writer(out, features, resume=opts.resume, overwrite=opts.overwrite) as writer, \
             open_errors(out, resume=opts.resume, overwrite=opts.overwrite) as errors, selection.runner as runner:
         done = (writer.done() | errors.done()) if opts.resume else set()
-        precision = precision_of(runner, spec)
+        precision = spec.precision  # of the file that runs (the CPU planner may pick an INT8 variant)
         rows = RowMaker(spec, model.name, precision, selection.backend, opts.top_k, features)
         total = count_items(entries)
         skipped = [0]
@@ -168,15 +171,3 @@ def _run_local(entries: list[str], out: Path, model: Path, spec: ModelSpec, opts
     return BatchSummary(str(out), str(errors_path_for(out)), "local", selection.backend, precision,
                         images=stages.images, failed=stages.failed, skipped=skipped[0],
                         seconds=seconds, stages=stages.as_dict(), peak_rss_mb=rss)
-
-
-def precision_of(runner: Runner, spec: ModelSpec) -> str:
-    """The precision of the file a runner actually runs (the CPU backend may pick an INT8 variant)."""
-    path = getattr(runner, "model", None)
-    if isinstance(path, (str, Path)):
-        try:
-            return load_spec_for(path).precision
-        except VggEdgeError:  # a variant without a sidecar: fall back to the model's own spec
-            log.debug("no spec beside %s", path)
-    return spec.precision
-

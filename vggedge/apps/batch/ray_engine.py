@@ -27,7 +27,8 @@ import numpy as np
 from ...errors import BackendUnavailable, ConfigError
 from ...runtime.base import RunnerOptions
 from ...runtime.select import select_runner
-from ...spec import ModelSpec, load_spec_for
+from ...runtime.plan import Plan
+from ...spec import ModelSpec
 
 from .decode import BadImage, Limits, decode, read_bytes, special_kind
 from .inputs import Item, is_tar, is_url
@@ -107,14 +108,11 @@ class RayInfer:
 
     def __init__(self, model: str, backend: str, precision: str, batch_size: int, top_k: int, features: bool,
                  threads: int | None) -> None:
-        from . import precision_of
-
-        self.spec = load_spec_for(model)
         selection = select_runner(model, backend, precision=precision,
                                   options=RunnerOptions(max_batch=batch_size, threads=threads))
+        self.spec = selection.require_spec()  # of the file this actor runs (an engine's from its sidecar)
         self.runner = selection.runner.activate()
-        self.rows = RowMaker(self.spec, Path(model).name, precision_of(self.runner, self.spec), selection.backend,
-                             top_k, features)
+        self.rows = RowMaker(self.spec, Path(model).name, self.spec.precision, selection.backend, top_k, features)
         self.fields = ("path", *[f for f in arrow_schema_fields(self.rows.features) if f != "path"])
 
     def __call__(self, batch: dict[str, np.ndarray]):
@@ -220,16 +218,21 @@ def precheck(entries: list[str], limits: Limits) -> tuple[list[str], list[dict[s
     return ok, bad
 
 
-def run_ray(entries: list[str], out: Path, model: Path, spec: ModelSpec, opts) -> BatchSummary:
-    """Run the job on Ray Data (a local instance unless ``opts.address`` names a cluster)."""
+def run_ray(entries: list[str], out: Path, model: Path, plan: Plan, opts) -> BatchSummary:
+    """Run the job on Ray Data (a local instance unless ``opts.address`` names a cluster).
+
+    The driver's ``plan`` gives the spec the decode tasks preprocess with and the
+    batch; each actor plans again where it runs (its GPU may differ from the driver's).
+    """
     ray = ray_module()
+    spec = plan.require_spec()
     features = opts.features or spec.output_kind == "features"
     staged = staging_dir_for(out)
     if staged.exists() and not opts.resume:
         if not opts.overwrite:
             raise ConfigError(f"{staged} holds a previous Ray run; pass --resume to continue it or --overwrite")
         shutil.rmtree(staged)
-    batch_size = spec.fixed_batch or opts.batch_size  # a fixed-batch model takes exactly its batch
+    batch_size = plan.options.max_batch  # a fixed-batch model takes exactly its batch
     worker_rss: dict[str, float] = {}
     stages: dict[str, float] = {}
     started = not ray.is_initialized()

@@ -12,7 +12,8 @@ from pathlib import Path
 from ...errors import WeightsError
 from ...spec import CAFFE_RGB
 from ..vgg16 import VGG16Options, check_weights, random_weights
-from .base import LoadedWeights, file_sha256
+from ...catalogue import file_sha256
+from .base import LoadedWeights
 from .keras_archive import is_keras_archive, load_keras_archive, read_config as archive_config
 from .keras_h5 import load_h5
 from .npz import load_npz

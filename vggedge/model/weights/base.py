@@ -1,9 +1,7 @@
 """What every loader returns: canonical arrays plus the preprocessing they expect."""
 from __future__ import annotations
 
-import hashlib
 from dataclasses import dataclass, replace
-from pathlib import Path
 
 import numpy as np
 
@@ -45,12 +43,3 @@ class LoadedWeights:
     def stated(self, preprocessing: Preprocessing | None) -> "LoadedWeights":
         """The same weights with the preprocessing the user says they expect (None keeps the file's)."""
         return self if preprocessing is None else replace(self, preprocessing=preprocessing)
-
-
-def file_sha256(path: str | Path, chunk: int = 1 << 22) -> str:
-    """Streaming sha256 of a file."""
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        while block := handle.read(chunk):
-            digest.update(block)
-    return digest.hexdigest()

@@ -1,4 +1,5 @@
-"""The onnxruntime CPU backend (one folder, like runtime/gpu/). The CPU configurations ("variants") this machine can run, and the ``ort-cpu`` runner factory.
+"""The onnxruntime CPU backend (one folder, like runtime/gpu/): the CPU configurations ("variants") this
+machine can run, and the ``ort-cpu`` planner hook that picks one (the runner is runtime/ort.py's OrtRunner).
 
 Which file serves which runtime:
 - ``<stem>.int8.onnx`` (TensorRT-style Q/DQ: symmetric int8) runs on TensorRT, on
@@ -19,7 +20,8 @@ and model by tune.py (unless ``VGGEDGE_TUNE=0``); else the
 feature-detection order of :func:`variants_for`.
 
 Modules: ``features`` (what the CPU can do), ``variants`` (the configurations and
-their files), ``tune`` (measuring them), ``planner`` (which one runs: the only
-importer of ``tune``), ``runner`` (the ``ort-cpu`` runner factory) and
-``openvino_ep`` (the OpenVINO plugin EP).
+their files), ``tune`` (measuring them), ``planner`` (which one runs: inside the backend the only
+importer of ``tune``: the file that runs and its session settings, before any
+runner exists) and ``openvino_ep`` (the OpenVINO plugin EP). Applications reach
+this folder only through runtime/select.py and runtime/cpu_path.py.
 """

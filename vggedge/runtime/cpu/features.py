@@ -61,13 +61,3 @@ def cpu_features() -> CpuFeatures:
     if features.x86 and openvino_ep.installed():
         features = dataclasses.replace(features, openvino_plugin=openvino_ep.status().usable)
     return features
-
-
-def cpu_model_name() -> str:
-    """The CPU model name (/proc/cpuinfo "model name", or "Hardware"/"Model" on ARM boards)."""
-    for key in ("model name", "Hardware", "Model"):
-        for line in _cpuinfo().splitlines():
-            name, _, value = line.partition(":")
-            if name.strip() == key and value.strip():
-                return value.strip()
-    return platform.processor() or platform.machine() or "unknown"

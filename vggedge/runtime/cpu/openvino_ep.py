@@ -16,7 +16,7 @@ error: :func:`status` says why, the CPU variants that need it are left out, and
 on AMD CPUs it registers but offers no device.
 
 The full ``onnxruntime-openvino`` build (which replaces onnxruntime) is handled
-in runtime/cpu.py through the classic provider list, as before.
+in runtime/cpu/variants.py through the classic provider list, as before.
 """
 from __future__ import annotations
 

@@ -8,12 +8,11 @@ FP32 model) for a few seconds at the app's batch size and caches the table under
 keyed by :class:`TuneKey`: model sha256, CPU model name, core count, package
 versions, batch size and the set of runnable variants. Any change re-tunes.
 ``VGGEDGE_TUNE=0`` switches it off (feature-detection order); an explicit
-precision or ``VGGEDGE_CPU_VARIANT`` always wins (runtime/cpu.py).
+precision or ``VGGEDGE_CPU_VARIANT`` always wins (runtime/cpu/planner.py).
 """
 from __future__ import annotations
 
 import hashlib
-import importlib.metadata
 import json
 import logging
 import os
@@ -24,11 +23,12 @@ from typing import Callable
 
 import numpy as np
 
-from ... import env
+from ... import env, machine
+from ...catalogue import file_sha256
 from ...errors import VggEdgeError
 from ..base import RunnerOptions
 from . import features as _features
-from .features import CpuFeatures, cpu_model_name
+from .features import CpuFeatures
 from .variants import CpuVariant, current_variant, runner_for, variants_for
 
 log = logging.getLogger(__name__)
@@ -88,31 +88,9 @@ class TuneResult:
                    str(data.get("measured_at", "")))
 
 
-_SHA_MEMO: dict[tuple[str, int, int], str] = {}
-
-
-def file_sha256(path: str | Path) -> str:
-    """sha256 of a file, remembered per (path, size, mtime) for this process."""
-    stat = Path(path).stat()
-    memo = (os.fspath(Path(path).resolve()), stat.st_size, stat.st_mtime_ns)
-    if memo not in _SHA_MEMO:
-        digest = hashlib.sha256()
-        with open(path, "rb") as handle:
-            for block in iter(lambda: handle.read(1 << 22), b""):
-                digest.update(block)
-        _SHA_MEMO[memo] = digest.hexdigest()
-    return _SHA_MEMO[memo]
-
-
 def package_versions() -> tuple[tuple[str, str], ...]:
-    """Installed versions of the packages whose change can change the winner."""
-    found = []
-    for name in PACKAGES:
-        try:
-            found.append((name, importlib.metadata.version(name)))
-        except importlib.metadata.PackageNotFoundError:
-            found.append((name, "-"))
-    return tuple(found)
+    """Installed versions of the packages whose change can change the winner ("-" when absent)."""
+    return tuple((name, version or "-") for name, version in machine.package_versions(PACKAGES).items())
 
 
 def runnable(fp32: str | Path, features: CpuFeatures) -> list[CpuVariant]:
@@ -123,7 +101,7 @@ def runnable(fp32: str | Path, features: CpuFeatures) -> list[CpuVariant]:
 def key_for(fp32: str | Path, batch: int, features: CpuFeatures, variants: list[CpuVariant],
             threads: int | None = None) -> TuneKey:
     """The cache key of a model on this machine at a batch size (and thread count, when the user sets one)."""
-    return TuneKey(file_sha256(fp32), cpu_model_name(), features.cores, package_versions(), batch,
+    return TuneKey(file_sha256(fp32), machine.cpu_name(), features.cores, package_versions(), batch,
                    tuple(v.key for v in variants), threads)
 
 

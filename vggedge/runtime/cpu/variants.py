@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from ... import env
+from ...catalogue import stale_reason, variant_file
 from ...errors import BackendUnavailable, ConfigError
 from ..base import RunnerOptions
 from ..ort import OrtOptions, OrtRunner
@@ -85,13 +86,13 @@ def choose(features: CpuFeatures, override: str | None = None) -> CpuVariant:
     raise ConfigError(f"CPU variant {wanted!r} is not available here; choose one of {[v.key for v in variants]}")
 
 
+#: the file each CPU file style runs (catalogue tags; "" is the FP32 model itself)
+STYLE_TAGS = {"fp32": "", "tensorrt": "int8", "cpu": "int8-cpu", "cpu-rr": "int8-cpu-rr"}
+
+
 def variant_path(fp32: str | Path, model: str) -> Path:
-    """The file of a model variant beside the FP32 model."""
-    fp32 = Path(fp32)
-    if model == "fp32":
-        return fp32
-    suffix = "int8" if model == "tensorrt" else f"int8-{model}"
-    return fp32.with_name(f"{fp32.stem}.{suffix}.onnx")
+    """The file of a CPU file style (``CpuVariant.model``) beside the FP32 model."""
+    return variant_file(fp32, STYLE_TAGS[model])
 
 
 def prepare_variants(fp32: str | Path, calib: str | Path, *, features: CpuFeatures | None = None,
@@ -111,8 +112,6 @@ def prepare_variants(fp32: str | Path, calib: str | Path, *, features: CpuFeatur
 
 def current_variant(fp32: str | Path, model: str) -> Path | None:
     """The variant's file when it exists and was written from this FP32 model; a stale one is reported, not used."""
-    from ...engine.registry import stale_reason
-
     path = variant_path(fp32, model)
     if not path.is_file():
         return None
@@ -123,7 +122,7 @@ def current_variant(fp32: str | Path, model: str) -> Path | None:
     return path
 
 
-def _threaded(options: OrtOptions, runner_options: RunnerOptions) -> OrtOptions:
+def threaded(options: OrtOptions, runner_options: RunnerOptions) -> OrtOptions:
     """The tuned session settings with the user's thread count, when given."""
     if runner_options.threads is None:
         return options
@@ -145,4 +144,4 @@ def runner_for(variant: CpuVariant, model_dir_or_fp32: str | Path,
                                  "write it with "
                                  f"`vggedge build --model {fp32} --precision int8` or prepare_variants()")
     runner_options = runner_options or RunnerOptions()
-    return OrtRunner(path, _threaded(variant.options, runner_options), runner_options)
+    return OrtRunner(path, threaded(variant.options, runner_options), runner_options)

@@ -7,18 +7,18 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Sequence
 
-from ..checks import count, positive
-from ..engine.flags import PRECISIONS, check_batch
-from ..engine.registry import record_engine
-from ..atomic import TargetError
-from ..errors import ConfigError, ModelError
-from ..paths import CALIB_DIR, EVAL_DIR
-from ..precision.fp16 import write_fp16
-from ..precision.int8 import METHODS, Int8Result, quantize_int8
-from ..precision.mixed import SELECTIONS
-from ..runtime.select import engine_unavailable
-from ..signals import sigterm_as_interrupt
-from ..spec import load_spec_for
+from ...checks import count, positive
+from ...engine.flags import PRECISIONS, check_batch
+from ...engine.registry import record_engine
+from ...atomic import TargetError
+from ...errors import ConfigError, ModelError
+from ...paths import CALIB_DIR, EVAL_DIR
+from ...precision.fp16 import write_fp16
+from ...precision.int8 import METHODS, Int8Result, quantize_int8
+from ...precision.mixed import SELECTIONS
+from ...runtime.select import engine_unavailable
+from ...signals import sigterm_as_interrupt
+from ...spec import load_spec_for
 
 log = logging.getLogger(__name__)
 
@@ -117,7 +117,7 @@ def build(model: str | Path, precisions: Sequence[str] = ("fp32", "fp16", "int8"
         log.warning("no TensorRT engine built: %s. The ONNX artefacts above run on onnxruntime "
                     "(`vggedge compare`, `vggedge classify --model ...`).", reason)
         return report
-    from ..engine.build import build_engine
+    from ...engine.build import build_engine
 
     out = Path(out_dir) if out_dir else Path(model).parent
     calibration = None
@@ -131,7 +131,7 @@ def build(model: str | Path, precisions: Sequence[str] = ("fp32", "fp16", "int8"
             calibration=calibration if precision == "int8" else None, log=log.info)
         record_engine(model, report.engines[precision])  # so classify/bench/compare find it again
     if report.accuracy is not None and "int8" in report.engines:  # the engine keeps the evidence too
-        from .accuracy import write_accuracy
+        from ..accuracy import write_accuracy
 
         report.accuracy_paths.append(write_accuracy(report.engines["int8"], report.accuracy))
     return report
@@ -151,7 +151,7 @@ def _evaluation_first(precisions: Sequence[str], calib, evaluation, augment: boo
             raise ConfigError("min_agreement needs an INT8 build with an evaluation set "
                               "(`--precision int8`, not `--eval none`)")
         return None
-    from .accuracy import evaluation_set
+    from ..accuracy import evaluation_set
 
     return evaluation_set(evaluation, augment=augment, calibration=[calib or CALIB_DIR], allow_overlap=allow_overlap)
 
@@ -169,7 +169,7 @@ def format_report(report: BuildReport) -> str:
         if r.skipped:
             lines.append(f"       skipped {len(r.skipped)} unreadable calibration image(s): " + "; ".join(r.skipped))
     if report.accuracy is not None:
-        from .accuracy import summary
+        from ..accuracy import summary
 
         lines.append(f"       INT8 accuracy: {summary(report.accuracy)}")
         speed = report.accuracy.get("speed")

@@ -9,16 +9,15 @@ from typing import Sequence
 
 import numpy as np
 
-from ..checks import count
-from ..engine.registry import artefact_spec
-from ..errors import ConfigError, ImageError, VggEdgeError
-from ..model.labels import labels_for
-from ..precision.agreement import NEAR_TIE, measure, shared_images
-from ..preprocess import list_images, read_image
-from ..runtime.base import RunnerOptions
-from ..runtime.select import select_runner
-from .batches import gather, run_images
-from .views import augmented_views
+from ...checks import count
+from ...errors import ConfigError, ImageError, VggEdgeError
+from ...model.labels import labels_for
+from ...precision.agreement import NEAR_TIE, measure, shared_images
+from ...preprocess import list_images, read_image
+from ...runtime.base import RunnerOptions
+from ...runtime.select import Selection, select_runner
+from ..batches import gather, run_images
+from ...precision.views import augmented_views
 
 log = logging.getLogger(__name__)
 #: flips listed in the table for humans (all of them are in the JSON)
@@ -112,17 +111,20 @@ def load_views(paths: Sequence[Path], augment: bool, *, strict: bool = False
     return decoded, failed
 
 
+def run_selection(selection: Selection, images: Sequence[np.ndarray]) -> np.ndarray:
+    """All outputs of a selected runner over the decoded images, with the spec of the file that runs."""
+    spec = selection.require_spec()  # an engine's comes from its sidecar, a variant's from its own
+    with selection.runner as runner:  # views from run(copy=False), copied once into one array by gather()
+        outputs, _ = gather(run_images(runner, spec, images, selection.options.max_batch, strict=True, copy=False),
+                            spec.output_name, len(images))
+    return outputs.reshape(len(images), -1)
+
+
 def run_model(model: str | Path, images: Sequence[np.ndarray], backend: str, batch_size: int
               ) -> tuple[np.ndarray, str]:
-    """All outputs of one model over the decoded images, through ``Runner.run()`` and its spec's preprocessing."""
-    spec = artefact_spec(model)
-    options = RunnerOptions(max_batch=spec.fixed_batch or batch_size)
-    selection = select_runner(model, backend, options=options)
-    spec = artefact_spec(selection.artefact or model)  # an engine's spec comes from its sidecar
-    with selection.runner as runner:  # views from run(copy=False), copied once into one array by gather()
-        outputs, _ = gather(run_images(runner, spec, images, batch_size, strict=True, copy=False),
-                                 spec.output_name, len(images))
-    return outputs.reshape(len(images), -1), selection.backend
+    """All outputs of one model over the decoded images, through ``Runner.run()``, and the backend that ran."""
+    selection = select_runner(model, backend, options=RunnerOptions(max_batch=batch_size))  # fixed batch: planned
+    return run_selection(selection, images), selection.backend
 
 
 def unique_names(paths: Sequence[str | Path]) -> list[str]:
@@ -186,14 +188,12 @@ def agreement(name: str, model: str, backend: str, ref: np.ndarray, out: np.ndar
                         stats.near_tie_flips)
 
 
-def calibration_folders(models: dict[str, str | Path]) -> list[Path]:
-    """The calibration folders recorded in the models' sidecars (INT8 artefacts record theirs)."""
+def calibration_folders(selections: Sequence[Selection]) -> list[Path]:
+    """The calibration folders recorded in the specs of the files that run (INT8 artefacts record theirs)."""
     folders = []
-    for model in models.values():
-        try:
-            recorded = artefact_spec(model).extra.get("calibration", {}).get("calib_folder")
-        except (VggEdgeError, AttributeError):
-            continue
+    for selection in selections:
+        calibration = selection.spec.extra.get("calibration") if selection.spec is not None else None
+        recorded = calibration.get("calib_folder") if isinstance(calibration, dict) else None
         if recorded and Path(recorded).is_dir() and Path(recorded) not in folders:
             folders.append(Path(recorded))
     return folders
@@ -236,20 +236,22 @@ def compare_models(models: dict[str, str | Path], images: str | Path | Sequence[
     paths = list_images(images) if isinstance(images, (str, Path)) else [Path(p) for p in images]
     if not paths:
         raise ImageError(f"{images}: no images to compare on")
-    folders = list(dict.fromkeys([Path(c) for c in calibration] + calibration_folders(models)))
+    options = RunnerOptions(max_batch=batch_size)
+    selections = {name: select_runner(model, backend, options=options) for name, model in models.items()}
+    folders = list(dict.fromkeys([Path(c) for c in calibration] + calibration_folders(list(selections.values()))))
     overlap = check_disjoint(paths, folders, allow_overlap=allow_overlap)
     names, decoded, failed = load_named_views(paths, augment, strict=strict)
     if not decoded:
         raise ImageError(f"{images}: none of the {len(paths)} images could be read; first: {failed[0]['error']}")
-    (ref_name, ref_model), *rest = models.items()
-    reference, _ = run_model(ref_model, decoded, backend, batch_size)
-    spec = artefact_spec(ref_model)
+    (ref_name, chosen), *rest = selections.items()
+    reference, spec = run_selection(chosen, decoded), chosen.require_spec()
     labels = labels_for(spec.labels, reference.shape[1]) if spec.output_kind != "features" else None
     report = CompareReport(len(decoded), ref_name, spec.output_kind, failed=failed, sources=len(paths),
                            calibration=[str(f) for f in folders], overlap=overlap)
-    for name, model in rest:
-        out, used = run_model(model, decoded, backend, batch_size)
-        report.variants.append(agreement(name, str(model), used, reference, out, names, spec.output_kind, labels))
+    for name, selection in rest:
+        out = run_selection(selection, decoded)
+        report.variants.append(agreement(name, str(models[name]), selection.backend, reference, out, names,
+                                         spec.output_kind, labels))
     return report
 
 

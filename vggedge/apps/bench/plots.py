@@ -3,8 +3,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from ..errors import ConfigError
-from .bench import BenchReport
+from ...errors import ConfigError
+from . import BenchReport
 
 
 def _pyplot():

@@ -8,8 +8,8 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
-from ..preprocess import preprocess
-from ..spec import ModelSpec
+from ...preprocess import preprocess
+from ...spec import ModelSpec
 from .stats import summarize
 
 

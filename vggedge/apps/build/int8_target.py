@@ -17,12 +17,12 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from ..atomic import private_workdir
-from ..precision.agreement import measure
-from ..precision.mixed import mixed_precision
-from ..spec import load_spec_for, spec_path_for
-from .accuracy import EvaluationSet, accuracy_report, evaluate, write_accuracy
-from .compare import run_model
+from ...atomic import private_workdir
+from ...precision.agreement import measure
+from ...precision.mixed import mixed_precision
+from ...spec import load_spec_for, spec_path_for
+from ..accuracy import EvaluationSet, accuracy_report, evaluate, write_accuracy
+from ..compare import run_model
 
 log = logging.getLogger(__name__)
 SPEED_BATCH = 8
@@ -89,7 +89,7 @@ def speed_ratio(plain: Path, mixed: Path, *, rounds: int = 2, duration_s: float 
     The best of ``rounds`` alternating runs each, so a busy moment on a shared machine
     hurts both alike; ``ratio`` = mixed / plain.
     """
-    from .bench import bench
+    from ..bench import bench
 
     duration_s = SPEED_SECONDS if duration_s is None else duration_s
     best = {"plain": 0.0, "mixed": 0.0}

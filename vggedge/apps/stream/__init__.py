@@ -25,17 +25,16 @@ from typing import Any, Iterator, Sequence
 
 import numpy as np
 
-from ..decode_pool import shared_pool
-from ..errors import ConfigError, ModelError
-from ..model.labels import Prediction, labels_for, top_k
-from ..preprocess import prepare
-from ..runtime.base import RunnerOptions
-from ..runtime.select import select_runner
-from ..spec import load_spec_for
-from ..video.capture import Capture, Frame
-from ..video.sinks import OutputWorker, Sink
-from ..video.sources import SourceOptions, is_number, monotonic, open_source
-from .stream_stats import ScoreSmoother, StreamStats
+from ...decode_pool import shared_pool
+from ...errors import ConfigError, ModelError
+from ...model.labels import Prediction, labels_for, top_k
+from ...preprocess import prepare
+from ...runtime.base import RunnerOptions
+from ...runtime.select import select_runner
+from ...video.capture import Capture, Frame
+from ...video.sinks import OutputWorker, Sink, SinkContext, open_sink
+from ...video.sources import SourceOptions, is_number, monotonic, open_source
+from .stats import ScoreSmoother, StreamStats
 
 log = logging.getLogger(__name__)
 
@@ -72,7 +71,7 @@ class StreamOptions:
     sources). ``every``: classify every Nth frame of each source. ``pace``: read
     files and slideshows at their native rate, as live sources (latest-frame
     policy). ``smoothing``: EMA time constant in seconds (0: off; see
-    :class:`~vggedge.apps.stream_stats.ScoreSmoother`). ``max_frames``: stop
+    :class:`~vggedge.apps.stream.stats.ScoreSmoother`). ``max_frames``: stop
     after this many classified frames (None: until the sources end or Ctrl-C).
     ``prefetch``: take and preprocess the next batch while the current one is
     inferred (default: yes for files, for throughput; no for live sources, whose
@@ -115,22 +114,22 @@ class Stream:
             raise ConfigError("stream needs at least one source URI (e.g. 0, /dev/video0, rtsp://..., clip.mp4)")
         self.options = options or StreamOptions()
         self.model = Path(model)
-        self.spec = load_spec_for(self.model)
+        self.sources = [open_source(str(uri), self.options.source) for uri in sources]
+        live = self.options.pace or any(source.live for source in self.sources)
+        # live sources: one batch prepared ahead, not more, so a frame never queues behind two inferences
+        runner_options = self.options.runner or RunnerOptions(slots=1 if live else RunnerOptions().slots)
+        runner_options = dataclasses.replace(runner_options, max_batch=self.options.batch_size or len(self.sources))
+        self.selection = select_runner(self.model, self.options.backend, options=runner_options,
+                                       precision=self.options.precision)  # a fixed-batch model: planned at it
+        self.spec = self.selection.require_spec()  # the file that runs: ONNX variant or engine (its sidecar)
         if self.spec.output_kind == "features":
             raise ModelError(f"{model}: this model outputs features, not class scores; export it with "
                              "include_top=True to classify streams")
         self.labels = labels_for(self.spec.labels, self.spec.num_classes)
-        self.sources = [open_source(str(uri), self.options.source) for uri in sources]
         self.stats = StreamStats([s.uri for s in self.sources])
         self.stats.refresh = self._sync_counts
         self.sinks = list(sinks)
-        batch = self.spec.fixed_batch or self.options.batch_size or len(self.sources)
-        live = self.options.pace or any(source.live for source in self.sources)
-        # live sources: one batch prepared ahead, not more, so a frame never queues behind two inferences
-        runner_options = self.options.runner or RunnerOptions(slots=1 if live else RunnerOptions().slots)
-        runner_options = dataclasses.replace(runner_options, max_batch=batch)
-        self.selection = select_runner(self.model, self.options.backend, options=runner_options,
-                                       precision=self.options.precision)
+        batch = self.selection.options.max_batch
         self.batch_size = batch
         self._cond = threading.Condition()
         self._captures: list[Capture] = []
@@ -142,6 +141,14 @@ class Stream:
         self._want.set()
 
     # public ----------------------------------------------------------------
+    def add_sink(self, uri: str | Path) -> Sink:
+        """Open the sink ``uri`` names (``-``, ``out.jsonl``, ``out.mp4``, ``http://127.0.0.1:8080``...;
+        see :func:`vggedge.video.sinks.open_sink`) and send this stream's results to it."""
+        context = SinkContext([s.uri for s in self.sources], lambda i: self.sources[i].fps, self.stats)
+        sink = open_sink(uri, context)
+        self.sinks.append(sink)
+        return sink
+
     def __iter__(self) -> Iterator[StreamResult]:
         if self._iter is None:
             self._iter = self._results()

@@ -27,17 +27,16 @@ from typing import Any, Callable, Iterator, Sequence
 
 import numpy as np
 
-from ..checks import count, seconds
-from ..decode_pool import DecodePool, shared_pool
-from ..engine.registry import artefact_spec
-from ..errors import ConfigError, ImageError
-from ..paths import CALIB_DIR
-from ..preprocess import list_images, preprocess, read_image, reduced_decode_enabled
-from ..runtime.base import BatchOutput, PrepareFn, Runner, RunnerOptions
-from ..runtime.select import Selection, select_runner
-from ..spec import ModelSpec
-from .batches import device_fill
-from .info import machine, versions
+from ...checks import count, seconds
+from ...decode_pool import DecodePool, shared_pool
+from ...errors import ConfigError, ImageError
+from ...paths import CALIB_DIR
+from ...preprocess import list_images, preprocess, read_image, reduced_decode_enabled
+from ...runtime.base import BatchOutput, PrepareFn, Runner, RunnerOptions
+from ...runtime.select import Selection, open_plan, plan_selection
+from ...spec import ModelSpec
+from ..batches import device_fill
+from ..info import machine, versions
 from .stats import UNSTABLE_CV, summarize
 
 log = logging.getLogger(__name__)
@@ -262,20 +261,21 @@ def bench(model: str | Path, backend: str = "auto", batches: Sequence[int] = (1,
         raise ConfigError("batch sizes: expected at least one")
     for b in batches:
         count("batch size", b)
-    spec = artefact_spec(model)
-    fixed = spec.fixed_batch
+    options = dataclasses.replace(options or RunnerOptions(), max_batch=max(batches))
+    plan = plan_selection(model, backend, options=options, precision=precision)
+    ran = plan.require_spec()  # the spec of the file that runs (e.g. the INT8 variant the CPU planner chose)
+    fixed = ran.fixed_batch
     if fixed and any(b != fixed for b in batches):
         raise ConfigError(f"{model} has a fixed batch of {fixed}; benchmark it with --batch {fixed}")
     sources: list = image_files(images) if end_to_end else load_frames(images)
-    options = dataclasses.replace(options or RunnerOptions(), max_batch=max(batches))
-    selection = select_runner(model, backend, options=options, precision=precision)
+    selection = open_plan(plan)
     fed = "image files (decode + preprocess)" if end_to_end else "decoded frames (preprocess)"
     settings = {"warmup_s": warmup_s, "duration_s": duration_s, "min_iters": min_iters, "batches": list(batches),
-                "runner_options": dataclasses.asdict(options), "frames": len(sources), "end_to_end": end_to_end,
-                "rounds": rounds, "reduced_decode": end_to_end and reduced_decode_enabled(reduced_decode),
+                "runner_options": dataclasses.asdict(plan.options), "frames": len(sources),
+                "end_to_end": end_to_end, "rounds": rounds,
+                "reduced_decode": end_to_end and reduced_decode_enabled(reduced_decode),
                 "decode_workers": decode_workers or shared_pool().workers,
                 "timed": f"inference only, then {fed} overlapped with inference through Runner.run()"}
-    ran = artefact_spec(selection.artefact) if selection.artefact else spec  # e.g. the int8 variant chosen
     pool = DecodePool(decode_workers) if decode_workers else shared_pool()
     with selection.runner as runner, (pool if decode_workers else nullcontext()):
         fill = device_fill(runner, ran, decoder) if end_to_end else None

@@ -10,7 +10,7 @@ import os
 from pathlib import Path
 from typing import BinaryIO, Iterator, Union
 
-from ..errors import ModelError
+from .errors import ModelError
 
 Dim = Union[int, str, None]
 MODEL_GRAPH = 7  # ModelProto.graph

@@ -10,15 +10,7 @@ from typing import Any, Callable, Iterable
 
 import numpy as np
 
-#: the stages whose latencies the stream records, in pipeline order
-STAGES = ("wait", "prepare", "infer", "output", "e2e")
-STAGE_HELP = {
-    "wait": "capture to the start of preprocessing (time queued for a batch)",
-    "prepare": "OpenCV preprocessing of the batch",
-    "infer": "inference of the batch",
-    "output": "writing results to sinks (JSON, video, preview)",
-    "e2e": "capture to result (end-to-end)",
-}
+from ...video.stages import STAGES
 
 
 def percentiles(values: Iterable[float], qs: tuple[float, ...] = (50, 95, 99)) -> dict[str, float]:
@@ -147,7 +139,7 @@ class ScoreSmoother:
 
     def __init__(self, tau: float = 0.0) -> None:
         if tau < 0 or not math.isfinite(tau):
-            from ..errors import ConfigError
+            from ...errors import ConfigError
 
             raise ConfigError(f"smoothing time constant {tau!r}: expected seconds >= 0")
         self.tau = tau
