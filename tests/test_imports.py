@@ -15,9 +15,10 @@ import pytest
 PACKAGE = Path(__file__).resolve().parents[1] / "vggedge"
 #: lowest first; the key is a module's first name below ``vggedge`` ("" is the package root)
 LAYERS: list[tuple[str, ...]] = [
-    ("errors", "paths", "env", "atomic", "checks", "signals", "version", "machine", "image_meta", "onnx_inputs"),
+    ("errors", "paths", "env", "atomic", "checks", "signals", "version", "machine", "image_meta", "onnx_inputs",
+     "redact", "image_header"),
     ("spec", "spec_check"),
-    ("preprocess", "preprocessing_args", "catalogue"),
+    ("preprocess", "preprocessing_args", "catalogue", "decode_pool"),
     ("model", "data"),
     ("precision",),
     ("engine",),

@@ -145,15 +145,9 @@ def iter_batches(runner: Runner, spec: ModelSpec, images: Iterable[ImageLike], b
 
 def device_fill(runner: Runner, spec: ModelSpec, decoder: str = "auto"):
     """The GPU fill function (decode + preprocess on the device) when the one decoder choice says GPU, else None."""
-    from ..runtime.gpu.decode import select_decoder
+    from ..runtime.device_path import image_fill
 
-    choice = select_decoder(decoder, runner=runner, spec=spec)
-    log.debug("decoding on the %s: %s", choice.kind, choice.reason)
-    if choice.kind != "gpu":
-        return None
-    from ..runtime.gpu.device_prepare import DeviceImageFill
-
-    return DeviceImageFill(spec, runner.ctx, device=runner.runner_options.device)  # type: ignore[attr-defined]
+    return image_fill(runner, spec, decoder)
 
 
 def split(batch: ImageBatch, out: BatchOutput, *, strict: bool = False) -> Iterator[ImageResult]:

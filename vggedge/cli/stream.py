@@ -41,6 +41,7 @@ def _stream(args: argparse.Namespace) -> int:
     from ..model.prepare import prepare_model
     from ..apps.stream import StreamOptions, stream
     from ..apps.stream.stats import format_summary
+    from ..video.sinks import check_sink
     from ..video.sources import SourceOptions
     from ..signals import sigterm_as_interrupt
 
@@ -49,13 +50,15 @@ def _stream(args: argparse.Namespace) -> int:
                   max_frames=args.max_frames, source=SourceOptions(width=args.input_width, height=args.input_height,
                                                                    rate=args.input_rate,
                                                                    read_timeout=args.read_timeout))
+    uris = ([f"json://{args.json}"] if args.json else []) + ([f"file://{args.output}"] if args.output else []) \
+        + ([f"http://{args.serve}"] if args.serve else []) + list(args.sink)
+    for uri in uris:
+        check_sink(uri, len(args.sources))
     model = Path(args.model) if args.model else prepare_model(args.weights)[0]
     run = stream(args.sources, model, backend=args.backend, precision=args.precision, batch_size=args.batch_size,
                  top_k=args.top_k, every=args.every, pace=args.pace, smoothing=args.smoothing,
                  max_frames=args.max_frames, width=args.input_width, height=args.input_height,
                  rate=args.input_rate, loop=args.loop, read_timeout=args.read_timeout)
-    uris = ([f"json://{args.json}"] if args.json else []) + ([f"file://{args.output}"] if args.output else []) \
-        + ([f"http://{args.serve}"] if args.serve else []) + list(args.sink)
     try:
         for uri in uris:  # one switch on the URI picks each sink (video/sinks.py: open_sink)
             sink = run.add_sink(uri)

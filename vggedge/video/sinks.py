@@ -66,22 +66,30 @@ class VideoFileSink:
     def __init__(self, path: str | Path, sources: int = 1,
                  fps: Sequence[float | None] | Callable[[int], float | None] | None = None) -> None:
         self.path = Path(path)
-        if self.path.suffix.lower() not in self.CODECS:
-            raise ConfigError(f"--output {self.path}: unsupported video type; use one of {sorted(self.CODECS)}")
-        if not self.path.parent.exists():
-            raise ConfigError(f"--output {self.path}: folder {self.path.parent} does not exist")
         self.sources = sources
-        for i in range(sources):  # before any work: a video that cannot be written is an error, not a log line
-            _check_writable(self.path_for(i))
+        self.check(path, sources)  # before any work: a video that cannot be written is an error, not a log line
         self.fps = fps if callable(fps) else list(fps or [None] * sources)
         self._writers: dict[int, Any] = {}
         self.frames: dict[int, int] = {}
 
+    @classmethod
+    def check(cls, path: str | Path, sources: int = 1) -> None:
+        """Refuse a video path that cannot be written (type, folder, permissions), for every source's file."""
+        path = Path(path)
+        if path.suffix.lower() not in cls.CODECS:
+            raise ConfigError(f"--output {path}: unsupported video type; use one of {sorted(cls.CODECS)}")
+        if not path.parent.exists():
+            raise ConfigError(f"--output {path}: folder {path.parent} does not exist")
+        for i in range(sources):
+            _check_writable(cls._numbered(path, sources, i))
+
     def path_for(self, source: int) -> Path:
         """The file one source is written to."""
-        if self.sources == 1:
-            return self.path
-        return self.path.with_name(f"{self.path.stem}-{source}{self.path.suffix}")
+        return self._numbered(self.path, self.sources, source)
+
+    @staticmethod
+    def _numbered(path: Path, sources: int, source: int) -> Path:
+        return path if sources == 1 else path.with_name(f"{path.stem}-{source}{path.suffix}")
 
     def _fps(self, source: int) -> float | None:
         if callable(self.fps):
@@ -153,6 +161,41 @@ SINK_SCHEMES = ("-", "json://FILE", "FILE.jsonl", "file://VIDEO", "VIDEO.mp4/.av
                 "http://HOST:PORT")
 
 
+def _route(uri: str | Path) -> tuple[str, str]:
+    """(kind, target) of a sink URI: ``json`` (a file or ``-``), ``video`` (a file), ``http`` (HOST:PORT)."""
+    text = str(uri)
+    scheme, sep, rest = text.partition("://")
+    scheme = scheme.lower() if sep else ""
+    suffix = Path(rest if sep else text).suffix.lower()
+    if text == "-" or scheme == "json" or (not sep and suffix in (".json", ".jsonl")):
+        return "json", rest if scheme == "json" else text
+    if scheme == "file" or (not sep and suffix in VideoFileSink.CODECS):
+        return "video", rest if scheme == "file" else text
+    if scheme == "http":
+        return "http", rest.rstrip("/")
+    raise ConfigError(f"output {text!r}: no sink for this URI; expected one of {', '.join(SINK_SCHEMES)}")
+
+
+def check_sink(uri: str | Path, sources: int = 1) -> None:
+    """Refuse a sink URI that cannot work (unknown scheme, a file that cannot be written, a bad address)
+    before any work, without opening it: the CLI checks every output before the model loads."""
+    kind, target = _route(uri)
+    if kind == "json" and target != "-":
+        path = Path(target)
+        if path.is_dir() or not path.parent.is_dir():
+            raise ConfigError(f"--json {target}: expected a file in an existing folder, or '-' for stdout")
+        try:
+            _check_writable(path)
+        except ConfigError as exc:
+            raise ConfigError(str(exc).replace("--output", "--json", 1)) from None
+    elif kind == "video":
+        VideoFileSink.check(target, sources)
+    elif kind == "http":
+        from .server import parse_address
+
+        parse_address(target)
+
+
 def open_sink(uri: str | Path, context: SinkContext | None = None) -> Sink:
     """The sink a URI names (jetson-utils' ``videoOutput::Create``): one switch, logged, decided once.
 
@@ -160,22 +203,17 @@ def open_sink(uri: str | Path, context: SinkContext | None = None) -> Sink:
     file; ``file://VIDEO`` or a video file name: annotated video; ``http://HOST:PORT``: the live preview.
     """
     context = context or SinkContext()
-    text = str(uri)
-    scheme, sep, rest = text.partition("://")
-    scheme = scheme.lower() if sep else ""
-    suffix = Path(rest if sep else text).suffix.lower()
-    if text == "-" or scheme == "json" or (not sep and suffix in (".json", ".jsonl")):
-        sink: Sink = JsonLinesSink(rest if scheme == "json" else text)
-    elif scheme == "file" or (not sep and suffix in VideoFileSink.CODECS):
-        sink = VideoFileSink(rest if scheme == "file" else text, len(context.uris), context.fps)
-    elif scheme == "http":
+    kind, target = _route(uri)
+    if kind == "json":
+        sink: Sink = JsonLinesSink(target)
+    elif kind == "video":
+        sink = VideoFileSink(target, len(context.uris), context.fps)
+    else:
         from .server import PreviewServer, parse_address
 
-        host, port = parse_address(rest.rstrip("/"))
+        host, port = parse_address(target)
         sink = PreviewServer(list(context.uris), context.stats, host, port).start()
-    else:
-        raise ConfigError(f"output {text!r}: no sink for this URI; expected one of {', '.join(SINK_SCHEMES)}")
-    log.info("output %s: %s", text, type(sink).__name__)
+    log.info("output %s: %s", uri, type(sink).__name__)
     return sink
 
 

@@ -52,16 +52,6 @@ def is_image_name(name: str) -> bool:
     return name.lower().endswith(IMAGE_SUFFIXES)
 
 
-def fsspec_module():
-    """fsspec, or a ConfigError saying how to install it."""
-    try:
-        import fsspec
-    except ImportError:
-        raise ConfigError("remote inputs (scheme://...) are read through fsspec, which is not installed: "
-                          "pip install fsspec (plus s3fs, gcsfs, ... for your object store)") from None
-    return fsspec
-
-
 def expand(inputs: Sequence[str | Path], ignored: collections.Counter | None = None) -> list[str]:
     """Resolve folders (recursively), globs, list files, tar shards and URLs to entries, deduplicated in order.
 
@@ -152,6 +142,8 @@ def _expand_url(url: str) -> Iterator[str]:
         else:
             yield url
         return
+    from .remote import fsspec_module
+
     fsspec = fsspec_module()
     fs, _, [root] = fsspec.get_fs_token_paths(url)
     if _GLOB_CHARS & set(url):
@@ -223,6 +215,8 @@ def _tar_items(shard: str, skip: frozenset[str] | set[str], max_bytes: int | Non
         yield Item(shard, error=f"tar shard is not a regular file ({special}); not opened")
         return
     try:
+        from .remote import fsspec_module
+
         handle = fsspec_module().open(shard, "rb").open() if is_url(shard) else open(shard, "rb")
     except OSError as exc:
         yield Item(shard, error=f"cannot open tar shard ({exc})")

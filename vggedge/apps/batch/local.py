@@ -127,7 +127,7 @@ def load_encoded(item: Item, limits: Limits) -> Loaded:
 
 @dataclass
 class _EncodedBatch:
-    """What :class:`~vggedge.runtime.gpu.device_prepare.DeviceImageFill` reads: encoded files named by key."""
+    """What the GPU fill (runtime/device_path.py) reads: encoded files named by key."""
 
     sources: list[np.ndarray]
     names: list[str]
@@ -141,10 +141,9 @@ def gpu_fill(spec: ModelSpec, runner: Runner) -> Callable[[Batch, Any], int]:
     Files the GPU decoder and the CPU fallback both refuse leave the batch: their keys
     move to ``batch.errors`` (kind ``not-an-image``) and ``batch.keys`` keeps the good ones in row order.
     """
-    from ...runtime.gpu.device_prepare import DeviceImageFill
+    from ...runtime.device_path import image_fill
 
-    fill = DeviceImageFill(spec, runner.ctx, device=runner.runner_options.device,  # type: ignore[attr-defined]
-                           read=lambda encoded: encoded.tobytes())
+    fill = image_fill(runner, spec, "gpu", read=lambda encoded: encoded.tobytes())
 
     def fill_batch(batch: Batch, slot: Any) -> int:
         encoded = _EncodedBatch(batch.tensors, batch.keys)
@@ -167,11 +166,11 @@ def run_local(items: Iterable[Item], spec: ModelSpec, runner: Runner, rows: RowM
               on_progress: Callable[[int], None] = lambda n: None, decoder: str = "auto") -> Stages:
     """Process every item on an active runner, writing rows and errors as each batch completes.
 
-    ``decoder`` ("auto", "gpu", "cpu"; see :func:`vggedge.runtime.gpu.decode.select_decoder`):
+    ``decoder`` ("auto", "gpu", "cpu"; see :func:`vggedge.runtime.device_path.select_decoder`):
     on a GPU runner with nvImageCodec the workers only read and check the files, and each
     batch is decoded and preprocessed on the GPU straight into the runner's input buffer.
     """
-    from ...runtime.gpu.decode import select_decoder
+    from ...runtime.device_path import select_decoder
 
     stages = Stages()
     ahead = prefetch or max(2 * batch_size, 4 * workers)

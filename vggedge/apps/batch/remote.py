@@ -15,6 +15,8 @@ import urllib.error
 import urllib.parse
 import urllib.request
 
+from ...errors import ConfigError
+
 DEADLINE_FACTOR = 4  #: a whole body must arrive within this many read timeouts
 #: set when a job stops (Ctrl-C, SIGTERM, an error): reads in flight end at their next chunk
 STOP = threading.Event()
@@ -87,9 +89,17 @@ def _request(url: str) -> urllib.request.Request:
     return urllib.request.Request(bare, headers={"Authorization": "Basic " + base64.b64encode(token.encode()).decode()})
 
 
-def _read_fsspec(url: str, max_bytes: int) -> bytes:
-    from .inputs import fsspec_module
+def fsspec_module():
+    """fsspec, or a ConfigError saying how to install it."""
+    try:
+        import fsspec
+    except ImportError:
+        raise ConfigError("remote inputs (scheme://...) are read through fsspec, which is not installed: "
+                          "pip install fsspec (plus s3fs, gcsfs, ... for your object store)") from None
+    return fsspec
 
+
+def _read_fsspec(url: str, max_bytes: int) -> bytes:
     try:
         with fsspec_module().open(url, "rb") as handle:
             data = handle.read(max_bytes + 1)

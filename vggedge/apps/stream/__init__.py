@@ -220,7 +220,7 @@ class Stream:
     def _run(self, runner: Any) -> Any:
         """Frames through the runner: uint8 frames to the GPU once and preprocessed there on GPU runners
         (when the CUDA kernel serves the spec), else preprocessed on the CPU decode pool."""
-        from ..runtime.gpu.device_prepare import frame_fill
+        from ...runtime.device_path import frame_fill
 
         def stamp(frame: Frame) -> None:
             frame.prepared_at = monotonic()
