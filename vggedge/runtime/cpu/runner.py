@@ -7,9 +7,9 @@ from ... import env
 from ...spec import load_spec_for, spec_path_for
 from ..base import RunnerOptions
 from ..ort import OrtOptions, OrtRunner
-from . import features as features_mod
+from . import features as features_mod, saturation
 from .planner import auto_variant
-from .variants import _threaded, variants_for
+from .variants import _threaded, variant_runner_options, variants_for
 
 
 def cpu_runner(model: str | Path | bytes, runner_options: RunnerOptions | None = None, *,
@@ -32,10 +32,15 @@ def cpu_runner(model: str | Path | bytes, runner_options: RunnerOptions | None =
     if precision == "auto" and not isinstance(model, bytes):
         chosen = auto_variant(model, features, variant, runner_options)
         if chosen is not None:
-            return OrtRunner(chosen[1], _threaded(chosen[0].options, runner_options), runner_options)
+            return OrtRunner(chosen[1], _threaded(chosen[0].options, runner_options),
+                             variant_runner_options(chosen[0], runner_options), variant=chosen[0].key,
+                             evaluation=None if chosen[0].options.openvino else
+                             saturation.evaluation(chosen[1], features))
     # The spec says what the file holds; a bare ONNX file (no sidecar) keeps the plain tuned session.
     quantized = (not isinstance(model, bytes) and spec_path_for(model).exists()
                  and load_spec_for(model).precision == "int8")
     variants = variants_for(features)
     tuned = next((v for v in variants if v.key == ("ov-int8" if quantized else "fp32")), variants[-1])
-    return OrtRunner(model, _threaded(tuned.options, runner_options), runner_options)
+    options, note = saturation.guard(model, features, _threaded(tuned.options, runner_options))  # issue 22
+    return OrtRunner(model, options, runner_options, note=note,
+                     evaluation=None if options.openvino else saturation.evaluation(model, features))

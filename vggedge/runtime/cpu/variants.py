@@ -27,6 +27,8 @@ class CpuVariant:
     precision: str
     model: str  # "fp32" | "tensorrt" | "cpu" | "cpu-rr": the file variant (see module docstring)
     options: OrtOptions = field(default_factory=OrtOptions)
+    #: run a batch as calls of at most this many rows (the measured best micro-batch; None: whole batches)
+    micro_batch: int | None = None
 
 
 def _ort_options(features: CpuFeatures, providers: tuple = ("CPUExecutionProvider",),
@@ -65,8 +67,9 @@ def variants_for(features: CpuFeatures) -> list[CpuVariant]:
     int8_model = "cpu" if (features.vnni or not features.x86) else "cpu-rr"
     out.append(CpuVariant("int8", f"INT8 Q/DQ ({int8_model} style) on onnxruntime CPU", "int8", int8_model,
                           _ort_options(features)))
-    out.append(CpuVariant("int8-trt", "INT8 Q/DQ (TensorRT style) on onnxruntime CPU", "int8", "tensorrt",
-                          _ort_options(features)))
+    if not features.u8s8_saturates:  # without VNNI its U8S8 kernels saturate (saturation.py): never chosen there
+        out.append(CpuVariant("int8-trt", "INT8 Q/DQ (TensorRT style) on onnxruntime CPU", "int8", "tensorrt",
+                              _ort_options(features)))
     if not features.amx:
         out += bf16
     out.append(CpuVariant("fp32", "FP32 on onnxruntime CPU, tuned session", "fp32", "fp32", _ort_options(features)))
@@ -133,6 +136,17 @@ def _threaded(options: OrtOptions, runner_options: RunnerOptions) -> OrtOptions:
     return dataclasses.replace(options, intra_op_threads=runner_options.threads, openvino=openvino)
 
 
+def variant_runner_options(variant: CpuVariant, runner_options: RunnerOptions) -> RunnerOptions:
+    """The app's runner options with the variant's measured micro-batch (the user's own setting wins)."""
+    import dataclasses
+
+    if variant.micro_batch is None or runner_options.micro_batch is not None:
+        return runner_options
+    if variant.micro_batch >= runner_options.max_batch:
+        return runner_options
+    return dataclasses.replace(runner_options, micro_batch=variant.micro_batch)
+
+
 def runner_for(variant: CpuVariant, model_dir_or_fp32: str | Path,
                runner_options: RunnerOptions | None = None) -> OrtRunner:
     """An (inactive) onnxruntime runner for a variant, given the FP32 model or its folder."""
@@ -145,4 +159,5 @@ def runner_for(variant: CpuVariant, model_dir_or_fp32: str | Path,
                                  "write it with "
                                  f"`vggedge build --model {fp32} --precision int8` or prepare_variants()")
     runner_options = runner_options or RunnerOptions()
-    return OrtRunner(path, _threaded(variant.options, runner_options), runner_options)
+    return OrtRunner(path, _threaded(variant.options, runner_options), variant_runner_options(variant, runner_options),
+                     variant=variant.key)
