@@ -6,7 +6,7 @@ import platform
 from dataclasses import dataclass
 from pathlib import Path
 
-from . import openvino_ep
+from . import openvino_ep, openvino_native
 
 
 @dataclass(frozen=True)
@@ -25,6 +25,7 @@ class CpuFeatures:
     avx512_vnni: bool = False
     avx_vnni: bool = False  # the VEX-coded (AVX2-width) VNNI of Alder Lake, Sapphire Rapids, Zen 5
     arm_dot: bool = False  # ARM ``asimddp`` (SDOT/UDOT) or ``i8mm``
+    openvino_native: bool = False  # the ``openvino`` package is installed (any vendor: openvino_native.py)
 
     @property
     def x86(self) -> bool:
@@ -92,6 +93,8 @@ def cpu_features() -> CpuFeatures:
     features = parse_cpuinfo(_cpuinfo(), arch, os.cpu_count() or 1, tuple(ort.get_available_providers()))
     if features.x86 and openvino_ep.installed():
         features = dataclasses.replace(features, openvino_plugin=openvino_ep.status().usable)
+    if openvino_native.installed():
+        features = dataclasses.replace(features, openvino_native=True)
     return features
 
 

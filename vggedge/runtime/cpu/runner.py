@@ -5,16 +5,16 @@ from pathlib import Path
 
 from ... import env
 from ...spec import load_spec_for, spec_path_for
-from ..base import RunnerOptions
+from ..base import Runner, RunnerOptions
 from ..ort import OrtOptions, OrtRunner
 from . import features as features_mod, saturation
 from .planner import auto_variant
-from .variants import _threaded, variant_runner_options, variants_for
+from .variants import _threaded, runner_for, variants_for
 
 
 def cpu_runner(model: str | Path | bytes, runner_options: RunnerOptions | None = None, *,
                precision: str = "as-given", variant: str | None = None,
-               ort_options: OrtOptions | None = None) -> OrtRunner:
+               ort_options: OrtOptions | None = None) -> Runner:
     """The ``ort-cpu`` backend's factory: the given file with a session tuned for this CPU.
 
     ``precision="auto"`` runs, of the variants whose file exists beside the FP32
@@ -32,10 +32,9 @@ def cpu_runner(model: str | Path | bytes, runner_options: RunnerOptions | None =
     if precision == "auto" and not isinstance(model, bytes):
         chosen = auto_variant(model, features, variant, runner_options)
         if chosen is not None:
-            return OrtRunner(chosen[1], _threaded(chosen[0].options, runner_options),
-                             variant_runner_options(chosen[0], runner_options), variant=chosen[0].key,
-                             evaluation=None if chosen[0].options.openvino else
-                             saturation.evaluation(chosen[1], features))
+            return runner_for(chosen[0], model, runner_options,
+                              evaluation=None if chosen[0].options.openvino else
+                              saturation.evaluation(chosen[1], features))
     # The spec says what the file holds; a bare ONNX file (no sidecar) keeps the plain tuned session.
     quantized = (not isinstance(model, bytes) and spec_path_for(model).exists()
                  and load_spec_for(model).precision == "int8")
