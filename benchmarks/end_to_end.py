@@ -32,6 +32,10 @@ from vggedge.preprocess import list_images, preprocess  # noqa: E402
 from vggedge.runtime.cpu import features as cpuf, variants as cpuv  # noqa: E402
 from vggedge.spec import ModelSpec, load_spec_for  # noqa: E402
 
+PLAIN = "plain loop (OpenCV + OpenVINO native, serial)"
+E2E = "vggedge end to end"
+ONLY = "vggedge inference only"
+
 
 def make_jpegs(folder: Path, count: int) -> list[Path]:
     """``count`` 1920x1080 JPEGs made from the calib/ photos (each slightly different)."""
@@ -79,6 +83,46 @@ def vggedge_loop(fp32: Path, batch: int):
     return clf, (lambda paths: [r.predictions[0].index for r in clf.classify_iter(paths, k=1, strict=True)])
 
 
+def measure_e2e(fp32: Path, images: int = 48, rounds: int = 2, batch: int = 8) -> dict:
+    """Img/s of the plain loop, vggedge end to end and vggedge inference only (best round of each), with context."""
+    spec = load_spec_for(fp32)
+    paths = make_jpegs(fp32.parent / "jpeg1080", images)
+    features = cpuf.cpu_features()
+    plain_file = fp32 if features.u8s8_saturates else cpuv.variant_path(fp32, "tensorrt")
+    plain = plain_loop(plain_file, spec)
+    clf, ours = vggedge_loop(fp32, batch)
+    x = preprocess([paths[i % len(paths)] for i in range(batch)], spec)
+    calls = -(-len(paths) // batch)
+    best = {PLAIN: 0.0, E2E: 0.0, ONLY: 0.0}
+    fns = {PLAIN: plain, E2E: ours, ONLY: lambda _: [clf.runner.infer({spec.input_name: x}) for _ in range(calls)]}
+    try:
+        for fn in fns.values():
+            fn(paths[:batch])  # warm-up
+        for _ in range(rounds):
+            for name, fn in fns.items():
+                t0 = time.perf_counter()
+                fn(paths)
+                done = batch * calls if name == ONLY else len(paths)
+                best[name] = max(best[name], done / (time.perf_counter() - t0))
+                print(f"{name}: {best[name]:.1f} img/s", flush=True)
+        ran = clf.runner.describe()
+    finally:
+        clf.__exit__(None, None, None)
+    return {"cpu": cpuf.cpu_model_name(), "isa": features.isa, "cores": features.cores, "files": len(paths),
+            "rounds": rounds, "batch": batch, "plain_file": plain_file.name, "vggedge_ran": ran, "img_per_s": best}
+
+
+def lines(result: dict) -> list[str]:
+    """The Markdown section for one measurement."""
+    best = result["img_per_s"]
+    return [f"CPU: {result['cpu']} ({result['cores']} cores; {result['isa']}); {result['files']} files 1920x1080; "
+            f"best of {result['rounds']} round-robin rounds. Plain loop on {result['plain_file']}; vggedge ran "
+            f"{result['vggedge_ran']}, batch {result['batch']}.", "",
+            "| mode | img/s |", "|---|---|", *[f"| {k} | {v:.1f} |" for k, v in best.items()], "",
+            f"vggedge end to end / plain loop: {best[E2E] / best[PLAIN]:.2f}x (target >= 1.5x); "
+            f"end to end / inference only: {best[E2E] / best[ONLY]:.2f}x (target >= 0.9x)."]
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--model", required=True, help="FP32 vgg16.onnx with its INT8 files beside it")
@@ -88,42 +132,13 @@ def main() -> None:
     ap.add_argument("--out", default=str(ROOT / "benchmarks" / "results"))
     args = ap.parse_args()
     fp32 = Path(args.model)
-    spec = load_spec_for(fp32)
-    paths = make_jpegs(fp32.parent / "jpeg1080", args.images)
-    features = cpuf.cpu_features()
-    plain_file = fp32 if features.u8s8_saturates else cpuv.variant_path(fp32, "tensorrt")
-    plain = plain_loop(plain_file, spec)
-    clf, ours = vggedge_loop(fp32, args.batch)
-    x = preprocess([paths[i % len(paths)] for i in range(args.batch)], spec)
-    infer = lambda _: [clf.runner.infer({spec.input_name: x}) for _ in range(-(-len(paths) // args.batch))]
-    best = {"plain loop (OpenCV + OpenVINO native, serial)": 0.0, "vggedge end to end": 0.0,
-            "vggedge inference only": 0.0}
-    fns = dict(zip(best, (plain, ours, infer)))
-    for name, fn in fns.items():
-        fn(paths[: args.batch])  # warm-up
-    for _ in range(args.rounds):
-        for name, fn in fns.items():
-            t0 = time.perf_counter()
-            fn(paths)
-            images = len(paths) if name != "vggedge inference only" else args.batch * -(-len(paths) // args.batch)
-            best[name] = max(best[name], images / (time.perf_counter() - t0))
-            print(f"{name}: {best[name]:.1f} img/s", flush=True)
-    ran = clf.runner.describe()
-    clf.__exit__(None, None, None)
-    cpu = cpuf.cpu_model_name()
-    plain_rate, e2e, only = best.values()
+    result = measure_e2e(fp32, args.images, args.rounds, args.batch)
     md = [f"# End to end from 1080p JPEGs, {dt.datetime.now(dt.timezone.utc):%Y-%m-%d %H:%M UTC}", "",
-          f"CPU: {cpu} ({features.cores} cores; {features.isa}); {len(paths)} files 1920x1080; best of "
-          f"{args.rounds} round-robin rounds. Plain loop on {plain_file.name}; vggedge ran {ran}, batch {args.batch}.",
-          "", "| mode | img/s |", "|---|---|", *[f"| {k} | {v:.1f} |" for k, v in best.items()], "",
-          f"vggedge end to end / plain loop: {e2e / plain_rate:.2f}x (target >= 1.5x); "
-          f"end to end / inference only: {e2e / only:.2f}x (target >= 0.9x).", "",
-          f"Reproduce: `.venv/bin/python benchmarks/end_to_end.py --model {fp32}`"]
+          *lines(result), "", f"Reproduce: `.venv/bin/python benchmarks/end_to_end.py --model {fp32}`"]
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     (out / "end-to-end-latest.md").write_text("\n".join(md) + "\n")
-    (out / "end-to-end-latest.json").write_text(json.dumps({"cpu": cpu, "isa": features.isa, "img_per_s": best,
-                                                            "vggedge_ran": ran}, indent=1))
+    (out / "end-to-end-latest.json").write_text(json.dumps(result, indent=1))
     print("\n".join(md))
 
 

@@ -101,3 +101,8 @@ def test_variant_runner_and_tuner_use_it(files: dict[str, Path], monkeypatch) ->
     runner = cpuv.runner_for(variant, files["fp32"], RunnerOptions(max_batch=2))
     assert isinstance(runner, OpenVinoRunner) and runner.model == files["int8"]
     assert tune.time_variant(variant, files["fp32"], RunnerOptions(max_batch=2), 0.05) > 0
+
+
+def test_micro_batch_of_one_compiles_for_latency() -> None:
+    runner = OpenVinoRunner("m.onnx", RunnerOptions(max_batch=8, micro_batch=1))
+    assert runner.config()["PERFORMANCE_HINT"] == "LATENCY" and "LATENCY" in runner.describe()

@@ -55,8 +55,10 @@ def cpu_path() -> dict:
     features = cpu_features()
     from ..runtime.cpu.openvino_ep import describe  # openvino: plugin found, version, devices, skip reason
 
+    from ..runtime.cpu.saturation import int8_policy
+
     return {"features": asdict(features), "variants": [f"{v.key}: {v.label}" for v in variants_for(features)],
-            "openvino": describe()}
+            "openvino": describe(), "isa": features.isa, "int8": int8_policy(features)}
 
 
 def info() -> dict:
@@ -75,6 +77,7 @@ def format_info(data: dict) -> str:
     flags = ", ".join(k for k, v in features.items() if v is True) or "none detected"
     lines.append(f"cpu path: {features['arch']}, {features['cores']} cores, {flags}; "
                  f"onnxruntime providers {', '.join(features['providers'])}")
+    lines += [f"  isa: {data['cpu']['isa']}", f"  int8: {data['cpu']['int8']}"]
     lines += [f"  {i + 1}. {v}" for i, v in enumerate(data["cpu"]["variants"])]
     from ..runtime.cpu.openvino_ep import format_description  # the OpenVINO plugin EP: found, version, devices
 

@@ -5,7 +5,7 @@ non-Intel CPUs, the native package runs on Intel, AMD and Arm. It reads the same
 files as every other runner (FP32, FP16 and INT8 Q/DQ ONNX) and compiles them
 for the CPU with:
 
-- ``PERFORMANCE_HINT``: LATENCY at batch 1 (one request, every core on it),
+- ``PERFORMANCE_HINT``: LATENCY at batch 1 or micro-batch 1 (one request, every core on it),
   THROUGHPUT otherwise (OpenVINO's streams, fed by :meth:`run`'s asynchronous
   requests);
 - ``INFERENCE_NUM_THREADS`` from ``RunnerOptions.threads`` (None: OpenVINO's choice);
@@ -65,9 +65,14 @@ class OpenVinoRunner(Runner):
         self._split: list[Any] = []
         self._outputs: list[tuple[str, Any]] = []
 
+    @property
+    def call_rows(self) -> int:
+        """The most rows one backend call gets: the micro-batch when set, else the max batch."""
+        return min(self.runner_options.micro_batch or self.runner_options.max_batch, self.runner_options.max_batch)
+
     def config(self) -> dict[str, str]:
         """The compile properties this runner uses."""
-        config = {"PERFORMANCE_HINT": hint_for(self.runner_options.max_batch),
+        config = {"PERFORMANCE_HINT": hint_for(self.call_rows),
                   "INFERENCE_PRECISION_HINT": self.inference_precision}
         if self.runner_options.threads is not None:
             config["INFERENCE_NUM_THREADS"] = str(self.runner_options.threads)
@@ -121,7 +126,7 @@ class OpenVinoRunner(Runner):
 
     def describe(self) -> str:
         where = self.model.name
-        return f"{self.name} (OpenVINO CPU, {self.inference_precision}, {hint_for(self.runner_options.max_batch)}, {where})"
+        return f"{self.name} (OpenVINO CPU, {self.inference_precision}, {hint_for(self.call_rows)}, {where})"
 
     def report(self) -> dict[str, Any]:
         return {**super().report(), "variant": self.variant, "evaluation": self.evaluation, "note": self.note,

@@ -114,6 +114,14 @@ def saturation_note(features: CpuFeatures, variant: "CpuVariant | str | Path") -
             f"saturate on this CPU ({features.isa}); the reduce-range int8-cpu-rr file runs instead")
 
 
+def int8_policy(features: CpuFeatures) -> str:
+    """One line for `vggedge info`: how INT8 runs on this CPU and why."""
+    if not features.u8s8_saturates:
+        return f"INT8 Q/DQ files run on fused kernels ({kernels_label(features)}): no saturation here"
+    return ("U8S8 kernels can saturate here: precision=auto runs the reduce-range int8-cpu-rr file; a TensorRT-style "
+            f"or CPU-style INT8 file runs {UNFUSED}; int8-trt and ov-native-int8 are not offered")
+
+
 def guard(model: str | Path | bytes, features: CpuFeatures, options: OrtOptions) -> tuple[OrtOptions, str | None]:
     """The session settings to run ``model`` with here, and the note to print when they had to change.
 
@@ -129,4 +137,4 @@ def guard(model: str | Path | bytes, features: CpuFeatures, options: OrtOptions)
 
 
 __all__ = ["UNFUSED", "qdq_style", "saturates", "evaluation", "evaluation_options", "saturation_note", "guard",
-           "kernels_label"]
+           "kernels_label", "int8_policy"]
