@@ -44,11 +44,11 @@ class FakeTimer:
 def test_times_every_runnable_variant_and_caches_the_winner(model):
     timer = FakeTimer({"int8": 0.30, "int8-trt": 0.20, "fp32": 0.90})
     result = tune.tune(model, RunnerOptions(max_batch=4), features=ZEN4, timer=timer)
-    assert sorted(timer.calls) == [(k, m) for k in ("fp32", "int8", "int8-trt") for m in (1, 2, 4)]
+    assert sorted(timer.calls) == sorted(2 * [(k, m) for k in ("fp32", "int8", "int8-trt") for m in (1, 2, 4)])
     assert result.winner == "int8-trt" and not result.cached and result.micro_batch() == 4
     assert tune.cache_path(result.key).parent == model.parent / "cache" / "tune"
     again = tune.tune(model, RunnerOptions(max_batch=4), features=ZEN4, timer=timer)
-    assert len(timer.calls) == 9 and again.cached and again.winner == "int8-trt"  # cache hit: no timing
+    assert len(timer.calls) == 18 and again.cached and again.winner == "int8-trt"  # cache hit: no timing
     assert again.per_call == result.per_call and again.micro_batch() == 4
 
 
@@ -57,7 +57,7 @@ def test_a_changed_key_re_tunes(model, monkeypatch, change):
     timer = FakeTimer({"int8": 0.3, "int8-trt": 0.2, "fp32": 0.9})
     tune.tune(model, features=ZEN4, timer=timer)
     first = len(timer.calls)
-    assert first == 9  # 3 variants x call sizes 1, 4, 8
+    assert first == 18  # 2 rounds x 3 variants x call sizes 1, 4, 8
     batch, threads = 8, None
     if change == "model":
         model.write_bytes(b"other weights")
@@ -98,7 +98,7 @@ def test_auto_runs_the_measured_winner_and_announces_tuning(model, monkeypatch, 
     assert runner.model == model  # fp32 measured fastest here, against the feature order
     assert sum("tuning the CPU path for vgg16.onnx at batch 2" in r.message for r in caplog.records) == 1
     cpur.cpu_runner(model, RunnerOptions(max_batch=2), precision="auto")
-    assert len(timer.calls) == 6  # the second runner read the cache (3 variants x call sizes 1, 2)
+    assert len(timer.calls) == 12  # the second runner read the cache (2 rounds x 3 variants x call sizes 1, 2)
 
 
 def test_user_override_and_explicit_precision_win(model, monkeypatch):
@@ -134,7 +134,7 @@ def test_a_corrupt_cache_entry_is_moved_aside_and_re_tuned(model, caplog):
     path.write_text(json.dumps({"version": 1, "key": {}}))
     with caplog.at_level("WARNING"):
         again = tune.tune(model, features=ZEN4, timer=timer)
-    assert len(timer.calls) == 18 and again.winner == "int8-trt"
+    assert len(timer.calls) == 36 and again.winner == "int8-trt"
     assert "unusable" in caplog.text and path.with_suffix(".bad").exists()
     assert json.loads(path.read_text())["winner"] == "int8-trt"
 
@@ -215,3 +215,15 @@ def test_whole_batches_where_they_are_faster(model, monkeypatch):
 def test_micro_sizes():
     assert tune.micro_sizes(1) == [1] and tune.micro_sizes(2) == [1, 2] and tune.micro_sizes(8) == [1, 4, 8]
     assert tune.micro_sizes(32) == [1, 16, 32]
+
+
+def test_rounds_keep_each_variants_fastest_round(model):
+    """A busy moment on a shared machine slows one round of one variant: the other round still counts."""
+    seen: dict[str, int] = {}
+
+    def timer(variant, fp32, options, seconds):
+        seen[variant.key] = seen.get(variant.key, 0) + 1
+        busy = variant.key == "int8" and seen["int8"] <= 3  # int8's whole first round ran during a load spike
+        return {"int8": 0.1, "int8-trt": 0.2, "fp32": 0.5}[variant.key] * options.max_batch * (5 if busy else 1)
+    result = tune.tune(model, RunnerOptions(max_batch=8), features=ZEN4, timer=timer)
+    assert result.winner == "int8" and result.seconds_per_batch["int8"] == pytest.approx(0.8)
