@@ -14,6 +14,9 @@ round-robin against each other, for the issue-12 acceptance ratio. The machine's
 sustained matrix-multiply rates are measured in the same run, and each result is
 reported as a share of the ceiling for its precision. Only inference is timed
 (the same preprocessed batch for everyone). Writes a Markdown table and JSON.
+``--end-to-end`` adds the loop a user writes without vggedge (OpenCV decode and
+resize, then OpenVINO native inference, serially) beside vggedge end to end, from
+1080p JPEG files (benchmarks/end_to_end.py).
 """
 from __future__ import annotations
 
@@ -275,6 +278,8 @@ def main() -> None:
     ap.add_argument("--out", default=str(ROOT / "benchmarks" / "results"))
     ap.add_argument("--models", default=str(ROOT / "engines" / "bench"))
     ap.add_argument("--note", default="", help="appended to the machine line (e.g. 'shared with other jobs')")
+    ap.add_argument("--end-to-end", action="store_true", help="also time the plain OpenCV + OpenVINO loop vs vggedge "
+                    "from 1080p JPEG files")
     args = ap.parse_args()
     model_dir = Path(args.models)
     model_dir.mkdir(parents=True, exist_ok=True)
@@ -324,13 +329,21 @@ def main() -> None:
           "OpenCV preprocessing (`vggedge bench --preprocess-only`), 1920x1080 BGR frames to a 224x224 tensor:", "",
           "| case | threads | median (ms) | frames/s |", "|---|---|---|---|",
           *[f"| {r.case} | {r.threads} | {r.median_ms:.2f} | {r.frames_per_s:.0f} |" for r in pre], "",
-          "Reproduce: `.venv/bin/python benchmarks/peers.py`"]
+          "Reproduce: `.venv/bin/python benchmarks/peers.py" + (" --end-to-end`" if args.end_to_end else "`")]
+    e2e = None
+    if args.end_to_end:
+        from end_to_end import lines as e2e_lines, measure_e2e
+
+        e2e = measure_e2e(fp32, rounds=1 if args.quick else 2)
+        md[-1:-1] = ["End to end from 1080p JPEG files, the plain loop beside vggedge (benchmarks/end_to_end.py):",
+                     "", *e2e_lines(e2e), ""]
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     (out / "peers-latest.md").write_text("\n".join(md) + "\n")
     (out / "peers-latest.json").write_text(json.dumps({"environment": env, "results": results,
                                                        "acceptance_auto_vs_openvino_int8": acceptance,
-                                                       "preprocess": [r.__dict__ for r in pre]}, indent=1))
+                                                       "preprocess": [r.__dict__ for r in pre],
+                                                       "end_to_end": e2e}, indent=1))
     print("\n".join(md))
 
 

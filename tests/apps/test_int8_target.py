@@ -44,6 +44,10 @@ def test_build_writes_accuracy_report_and_info_shows_it(model: Path, capsys) -> 
     assert len(data["flips"]) == 504 - data["top1_agree"]
     assert all(f["ref_top1"] != f["out_top1"] and "#" in f["view"] for f in data["flips"])
     assert data["high_precision_layers"] == []
+    from vggedge.runtime.cpu.features import cpu_features
+    from vggedge.runtime.cpu.saturation import UNFUSED
+
+    assert data["measured_on"] == UNFUSED and data["isa"] == cpu_features().isa  # never the CPU's kernels (issue 22)
     assert data["calibration"]["method"] == "minmax"
     assert data["calibration"]["set_sha256"] == report.int8.calib_sha256
     assert data["evaluation"] == {"folder": str(EVAL), "photos": 6, "views": 504, "augment": True,
@@ -53,6 +57,7 @@ def test_build_writes_accuracy_report_and_info_shows_it(model: Path, capsys) -> 
     assert f"INT8 accuracy reports:\n  {report.onnx['int8']}:\n      top-1 agreement " in out
     assert (f"{len(data['flips'])} flips ({data['near_tie_flips']} near-ties) in 504 views of 6 photos; "
             "high-precision layers: none") in out
+    assert f"[{UNFUSED}; {cpu_features().isa}]" in out
     assert 0 <= data["near_tie_flips"] <= data["near_ties"] <= 504
 
 

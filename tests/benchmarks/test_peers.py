@@ -44,10 +44,12 @@ def test_acceptance_line_reports_the_ratio_honestly():
     assert "not measured (RuntimeError: x)" in peers.acceptance_line({"error": "RuntimeError: x"})
 
 
-def test_plugin_rows_say_why_the_plugin_cannot_run():
+def test_plugin_rows_say_why_the_plugin_cannot_run(monkeypatch):
     import dataclasses
 
     from vggedge.runtime.cpu import features as cpuf
+
+    monkeypatch.setattr(peers.openvino_ep, "installed", lambda: False)  # as on a machine without the plugin
 
     features = cpuf.parse_cpuinfo("flags\t\t: avx2 avx512_bf16\n", "x86_64", 2, ("CPUExecutionProvider",))
     rows = peers.plugin_rows(features)

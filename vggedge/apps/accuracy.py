@@ -55,9 +55,34 @@ def evaluation_set(folder: str | Path, *, augment: bool = True, calibration: Seq
 
 
 def evaluate(model: str | Path, eval_set: EvaluationSet, *, batch_size: int = 8) -> np.ndarray:
-    """The model's outputs on every evaluation view, on onnxruntime's CPU provider (the same on any machine)."""
-    outputs, _ = run_model(model, eval_set.views, "ort-cpu", batch_size)
-    return outputs
+    """The model's outputs on every evaluation view, the same on any machine (see :func:`run_evaluation`)."""
+    return run_evaluation(model, eval_set.views, batch_size)
+
+
+def run_evaluation(model: str | Path, views: Sequence[np.ndarray], batch_size: int = 8) -> np.ndarray:
+    """Outputs on ``views``: a Q/DQ file unfused in float (exact fake quantization, what TensorRT's INT8
+    approximates, never the CPU's saturating kernels), a float file on onnxruntime's CPU provider."""
+    from ..runtime.base import RunnerOptions
+    from ..runtime.cpu_path import unfused_runner
+    from .batches import gather, run_images
+
+    spec = load_spec_for(model)
+    runner = unfused_runner(model, RunnerOptions(max_batch=spec.fixed_batch or batch_size))
+    if runner is None:  # a float file: onnxruntime's CPU provider
+        return run_model(model, views, "ort-cpu", batch_size)[0]
+    with runner:
+        outputs, _ = gather(run_images(runner, spec, views, batch_size, strict=True, copy=False),
+                            spec.output_name, len(views))
+    return outputs.reshape(len(views), -1)
+
+
+def evaluation_record(model: str | Path) -> dict[str, str]:
+    """What the report says about how ``model`` was evaluated and on which CPU."""
+    from ..runtime.cpu.features import cpu_features, cpu_model_name
+    from ..runtime.cpu.saturation import UNFUSED, qdq_style
+
+    how = UNFUSED if qdq_style(model) is not None else "onnxruntime CPU provider (float)"
+    return {"measured_on": how, "isa": cpu_features().isa, "cpu": cpu_model_name()}
 
 
 def accuracy_report(artefact: str | Path, reference: str | Path, eval_set: EvaluationSet, stats: Agreement, *,
@@ -66,7 +91,7 @@ def accuracy_report(artefact: str | Path, reference: str | Path, eval_set: Evalu
     spec = load_spec_for(artefact)
     calibration = spec.extra.get("calibration", {})
     return {
-        "artefact": str(artefact), "reference": str(reference), "measured_on": "onnxruntime CPU provider",
+        "artefact": str(artefact), "reference": str(reference), **evaluation_record(artefact),
         "top1_agreement": stats.top1, "top1_agree": stats.agree, "views": stats.views,
         "top1_interval95": [stats.low, stats.high], "kl_mean": stats.kl_mean, "kl_max": stats.kl_max,
         "near_ties": stats.near_ties, "near_tie_flips": stats.near_tie_flips,
@@ -110,8 +135,9 @@ def summary(report: dict[str, Any]) -> str:
     kept = ", ".join(report["high_precision_layers"]) or "none"
     cal = report.get("calibration", {})
     ev = report.get("evaluation", {})
+    how = f" [{report['measured_on']}; {report.get('isa', 'ISA not recorded')}]" if report.get("measured_on") else ""
     return (f"top-1 agreement {100 * report['top1_agreement']:.2f}% (95% {100 * low:.1f}-{100 * high:.1f}%), "
             f"{len(report['flips'])} flips ({report.get('near_tie_flips', 0)} near-ties) in {report['views']} views "
             f"of {ev.get('photos')} photos; "
             f"high-precision layers: {kept}; calibration {cal.get('method')} "
-            f"(set {str(cal.get('set_sha256'))[:12]})")
+            f"(set {str(cal.get('set_sha256'))[:12]}){how}")

@@ -50,6 +50,7 @@ def format_info(data: dict) -> str:
     flags = ", ".join(k for k, v in features.items() if v is True) or "none detected"
     lines.append(f"cpu path: {features['arch']}, {features['cores']} cores, {flags}; "
                  f"onnxruntime providers {', '.join(features['providers'])}")
+    lines += [f"  isa: {data['cpu']['isa']}", f"  int8: {data['cpu']['int8']}"]
     lines += [f"  {i + 1}. {v}" for i, v in enumerate(data["cpu"]["variants"])]
     lines += cpu_backend.format_openvino(data["cpu"]["openvino"])  # the OpenVINO plugin EP: found, version, devices
     return "\n".join(lines)

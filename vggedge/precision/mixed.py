@@ -20,6 +20,11 @@ Leaving a layer's Q/DQ out is legal for TensorRT's explicit quantization: that
 layer runs in the engine's float precision, the others in INT8, and every
 remaining Q/DQ pair still passes :mod:`.qdq_check` (checked before writing).
 Calibration is computed once and shared through the calibration cache.
+
+Every candidate is measured through the ``evaluate`` callable; `vggedge build`
+passes :func:`vggedge.apps.accuracy.run_evaluation`, which runs Q/DQ files unfused
+in float (runtime/cpu/saturation.py), so the layers chosen answer the engine's
+quantization noise, never a CPU kernel's saturation (issue 22).
 """
 from __future__ import annotations
 

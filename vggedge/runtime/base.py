@@ -29,13 +29,17 @@ class RunnerOptions:
     ``max_batch``: the largest batch ``infer``/``run`` will see (apps set it from
     their batch size); ``device``: GPU ordinal; ``slots``: batches in flight in
     ``run()`` (GPU slots, or prepared batches queued ahead on the CPU);
-    ``threads``: CPU inference threads (None: the backend's tuned default).
+    ``threads``: CPU inference threads (None: the backend's tuned default);
+    ``micro_batch``: run a larger batch as calls of at most this many rows and
+    join the outputs (None: one call; the CPU planner sets the measured best,
+    invisible to apps).
     """
 
     max_batch: int = 8
     device: int = 0
     slots: int = 2
     threads: int | None = None
+    micro_batch: int | None = None
 
     def __post_init__(self) -> None:
         for name in ("max_batch", "slots"):
@@ -47,6 +51,9 @@ class RunnerOptions:
         if self.threads is not None and (isinstance(self.threads, bool) or not isinstance(self.threads, int)
                                          or self.threads < 1):
             raise ConfigError(f"runner option threads={self.threads!r}: expected an integer >= 1 or None")
+        if self.micro_batch is not None and (isinstance(self.micro_batch, bool) or not isinstance(self.micro_batch, int)
+                                             or self.micro_batch < 1):
+            raise ConfigError(f"runner option micro_batch={self.micro_batch!r}: expected an integer >= 1 or None")
 
 
 @dataclass
@@ -179,7 +186,20 @@ class Runner(ABC):
             raise InputError(f"{self.name}: inputs missing {missing}, unexpected {extra}; expected {sorted(meta)}")
         for name, tensor_meta in meta.items():
             tensor_meta.check(np.asarray(feed[name]))
-        return self._infer(feed)
+        return self._infer_micro(feed)
+
+    def _infer_micro(self, feed: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
+        """One backend call, or ``micro_batch``-row calls joined in order when the batch is larger."""
+        step = self.runner_options.micro_batch
+        rows = {np.shape(a)[0] if np.ndim(a) else 0 for a in feed.values()}
+        if step is None or len(rows) != 1 or rows.pop() <= step:
+            return self._infer(feed)
+        total = np.shape(next(iter(feed.values())))[0]
+        parts = []  # each call's outputs copied at once: a backend may reuse its output buffers
+        for i in range(0, total, step):
+            out = self._infer({k: np.asarray(a)[i:i + step] for k, a in feed.items()})
+            parts.append({k: np.array(v, copy=True) for k, v in out.items()})
+        return {k: np.concatenate([p[k] for p in parts]) for k in parts[0]}
 
     def describe(self) -> str:
         """A short human description (backend, provider, precision)."""

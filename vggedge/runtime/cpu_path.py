@@ -14,10 +14,11 @@ from .ort import OrtRunner
 from .cpu import openvino_ep
 from .cpu.features import CpuFeatures, cpu_features
 from .cpu.planner import tuned_choice
+from .cpu.saturation import int8_policy
 from .cpu.tune import TuneResult, format_table, table_for, tune
 from .cpu.variants import current_variant, runner_for, variants_for
 
-__all__ = ["CpuFeatures", "TuneResult", "cpu_path", "format_openvino", "format_table", "format_tuned", "openvino_note",
+__all__ = ["CpuFeatures", "isa_line", "unfused_runner", "TuneResult", "cpu_path", "format_openvino", "format_table", "format_tuned", "openvino_note",
            "tune", "tuned_choice", "tuned_tables", "variant_runners"]
 
 
@@ -25,7 +26,7 @@ def cpu_path() -> dict[str, Any]:
     """CPU features, the variants in feature-detection order, and the OpenVINO plugin's state."""
     features = cpu_features()
     return {"features": asdict(features), "variants": [f"{v.key}: {v.label}" for v in variants_for(features)],
-            "openvino": openvino_ep.describe()}
+            "openvino": openvino_ep.describe(), "isa": features.isa, "int8": int8_policy(features)}
 
 
 def format_openvino(data: dict[str, Any] | None = None) -> list[str]:
@@ -59,3 +60,18 @@ def variant_runners(fp32: str | Path, options: RunnerOptions, features: CpuFeatu
         if path is not None:
             out.append((variant.key, path, runner_for(variant, fp32, options)))
     return out
+
+
+def isa_line() -> str:
+    """One line naming this CPU's instruction sets that matter for INT8 (and whether U8S8 saturates)."""
+    return cpu_features().isa
+
+
+def unfused_runner(model: str | Path, options: RunnerOptions) -> OrtRunner | None:
+    """An (inactive) runner evaluating a Q/DQ file unfused in float (exact fake quantization, what TensorRT's
+    INT8 approximates, never a CPU's saturating U8S8 kernels); None for a float file."""
+    from .cpu.saturation import UNFUSED, evaluation_options, qdq_style
+
+    if qdq_style(model) is None:
+        return None
+    return OrtRunner(model, evaluation_options(), options, evaluation=UNFUSED)

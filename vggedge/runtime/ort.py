@@ -1,6 +1,7 @@
 """onnxruntime CPU runner (the fallback that runs everywhere, INT8 Q/DQ models included)."""
 from __future__ import annotations
 
+import logging
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -14,6 +15,7 @@ from .base import Runner, RunnerOptions, TensorMeta
 if TYPE_CHECKING:
     from .cpu.openvino_ep import OpenVinoOptions
 
+log = logging.getLogger(__name__)
 ORT_TYPES = {"tensor(float)": np.float32, "tensor(float16)": np.float16, "tensor(double)": np.float64,
              "tensor(int8)": np.int8, "tensor(uint8)": np.uint8, "tensor(int32)": np.int32,
              "tensor(int64)": np.int64, "tensor(bfloat16)": None}
@@ -77,11 +79,18 @@ class OrtRunner(Runner):
     name = "ort-cpu"
 
     def __init__(self, model: str | Path | bytes, options: OrtOptions | None = None,
-                 runner_options: RunnerOptions | None = None) -> None:
+                 runner_options: RunnerOptions | None = None, *, note: str | None = None,
+                 evaluation: str | None = None, variant: str | None = None) -> None:
         super().__init__(runner_options)
         self.model = model
         self.options = options or OrtOptions()
         self.session = None
+        #: one line saying which file runs how and why, when that differs from what was asked (issue 22)
+        self.note = note
+        #: how the file is evaluated ("onnxruntime CPU kernels, VNNI", "Q/DQ evaluated unfused ...")
+        self.evaluation = evaluation
+        #: the CPU variant chosen for precision="auto", if any
+        self.variant = variant
 
     def _activate(self) -> None:
         import onnxruntime as ort
@@ -95,6 +104,8 @@ class OrtRunner(Runner):
             from .cpu import openvino_ep
 
             openvino_ep.acquire()  # counted before the session exists: never unregistered under it
+        if self.note:
+            log.warning("%s", self.note)
         try:
             self.session = ort.InferenceSession(source, self.options.session_options(), providers=providers)
             self._check_providers()
@@ -137,6 +148,10 @@ class OrtRunner(Runner):
         """Providers the active session really runs on."""
         self._require_active("providers")
         return self.session.get_providers()
+
+    def report(self) -> dict:
+        """The base report plus the CPU variant, the evaluation and the note (None when not set)."""
+        return {**super().report(), "variant": self.variant, "evaluation": self.evaluation, "note": self.note}
 
     def describe(self) -> str:
         active = self.session.get_providers()[0] if self.session is not None else "inactive"

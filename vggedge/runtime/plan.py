@@ -35,6 +35,8 @@ class Choice:
     why: str
     kwargs: dict[str, Any] = field(default_factory=dict)
     spec: ModelSpec | None = None  # None: read from the artefact's sidecar
+    runner: str | None = None  # "module:Class" when not the backend's own runner class (OpenVINO native)
+    options: RunnerOptions | None = None  # the request's options as this file runs them (a measured micro-batch)
 
 
 #: a backend's planner hook: the file it would run for a request, or why it has none
@@ -56,6 +58,7 @@ class Plan:
     kwargs: dict[str, Any]
     why: str
     skipped: list[tuple[str, str]] = field(default_factory=list)
+    runner: str | None = None  # "module:Class" overriding the backend's runner class
 
     @property
     def precision(self) -> str | None:

@@ -178,7 +178,8 @@ def plan_selection(model: str | Path, backend: str = "auto", *, options: RunnerO
             continue
         spec = choice.spec or spec_if_any(choice.artefact)
         log.info("backend %s runs %s", name, choice.why)
-        return Plan(name, choice.artefact, spec, request.options, choice.kwargs, choice.why, skipped)
+        return Plan(name, choice.artefact, spec, choice.options or request.options, choice.kwargs, choice.why,
+                    skipped, choice.runner)
     raise BackendUnavailable("no backend can run here: " + "; ".join(f"{n}: {r}" for n, r in skipped))
 
 
@@ -218,7 +219,8 @@ def _engine_plan(plan: Path, backend: str, options: RunnerOptions, precision: st
 def open_plan(plan: Plan) -> Selection:
     """The (inactive) runner a plan describes, with what was decided."""
     entry = BACKENDS[plan.backend]
-    runner = entry.load_class()(plan.artefact, **{entry.options_keyword: plan.options}, **plan.kwargs)
+    cls = _load(plan.runner) if plan.runner else entry.load_class()
+    runner = cls(plan.artefact, **{entry.options_keyword: plan.options}, **plan.kwargs)
     return Selection(plan.backend, runner, plan.skipped, plan.artefact, plan.spec, plan.why, plan.options)
 
 

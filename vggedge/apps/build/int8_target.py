@@ -21,8 +21,7 @@ from ...atomic import private_workdir
 from ...precision.agreement import measure
 from ...precision.mixed import mixed_precision
 from ...spec import load_spec_for, spec_path_for
-from ..accuracy import EvaluationSet, accuracy_report, evaluate, write_accuracy
-from ..compare import run_model
+from ..accuracy import EvaluationSet, accuracy_report, evaluate, run_evaluation, write_accuracy
 
 log = logging.getLogger(__name__)
 SPEED_BATCH = 8
@@ -50,7 +49,7 @@ def measure_int8(model: Path, report, eval_set: EvaluationSet, calib: str | Path
 
                 def run(path: Path, subset: Sequence[int] | None) -> np.ndarray:
                     views = eval_set.views if subset is None else [eval_set.views[i] for i in subset]
-                    return run_model(path, views, "ort-cpu", SPEED_BATCH)[0]
+                    return run_evaluation(path, views, SPEED_BATCH)  # unfused: never the CPU's saturation
 
                 result = mixed_precision(model, calib, int8_path, run, reference, eval_set.names, target=target,
                                          max_layers=max_kept_layers, output_kind=output_kind, method=method,

@@ -51,6 +51,8 @@ class VariantStats:
     #: reference views whose runner-up is within NEAR_TIE of the top-1 (log-score), and how many flipped
     near_ties: int = 0
     near_tie_flips: int = 0
+    #: how the variant's file was evaluated on the CPU (issue 22: fused kernels or unfused Q/DQ), "" elsewhere
+    evaluation: str = ""
 
 
 @dataclass
@@ -252,7 +254,16 @@ def compare_models(models: dict[str, str | Path], images: str | Path | Sequence[
         out = run_selection(selection, decoded)
         report.variants.append(agreement(name, str(models[name]), selection.backend, reference, out, names,
                                          spec.output_kind, labels))
+        if selection.backend == "ort-cpu":
+            report.variants[-1].evaluation = _cpu_evaluation(selection)
     return report
+
+
+def _cpu_evaluation(selection: Selection) -> str:
+    """How the ``ort-cpu`` runner evaluates its file here, with the ISA (runtime/cpu/saturation.py)."""
+    from ...runtime.cpu_path import isa_line
+
+    return f"{selection.runner.report().get('evaluation') or 'onnxruntime CPU'}; {isa_line()}"
 
 
 def check_min_top1(report: CompareReport, min_top1: float) -> None:
@@ -274,6 +285,7 @@ def format_report(report: CompareReport) -> str:
         lines.append(f"{v.name:<{width}}{v.backend:<10}{100 * v.top1_agreement:>9.1f}%{interval:>16}"
                      f"{len(v.flips):>7}{100 * v.top5_overlap:>9.1f}%{v.cosine_min:>9.4f}{v.cosine_mean:>9.4f}"
                      f"{v.kl_mean:>10.3g}{v.max_abs_diff:>11.4g}{v.mean_abs_diff:>11.4g}")
+    lines += [f"{v.name} evaluated as: {v.evaluation}" for v in report.variants if v.evaluation]
     for v in report.variants:
         if v.flips:
             lines.append(f"{v.name}: {len(v.flips)} flipped (view: reference top-1 margin -> {v.name} top-1 margin); "

@@ -10,9 +10,15 @@ Which file serves which runtime:
 - ``<stem>.onnx`` (FP32) is the fallback everywhere, and the ``ov-bf16`` variant's
   file (OpenVINO runs it in bfloat16 on CPUs with bf16 instructions).
 
-Everything runs inside onnxruntime. OpenVINO comes either as the plugin EP
-(``pip install 'vggedge[openvino]'``, see openvino_ep.py) or, as before,
-as the full ``onnxruntime-openvino`` build.
+OpenVINO comes as the package itself (``pip install 'vggedge[openvino]'``,
+openvino_native.py: any vendor, variants ``ov-native-int8``/``-bf16``/``-fp32``),
+as onnxruntime's plugin EP (openvino_ep.py: Intel only) or, as before, as the full
+``onnxruntime-openvino`` build.
+
+On x86 without VNNI (e.g. AMD Zen 3) onnxruntime's U8S8 kernels can saturate:
+there ``auto`` runs the reduce-range file, the TensorRT-style variants are not
+offered, and a Q/DQ file asked for by name runs unfused, with a one-line note
+(saturation.py). `build`'s accuracy report always evaluates Q/DQ unfused.
 
 With ``precision="auto"`` the variant is, in order: the user's override
 (``variant=`` or ``VGGEDGE_CPU_VARIANT``); the winner measured once per machine
@@ -20,8 +26,10 @@ and model by tune.py (unless ``VGGEDGE_TUNE=0``); else the
 feature-detection order of :func:`variants_for`.
 
 Modules: ``features`` (what the CPU can do), ``variants`` (the configurations and
-their files), ``tune`` (measuring them), ``planner`` (which one runs: inside the backend the only
-importer of ``tune``: the file that runs and its session settings, before any
-runner exists) and ``openvino_ep`` (the OpenVINO plugin EP). Applications reach
-this folder only through runtime/select.py and runtime/cpu_path.py.
+their files), ``tune`` (measuring them per batch size and call size), ``planner``
+(which one runs, and its runner class and session settings, before any runner
+exists; inside the backend the only importer of ``tune``), ``saturation`` (INT8
+where U8S8 kernels saturate), ``openvino_native`` (OpenVINO itself) and
+``openvino_ep`` (the OpenVINO plugin EP). Applications reach this folder only
+through runtime/select.py and runtime/cpu_path.py.
 """

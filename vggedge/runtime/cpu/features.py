@@ -6,7 +6,7 @@ import platform
 from dataclasses import dataclass
 from pathlib import Path
 
-from . import openvino_ep
+from . import openvino_ep, openvino_native
 
 
 @dataclass(frozen=True)
@@ -22,10 +22,40 @@ class CpuFeatures:
     amx: bool = False
     providers: tuple[str, ...] = ("CPUExecutionProvider",)
     openvino_plugin: bool = False  # the onnxruntime-ep-openvino plugin offers a CPU device here
+    avx512_vnni: bool = False
+    avx_vnni: bool = False  # the VEX-coded (AVX2-width) VNNI of Alder Lake, Sapphire Rapids, Zen 5
+    arm_dot: bool = False  # ARM ``asimddp`` (SDOT/UDOT) or ``i8mm``
+    openvino_native: bool = False  # the ``openvino`` package is installed (any vendor: openvino_native.py)
 
     @property
     def x86(self) -> bool:
         return self.arch in ("x86_64", "amd64", "i686")
+
+    @property
+    def u8s8_saturates(self) -> bool:
+        """True where onnxruntime's x86 U8S8 kernels can saturate: AVX2/AVX-512 without VNNI, whose
+        ``VPMADDUBSW`` adds pairs of u8*s8 products into 16 bits (onnxruntime's quantization docs). Every
+        Q/DQ file not written with reduce_range (the TensorRT-style file included) can lose accuracy there."""
+        return self.x86 and not self.vnni
+
+    @property
+    def isa(self) -> str:
+        """One line: the instruction sets that decide INT8 speed and accuracy here."""
+        if not self.x86:
+            dot = "dot-product (asimddp/i8mm)" if self.arm_dot else "no int8 dot-product"
+            return f"{self.arch}: NEON, {dot}" + (", BF16" if self.bf16 else "")
+        if self.amx:
+            parts = ["AMX", "AVX-512 VNNI" if self.avx512_vnni else "AVX-VNNI"]
+        elif self.avx512:
+            parts = ["AVX-512", "VNNI" if self.vnni else "no VNNI"]
+        elif self.avx2:
+            parts = ["AVX2 only" if not self.vnni else "AVX2", "AVX-VNNI" if self.vnni else "no VNNI"]
+        else:
+            parts = ["SSE only", "no VNNI"]
+        if self.bf16:
+            parts.append("BF16")
+        note = "; U8S8 int8 kernels can saturate (16-bit VPMADDUBSW sums)" if self.u8s8_saturates else ""
+        return f"x86-64: {', '.join(parts)}{note}"
 
 
 def parse_cpuinfo(text: str, arch: str, cores: int, providers: tuple[str, ...]) -> CpuFeatures:
@@ -36,10 +66,13 @@ def parse_cpuinfo(text: str, arch: str, cores: int, providers: tuple[str, ...]) 
         if key.strip() in ("flags", "Features"):
             flags |= set(value.split())
     x86 = arch in ("x86_64", "amd64", "i686")
-    vnni = bool({"avx512_vnni", "avx_vnni", "amx_int8"} & flags) if x86 else bool({"asimddp", "i8mm"} & flags)
+    arm_dot = not x86 and bool({"asimddp", "i8mm"} & flags)
+    vnni = bool({"avx512_vnni", "avx_vnni", "amx_int8"} & flags) if x86 else arm_dot
     bf16 = bool({"avx512_bf16", "amx_bf16"} & flags) if x86 else "bf16" in flags
-    return CpuFeatures(arch=arch, cores=cores, avx2="avx2" in flags, avx512="avx512f" in flags, vnni=vnni,
-                       bf16=bf16, amx=bool({"amx_int8", "amx_bf16"} & flags), providers=providers)
+    return CpuFeatures(arch=arch, cores=cores, avx2=x86 and "avx2" in flags, avx512=x86 and "avx512f" in flags,
+                       vnni=vnni, bf16=bf16, amx=x86 and bool({"amx_int8", "amx_bf16"} & flags), providers=providers,
+                       avx512_vnni=x86 and "avx512_vnni" in flags, avx_vnni=x86 and "avx_vnni" in flags,
+                       arm_dot=arm_dot)
 
 
 def _cpuinfo() -> str:
@@ -60,4 +93,6 @@ def cpu_features() -> CpuFeatures:
     features = parse_cpuinfo(_cpuinfo(), arch, os.cpu_count() or 1, tuple(ort.get_available_providers()))
     if features.x86 and openvino_ep.installed():
         features = dataclasses.replace(features, openvino_plugin=openvino_ep.status().usable)
+    if openvino_native.installed():
+        features = dataclasses.replace(features, openvino_native=True)
     return features

@@ -16,10 +16,10 @@ from ...catalogue import base_model, onnx_for_precision
 from ...errors import BackendUnavailable, VggEdgeError
 from ..base import RunnerOptions
 from ..plan import Choice, PlanRequest, spec_if_any
-from . import features as features_mod
+from . import features as features_mod, saturation
 from .features import CpuFeatures
 from .tune import key_for, load, runnable, tuned_variant
-from .variants import CpuVariant, choose, current_variant, threaded, variant_path, variants_for
+from .variants import CpuVariant, choose, current_variant, threaded, variant_path, variant_runner, variants_for
 
 log = logging.getLogger(__name__)
 
@@ -37,17 +37,22 @@ def plan_cpu(request: PlanRequest, *, variant: str | None = None,
         chosen = auto_variant(base_model(request.model), features, variant, request.options)
         if chosen is not None:
             picked, path, how = chosen
-            return Choice(path, f"{path.name}: CPU variant {picked.key} ({how})",
-                          {"options": threaded(picked.options, request.options)})
+            evaluation = None if picked.options.openvino else saturation.evaluation(path, features)
+            runner, kwargs, options = variant_runner(picked, request.options, evaluation)
+            micro = f", calls of {options.micro_batch}" if options.micro_batch else ""
+            return Choice(path, f"{path.name}: CPU variant {picked.key} ({how}{micro})", kwargs, runner=runner,
+                          options=options)
     path = onnx_for_precision(request.model, "as-given" if request.precision == "auto" else request.precision)
     spec = spec_if_any(path)
     quantized = spec is not None and spec.precision == "int8"  # the spec says what the file holds
     variants = variants_for(features)
     tuned = next((v for v in variants if v.key == ("ov-int8" if quantized else "fp32")), variants[-1])
+    options, note = saturation.guard(path, features, threaded(tuned.options, request.options))  # issue 22
     what = "the model given" if path == request.model else f"its {request.precision} variant"
     held = spec.precision if spec is not None else "no spec"
-    return Choice(path, f"{path.name}: {what} ({held}, precision {request.precision}) on the {tuned.key} "
-                  "CPU session", {"options": threaded(tuned.options, request.options)}, spec)
+    why = note or (f"{path.name}: {what} ({held}, precision {request.precision}) on the {tuned.key} CPU session")
+    evaluation = None if options.openvino else saturation.evaluation(path, features)
+    return Choice(path, why, {"options": options, "note": note, "evaluation": evaluation}, spec)
 
 
 def auto_variant(fp32: str | Path, features: CpuFeatures, override: str | None = None,

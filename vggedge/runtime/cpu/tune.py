@@ -2,8 +2,14 @@
 
 The fastest variant depends on the CPU (the OpenVINO plugin wins by 3-5x on
 Intel CPUs with AMX and gains nothing elsewhere), so a fixed order is wrong
-somewhere. :func:`tune` times each runnable variant (its file exists beside the
-FP32 model) for a few seconds at the app's batch size and caches the table under
+somewhere. So does the best call size: on a 2-core Zen 3 every engine ran a batch
+of 8 at half the per-image rate of single images (the activations no longer fit
+the cache), on Intel AMX the opposite held (issue 22). :func:`tune` times each
+runnable variant (its file exists beside the FP32 model) for a few seconds at the
+app's batch size and at smaller calls (:func:`micro_sizes`); a variant's time for
+the batch is its best ``calls x seconds per call``, and the winner's best call
+size becomes the runner's ``micro_batch`` (runtime/base.py), invisible to the
+app. The table is cached under
 ``<cache>/tune/`` (``VGGEDGE_CACHE`` / ``XDG_CACHE_HOME``, see vggedge/env.py),
 keyed by :class:`TuneKey`: model sha256, CPU model name, core count, package
 versions, batch size and the set of runnable variants. Any change re-tunes.
@@ -12,6 +18,7 @@ precision or ``VGGEDGE_CPU_VARIANT`` always wins (runtime/cpu/planner.py).
 """
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 import logging
@@ -33,7 +40,9 @@ from .variants import CpuVariant, current_variant, runner_for, variants_for
 
 log = logging.getLogger(__name__)
 PACKAGES = ("vggedge", "onnxruntime", "onnxruntime-ep-openvino", "onnxruntime-openvino")
-CACHE_VERSION = 1
+CACHE_VERSION = 2
+#: timing rounds, interleaved over the variants; each call size keeps its fastest round
+ROUNDS = 2
 #: seconds per batch of one variant: (variant, fp32 model, runner options, seconds) -> median
 Timer = Callable[[CpuVariant, Path, RunnerOptions, float], float]
 
@@ -57,7 +66,8 @@ class TuneKey:
 
 @dataclass
 class TuneResult:
-    """Median seconds per batch of each variant, the variants that failed (with why), and the winner."""
+    """Seconds per batch of each variant (at its best call size), the variants that failed (with why), the
+    winner, and each variant's median seconds per call at every call size measured."""
 
     key: TuneKey
     seconds_per_batch: dict[str, float]
@@ -65,6 +75,15 @@ class TuneResult:
     winner: str = ""
     measured_at: str = ""
     cached: bool = False
+    #: variant -> {rows per call: median seconds per call}
+    per_call: dict[str, dict[int, float]] = field(default_factory=dict)
+
+    def micro_batch(self, variant: str | None = None) -> int:
+        """The rows per call that ran the batch fastest on ``variant`` (default: the winner)."""
+        calls = self.per_call.get(variant or self.winner)
+        if not calls:
+            return self.key.batch
+        return min(calls, key=lambda m: (calls[m] * -(-self.key.batch // m), -m))  # a tie: fewer calls
 
     def to_json(self) -> dict:
         data = asdict(self)
@@ -84,8 +103,9 @@ class TuneResult:
         winner = str(data["winner"])
         if winner not in times:
             raise ValueError(f"winner {winner!r} has no timing")
+        per_call = {str(v): {int(m): float(t) for m, t in calls.items()} for v, calls in data["per_call"].items()}
         return cls(key, times, {str(a): str(b) for a, b in data.get("failed", {}).items()}, winner,
-                   str(data.get("measured_at", "")))
+                   str(data.get("measured_at", "")), per_call=per_call)
 
 
 def package_versions() -> tuple[tuple[str, str], ...]:
@@ -141,6 +161,11 @@ def save(result: TuneResult) -> Path:
     return path
 
 
+def micro_sizes(batch: int) -> list[int]:
+    """The call sizes timed for a batch: single images, half the batch (from 4 up) and the whole batch."""
+    return sorted({1, batch} | ({batch // 2} if batch >= 4 else set()))
+
+
 def time_variant(variant: CpuVariant, fp32: Path, options: RunnerOptions, seconds: float) -> float:
     """Median seconds per batch of ``options.max_batch`` (zeros) on one variant, after a warm-up."""
     with runner_for(variant, fp32, options) as runner:
@@ -174,16 +199,29 @@ def tune(fp32: str | Path, options: RunnerOptions | None = None, *, features: Cp
     log.info("tuning the CPU path for %s at batch %d: timing %s for about %.0f s each (once per machine and "
              "model; VGGEDGE_TUNE=0 turns this off)", fp32.name, options.max_batch,
              ", ".join(v.key for v in variants), seconds)
-    times, failed = {}, {}
-    for variant in variants:
-        try:
-            times[variant.key] = timer(variant, fp32, options, seconds)
-        except VggEdgeError as exc:  # a variant that cannot run here is a reported skip, not a crash
-            failed[variant.key] = str(exc)
+    times, failed, per_call = {}, {}, {}
+    batch = options.max_batch
+    for _ in range(ROUNDS):  # round-robin: a busy moment on a shared machine hurts one round, not one variant
+        for variant in variants:
+            if variant.key in failed:
+                continue
+            try:
+                calls = {m: timer(variant, fp32, dataclasses.replace(options, max_batch=m, micro_batch=None),
+                                  seconds / ROUNDS) for m in micro_sizes(batch)}
+            except VggEdgeError as exc:  # a variant that cannot run here is a reported skip, not a crash
+                failed[variant.key] = str(exc)
+                per_call.pop(variant.key, None)
+                continue
+            best = per_call.setdefault(variant.key, {})
+            for m, t in calls.items():
+                best[m] = min(best.get(m, t), t)
+    for name, calls in per_call.items():
+        times[name] = min(t * -(-batch // m) for m, t in calls.items())
     if not times:
         raise VggEdgeError(f"{fp32}: no CPU variant ran: " + "; ".join(f"{k}: {r}" for k, r in failed.items()))
     winner = min(times, key=times.get)
-    result = TuneResult(key, times, failed, winner, time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()))
+    result = TuneResult(key, times, failed, winner, time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+                        per_call=per_call)
     try:
         save(result)
     except OSError as exc:  # an unwritable cache costs a re-measurement next time, not this run
@@ -197,7 +235,13 @@ def tuned_variant(fp32: str | Path, options: RunnerOptions, features: CpuFeature
     if not Path(fp32).is_file():
         return None
     result = tune(fp32, options, features=features)
-    return next((v for v in variants_for(features) if v.key == result.winner), None)
+    chosen = next((v for v in variants_for(features) if v.key == result.winner), None)
+    micro = result.micro_batch()
+    if chosen is not None and micro < result.key.batch:
+        log.info("CPU variant %s runs batches of %d as calls of %d rows (measured faster per image here)",
+                 chosen.key, result.key.batch, micro)
+        chosen = dataclasses.replace(chosen, micro_batch=micro)
+    return chosen
 
 
 def table_for(fp32: str | Path) -> list[TuneResult]:
@@ -224,7 +268,12 @@ def format_table(result: TuneResult) -> list[str]:
              f"{result.measured_at}):"]
     for name, s in sorted(result.seconds_per_batch.items(), key=lambda item: item[1]):
         mark = "  <- chosen" if name == result.winner else ""
-        lines.append(f"  {name:<10} {1000 * s:9.1f} ms/batch {k.batch / s:8.1f} img/s{mark}")
+        micro = result.micro_batch(name)
+        calls = result.per_call.get(name, {})
+        how = f" as calls of {micro}" if micro < k.batch else ""
+        sizes = ", ".join(f"{m}: {m / t:.1f}" for m, t in sorted(calls.items()) if t > 0)
+        lines.append(f"  {name:<10} {1000 * s:9.1f} ms/batch {k.batch / s:8.1f} img/s{how}{mark}"
+                     + (f"   (img/s by call size {sizes})" if len(calls) > 1 else ""))
     lines += [f"  {name:<10} not run: {reason}" for name, reason in result.failed.items()]
     return lines
 

@@ -9,8 +9,8 @@ from pathlib import Path
 from ... import env
 from ...catalogue import stale_reason, variant_file
 from ...errors import BackendUnavailable, ConfigError
-from ..base import RunnerOptions
-from ..ort import OrtOptions, OrtRunner
+from ..base import Runner, RunnerOptions
+from ..ort import OrtOptions
 from . import features as _features
 from .features import CpuFeatures
 from .openvino_ep import OpenVinoOptions
@@ -28,6 +28,12 @@ class CpuVariant:
     precision: str
     model: str  # "fp32" | "tensorrt" | "cpu" | "cpu-rr": the file variant (see module docstring)
     options: OrtOptions = field(default_factory=OrtOptions)
+    #: run a batch as calls of at most this many rows (the measured best micro-batch; None: whole batches)
+    micro_batch: int | None = None
+    #: "ort" (onnxruntime, ``options``) or "openvino" (OpenVINO itself, openvino_native.py)
+    engine: str = "ort"
+    #: OpenVINO's INFERENCE_PRECISION_HINT for the "openvino" engine
+    inference_precision: str = "f32"
 
 
 def _ort_options(features: CpuFeatures, providers: tuple = ("CPUExecutionProvider",),
@@ -56,20 +62,43 @@ def _openvino_variants(features: CpuFeatures) -> list[CpuVariant]:
     return []
 
 
+def _native_variants(features: CpuFeatures) -> list[CpuVariant]:
+    """OpenVINO itself (any vendor): INT8 Q/DQ (not where U8S8 products can saturate: x86 without VNNI),
+    FP32, and the FP32 file in bfloat16 where the CPU has bf16."""
+    if not features.openvino_native:
+        return []
+    out = []
+    if not features.u8s8_saturates:
+        out.append(CpuVariant("ov-native-int8", "INT8 Q/DQ on OpenVINO (native)", "int8", "tensorrt",
+                              _ort_options(features), engine="openvino"))
+    if features.bf16:
+        out.append(CpuVariant("ov-native-bf16", "FP32 file in bfloat16 on OpenVINO (native)", "bf16", "fp32",
+                              _ort_options(features), engine="openvino", inference_precision="bf16"))
+    out.append(CpuVariant("ov-native-fp32", "FP32 on OpenVINO (native)", "fp32", "fp32", _ort_options(features),
+                          engine="openvino"))
+    return out
+
+
 def variants_for(features: CpuFeatures) -> list[CpuVariant]:
     """Every configuration this CPU can run, in feature-detection order (expected fastest first)."""
     openvino = _openvino_variants(features)
+    native = _native_variants(features)
     out = [v for v in openvino if v.key == "ov-int8"]
+    if features.amx:  # OpenVINO's INT8 on AMX: 3-4x onnxruntime's (issue 22)
+        out += [v for v in native if v.precision == "int8"]
     bf16 = [v for v in openvino if v.key == "ov-bf16"]
     if features.amx:  # bf16 matrix units: the bf16 variant beats plain-provider INT8 (issue 12's table)
         out += bf16
     int8_model = "cpu" if (features.vnni or not features.x86) else "cpu-rr"
     out.append(CpuVariant("int8", f"INT8 Q/DQ ({int8_model} style) on onnxruntime CPU", "int8", int8_model,
                           _ort_options(features)))
-    out.append(CpuVariant("int8-trt", "INT8 Q/DQ (TensorRT style) on onnxruntime CPU", "int8", "tensorrt",
-                          _ort_options(features)))
+    if not features.u8s8_saturates:  # without VNNI its U8S8 kernels saturate (saturation.py): never chosen there
+        out.append(CpuVariant("int8-trt", "INT8 Q/DQ (TensorRT style) on onnxruntime CPU", "int8", "tensorrt",
+                              _ort_options(features)))
     if not features.amx:
         out += bf16
+        out += [v for v in native if v.precision == "int8"]
+    out += [v for v in native if v.precision != "int8"]
     out.append(CpuVariant("fp32", "FP32 on onnxruntime CPU, tuned session", "fp32", "fp32", _ort_options(features)))
     return out
 
@@ -132,9 +161,20 @@ def threaded(options: OrtOptions, runner_options: RunnerOptions) -> OrtOptions:
     return dataclasses.replace(options, intra_op_threads=runner_options.threads, openvino=openvino)
 
 
+def variant_runner_options(variant: CpuVariant, runner_options: RunnerOptions) -> RunnerOptions:
+    """The app's runner options with the variant's measured micro-batch (the user's own setting wins)."""
+    import dataclasses
+
+    if variant.micro_batch is None or runner_options.micro_batch is not None:
+        return runner_options
+    if variant.micro_batch >= runner_options.max_batch:
+        return runner_options
+    return dataclasses.replace(runner_options, micro_batch=variant.micro_batch)
+
+
 def runner_for(variant: CpuVariant, model_dir_or_fp32: str | Path,
-               runner_options: RunnerOptions | None = None) -> OrtRunner:
-    """An (inactive) onnxruntime runner for a variant, given the FP32 model or its folder."""
+               runner_options: RunnerOptions | None = None, *, evaluation: str | None = None) -> Runner:
+    """An (inactive) runner for a variant (onnxruntime, or OpenVINO itself), given the FP32 model or its folder."""
     fp32 = Path(model_dir_or_fp32)
     if fp32.is_dir():
         fp32 = fp32 / "vgg16.onnx"
@@ -143,5 +183,21 @@ def runner_for(variant: CpuVariant, model_dir_or_fp32: str | Path,
         raise BackendUnavailable(f"{path}: the {variant.key} CPU variant needs this file, written from {fp32}; "
                                  "write it with "
                                  f"`vggedge build --model {fp32} --precision int8` or prepare_variants()")
-    runner_options = runner_options or RunnerOptions()
-    return OrtRunner(path, threaded(variant.options, runner_options), runner_options)
+    runner_path, kwargs, runner_options = variant_runner(variant, runner_options or RunnerOptions(), evaluation)
+    module, _, name = runner_path.partition(":")
+    import importlib
+
+    return getattr(importlib.import_module(module), name)(path, runner_options=runner_options, **kwargs)
+
+
+def variant_runner(variant: CpuVariant, runner_options: RunnerOptions, evaluation: str | None = None
+                   ) -> tuple[str, dict, RunnerOptions]:
+    """How a variant runs: its runner class ("module:Class"), the class's keyword options, and the runner
+    options with the variant's measured micro-batch (onnxruntime, or OpenVINO itself)."""
+    runner_options = variant_runner_options(variant, runner_options)
+    if variant.engine == "openvino":
+        return ("vggedge.runtime.cpu.openvino_native:OpenVinoRunner",
+                {"inference_precision": variant.inference_precision, "variant": variant.key,
+                 "evaluation": "OpenVINO CPU (native)"}, runner_options)
+    return ("vggedge.runtime.ort:OrtRunner", {"options": threaded(variant.options, runner_options),
+                                              "variant": variant.key, "evaluation": evaluation}, runner_options)
