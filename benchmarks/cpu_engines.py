@@ -25,6 +25,7 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from vggedge.machine import cpu_name  # noqa: E402
 from vggedge.preprocess import list_images, preprocess  # noqa: E402
 from vggedge.runtime.base import RunnerOptions  # noqa: E402
 from vggedge.runtime.cpu import features as cpuf, variants as cpuv  # noqa: E402
@@ -39,9 +40,9 @@ def lscpu_model() -> str:
     try:
         out = subprocess.run(["lscpu"], capture_output=True, text=True, timeout=10).stdout
     except (OSError, subprocess.SubprocessError):
-        return cpuf.cpu_model_name()
+        return cpu_name()
     return next((line.split(":", 1)[1].strip() for line in out.splitlines() if line.startswith("Model name")),
-                cpuf.cpu_model_name())
+                cpu_name())
 
 
 def ort_plain(path: Path):

@@ -27,6 +27,7 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from vggedge.machine import cpu_name  # noqa: E402
 from vggedge.apps.classify import Classifier  # noqa: E402
 from vggedge.preprocess import list_images, preprocess  # noqa: E402
 from vggedge.runtime.cpu import features as cpuf, variants as cpuv  # noqa: E402
@@ -108,7 +109,7 @@ def measure_e2e(fp32: Path, images: int = 48, rounds: int = 2, batch: int = 8) -
         ran = clf.runner.describe()
     finally:
         clf.__exit__(None, None, None)
-    return {"cpu": cpuf.cpu_model_name(), "isa": features.isa, "cores": features.cores, "files": len(paths),
+    return {"cpu": cpu_name(), "isa": features.isa, "cores": features.cores, "files": len(paths),
             "rounds": rounds, "batch": batch, "plain_file": plain_file.name, "vggedge_ran": ran, "img_per_s": best}
 
 

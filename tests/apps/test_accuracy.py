@@ -20,7 +20,8 @@ from vggedge.apps.compare import compare_models, format_report, load_views, run_
 from vggedge.model.export import export_vgg16
 from vggedge.model.vgg16 import VGG16Options
 from vggedge.preprocess import list_images
-from vggedge.runtime.cpu.features import cpu_features, cpu_model_name
+from vggedge.machine import cpu_name
+from vggedge.runtime.cpu.features import cpu_features
 
 pytestmark = pytest.mark.slow
 REPO = Path(__file__).resolve().parents[2]
@@ -60,7 +61,7 @@ def test_fp16_int8_agree_with_fp32(models: dict[str, Path], capsys: pytest.Captu
     start = time.perf_counter()
     report = compare_models(models, EVAL, augment=True, backend="ort-cpu")  # photos calibration never saw
     with capsys.disabled():  # CI logs show the numbers whether the test passes or fails
-        print(f"\n{cpu_model_name()}: {cpu_features().isa}\n{format_report(report)}\n"
+        print(f"\n{cpu_name()}: {cpu_features().isa}\n{format_report(report)}\n"
               f"(compare took {time.perf_counter() - start:.0f} s)")
     assert report.images == 84 * len(list_images(EVAL)) == 504 and report.overlap == []
     assert report.output_kind == "logits"
@@ -92,7 +93,7 @@ def test_build_report_predicts_the_engine_on_any_isa(models: dict[str, Path], ca
         line += f"; fused kernels: {100 * kernels.top1:.1f}% ({len(kernels.flips)} flips)"
         assert abs(kernels.top1 - unfused.top1) <= 0.01, line
     with capsys.disabled():
-        print(f"\n{cpu_model_name()}: {cpu_features().isa}\n{line}")
+        print(f"\n{cpu_name()}: {cpu_features().isa}\n{line}")
 
 
 def test_what_auto_runs_agrees_with_fp32(models: dict[str, Path], capsys: pytest.CaptureFixture) -> None:
@@ -117,5 +118,5 @@ def test_what_auto_runs_agrees_with_fp32(models: dict[str, Path], capsys: pytest
     line = (f"auto ran {ran}: top-1 agreement {100 * stats.top1:.1f}% (95% {100 * stats.low:.1f}-"
             f"{100 * stats.high:.1f}%), {len(stats.flips)} flips")
     with capsys.disabled():
-        print(f"\n{cpu_model_name()}: {cpu_features().isa}\n{line}")
+        print(f"\n{cpu_name()}: {cpu_features().isa}\n{line}")
     assert stats.top1 >= 0.95, line

@@ -8,6 +8,7 @@ import numpy as np
 import onnx
 import pytest
 
+from vggedge.machine import cpu_name
 from vggedge.precision.int8 import CPU, CPU_NO_VNNI, TENSORRT, quantize_int8
 from vggedge.runtime.cpu import features as cpuf, saturation, variants as cpuv
 from vggedge.runtime.ort import OrtRunner
@@ -81,7 +82,7 @@ def test_isa_from_real_cpuinfo(text: str, arch: str, expected: dict, isa: str) -
 
 def test_this_machine_has_an_isa_line() -> None:
     found = cpuf.cpu_features()
-    print(f"\nthis machine: {cpuf.cpu_model_name()}: {found.isa}")
+    print(f"\nthis machine: {cpu_name()}: {found.isa}")
     assert found.isa.startswith(("x86-64: ", f"{found.arch}: "))
 
 

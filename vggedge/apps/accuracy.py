@@ -78,11 +78,10 @@ def run_evaluation(model: str | Path, views: Sequence[np.ndarray], batch_size: i
 
 def evaluation_record(model: str | Path) -> dict[str, str]:
     """What the report says about how ``model`` was evaluated and on which CPU."""
-    from ..runtime.cpu.features import cpu_features, cpu_model_name
-    from ..runtime.cpu.saturation import UNFUSED, qdq_style
+    from ..machine import cpu_name
+    from ..runtime.cpu_path import evaluation_name, isa_line
 
-    how = UNFUSED if qdq_style(model) is not None else "onnxruntime CPU provider (float)"
-    return {"measured_on": how, "isa": cpu_features().isa, "cpu": cpu_model_name()}
+    return {"measured_on": evaluation_name(model), "isa": isa_line(), "cpu": cpu_name()}
 
 
 def accuracy_report(artefact: str | Path, reference: str | Path, eval_set: EvaluationSet, stats: Agreement, *,

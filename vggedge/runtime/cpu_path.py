@@ -18,7 +18,7 @@ from .cpu.saturation import int8_policy
 from .cpu.tune import TuneResult, format_table, table_for, tune
 from .cpu.variants import current_variant, runner_for, variants_for
 
-__all__ = ["CpuFeatures", "isa_line", "unfused_runner", "TuneResult", "cpu_path", "format_openvino", "format_table", "format_tuned", "openvino_note",
+__all__ = ["CpuFeatures", "evaluation_name", "isa_line", "unfused_runner", "TuneResult", "cpu_path", "format_openvino", "format_table", "format_tuned", "openvino_note",
            "tune", "tuned_choice", "tuned_tables", "variant_runners"]
 
 
@@ -75,3 +75,10 @@ def unfused_runner(model: str | Path, options: RunnerOptions) -> OrtRunner | Non
     if qdq_style(model) is None:
         return None
     return OrtRunner(model, evaluation_options(), options, evaluation=UNFUSED)
+
+
+def evaluation_name(model: str | Path) -> str:
+    """How :func:`unfused_runner` (or, for a float file, onnxruntime's CPU provider) evaluates ``model``."""
+    from .cpu.saturation import UNFUSED, qdq_style
+
+    return UNFUSED if qdq_style(model) is not None else "onnxruntime CPU provider (float)"
