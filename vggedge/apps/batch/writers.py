@@ -22,6 +22,7 @@ from typing import Any, Iterable, Iterator
 import numpy as np
 
 from ...errors import ConfigError
+from .names import json_line, npy_paths_file, parquet_path, read_npy_paths
 from .rows import ERROR_COLUMNS, columns
 
 LIST_COLUMNS = ("top_k_index", "top_k_label", "top_k_score", "features")
@@ -166,17 +167,6 @@ class JsonlWriter(LineWriter):
         return json_line(row)
 
 
-def json_line(value: Any) -> str:
-    """One JSON line; names that are not valid UTF-8 (kept as lone surrogates) are written as ``\\udcXX`` escapes,
-    so :func:`json.loads` gives back the same string and :func:`os.fsencode` the same bytes."""
-    line = json.dumps(value, ensure_ascii=False)
-    try:
-        line.encode("utf-8")
-    except UnicodeEncodeError:
-        line = json.dumps(value)
-    return line + "\n"
-
-
 class CsvWriter(LineWriter):
     """CSV with a header; list columns hold JSON text (``[3, 1, 7]``). File names that are not valid UTF-8
     are written as their own bytes (``surrogateescape``), as the OS gave them."""
@@ -276,16 +266,6 @@ def arrow_schema(fields: tuple[str, ...]):
     return pa.schema([(f, types[f]) for f in fields])
 
 
-def parquet_path(key: str) -> dict[str, Any]:
-    """``path`` (valid UTF-8; undecodable bytes shown as U+FFFD) and ``path_bytes`` (the exact name, when needed)."""
-    try:
-        key.encode("utf-8")
-        return {"path": key, "path_bytes": None}
-    except UnicodeEncodeError:
-        raw = os.fsencode(key)
-        return {"path": raw.decode("utf-8", "replace"), "path_bytes": raw}
-
-
 class ParquetWriter(PartsWriter):
     """Parquet strings must be UTF-8: a name that is not keeps its exact bytes in ``path_bytes``
     (null otherwise) and a readable ``path``; :func:`read_rows` gives back the original name."""
@@ -359,18 +339,6 @@ class NpyWriter(PartsWriter):
         paths_tmp = self.paths_file.with_name(self.paths_file.name + ".tmp")
         paths_tmp.write_text("".join(json.dumps(k) + "\n" for k in keys), encoding="ascii")
         os.replace(paths_tmp, self.paths_file)
-
-
-def npy_paths_file(out: str | Path) -> Path:
-    """``<out>.paths.jsonl``: the row names of a ``.npy`` output."""
-    out = Path(out)
-    return out.with_name(out.name + ".paths.jsonl")
-
-
-def read_npy_paths(out: str | Path) -> list[str]:
-    """The row names of a ``.npy`` output, in row order."""
-    with open(npy_paths_file(out), encoding="ascii") as handle:
-        return [json.loads(line) for line in handle if line.strip()]
 
 
 def open_writer(out: str | Path, features: bool, *, resume: bool = False, overwrite: bool = False) -> Writer:
