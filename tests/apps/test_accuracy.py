@@ -46,6 +46,22 @@ def models(workdir: Path) -> dict[str, Path]:
     return built.onnx
 
 
+@pytest.fixture(scope="module")
+def eval_set():
+    """The 504 augmented views of eval/ (disjoint from the calibration photos)."""
+    from vggedge.apps.accuracy import evaluation_set
+
+    return evaluation_set(EVAL, calibration=[CALIB])
+
+
+@pytest.fixture(scope="module")
+def reference(models: dict[str, Path], eval_set) -> np.ndarray:
+    """FP32 outputs on every evaluation view, computed once for the tests that measure against them."""
+    from vggedge.apps.accuracy import evaluate
+
+    return evaluate(models["fp32"], eval_set)
+
+
 @pytest.mark.parametrize("folder", [CALIB, EVAL], ids=["calib", "eval"])
 def test_fp32_model_is_structured(models: dict[str, Path], folder: Path) -> None:
     photos = list_images(folder)
@@ -76,14 +92,13 @@ def test_fp16_int8_agree_with_fp32(models: dict[str, Path], capsys: pytest.Captu
     assert not below, f"top-1 agreement below {bounds}: {below}\n{format_report(report)}"
 
 
-def test_build_report_predicts_the_engine_on_any_isa(models: dict[str, Path], capsys: pytest.CaptureFixture) -> None:
+def test_build_report_predicts_the_engine_on_any_isa(models: dict[str, Path], eval_set, reference: np.ndarray,
+                                                     capsys: pytest.CaptureFixture) -> None:
     """`build`'s INT8 figure (unfused Q/DQ in float) is ISA-independent; where the fused kernels cannot saturate
     (VNNI, Arm dot-product) they agree with it within a point, so a Zen 3 is told what a VNNI machine is told."""
-    from vggedge.apps.accuracy import evaluation_set, evaluate
+    from vggedge.apps.accuracy import evaluate
     from vggedge.precision.agreement import measure
 
-    eval_set = evaluation_set(EVAL, calibration=[CALIB])
-    reference = evaluate(models["fp32"], eval_set)
     unfused = measure(reference, evaluate(models["int8"], eval_set), eval_set.names, output_kind="logits")
     line = f"unfused Q/DQ: {100 * unfused.top1:.1f}% (95% {100 * unfused.low:.1f}-{100 * unfused.high:.1f}%)"
     assert unfused.top1 >= 0.95, line
@@ -96,9 +111,9 @@ def test_build_report_predicts_the_engine_on_any_isa(models: dict[str, Path], ca
         print(f"\n{cpu_name()}: {cpu_features().isa}\n{line}")
 
 
-def test_what_auto_runs_agrees_with_fp32(models: dict[str, Path], capsys: pytest.CaptureFixture) -> None:
+def test_what_auto_runs_agrees_with_fp32(models: dict[str, Path], eval_set, reference: np.ndarray,
+                                         capsys: pytest.CaptureFixture) -> None:
     """The INT8 variant `precision="auto"` runs on this CPU (reduce-range on a Zen 3, OpenVINO where it wins...)."""
-    from vggedge.apps.accuracy import evaluation_set, evaluate
     from vggedge.apps.batches import gather, run_images
     from vggedge.precision.agreement import measure
     from vggedge.runtime.base import RunnerOptions
@@ -107,8 +122,6 @@ def test_what_auto_runs_agrees_with_fp32(models: dict[str, Path], capsys: pytest
     from vggedge.spec import load_spec_for
 
     prepare_variants(models["fp32"], CALIB)
-    eval_set = evaluation_set(EVAL, calibration=[CALIB])
-    reference = evaluate(models["fp32"], eval_set)
     spec = load_spec_for(models["fp32"])
     with select_runner(models["fp32"], "ort-cpu", options=RunnerOptions(max_batch=8), precision="auto").runner as runner:
         out, _ = gather(run_images(runner, spec, eval_set.views, 8, strict=True, copy=False), spec.output_name,
