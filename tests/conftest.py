@@ -10,7 +10,6 @@ onnxruntime. Engine files are fake bytes with real ``.engine.json`` sidecars.
 """
 from __future__ import annotations
 
-import shutil
 import sys
 import types
 from pathlib import Path
@@ -21,57 +20,59 @@ import pytest
 
 from vggedge.engine.identity import EngineIdentity
 from vggedge.model.export import export_vgg16
-from vggedge.model.vgg16 import VGG16Options
 from vggedge.catalogue import file_sha256
 from vggedge.runtime import select
 from vggedge.runtime.ort import OrtOptions, OrtRunner
 from vggedge.spec import ModelSpec, load_spec_for, spec_path_for
 
 from clips import calib_frames, write_clip  # tests/clips.py: shared by the stream tests
-from small_models import normalised_32, remove
+from small_models import link_model, options_32, remove
 
-TEN_CLASSES = VGG16Options(include_rescaling=False, include_top=True, num_classes=10, input_shape=(32, 32, 3))
 FAKE_TRT_VERSION = "10.3.0"
 FAKE_GPU = ("Orin", "8.7")
 STANDIN_MODULE = "vggedge_test_engine_standin"
 
 
 @pytest.fixture(scope="session")
-def ten_class_model(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
-    """A 32x32, 10-class random VGG16 (ONNX + spec) shared by the session; removed at the end."""
-    folder = tmp_path_factory.mktemp("ten_class")
-    path = export_vgg16("random:5", folder / "m.onnx", TEN_CLASSES).onnx_path
-    yield path
-    shutil.rmtree(folder, ignore_errors=True)  # ~75 MB
+def vgg32(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Callable[..., Path]]:
+    """``vgg32(weights="random:5", num_classes=10)``: a 32x32 VGG16 (ONNX + spec), exported once per session.
+
+    Shared read-only: a test that writes beside it takes a copy (``small_models.link_model``).
+    """
+    root = tmp_path_factory.mktemp("vgg32")
+    made: dict[tuple[str, int], Path] = {}
+
+    def get(weights: str = "random:5", num_classes: int = 10) -> Path:
+        if (weights, num_classes) not in made:
+            folder = root / f"{weights.replace(':', '-')}-{num_classes}"
+            folder.mkdir()
+            made[weights, num_classes] = export_vgg16(weights, folder / "m.onnx", options_32(num_classes)).onnx_path
+        return made[weights, num_classes]
+
+    yield get
+    remove(root)  # ~135 MB per model
 
 
 @pytest.fixture(scope="session")
-def cpu_int8_model(tmp_path_factory: pytest.TempPathFactory, ten_class_model: Path) -> Iterator[Path]:
+def ten_class_model(vgg32: Callable[..., Path]) -> Path:
+    """A 32x32, 10-class random VGG16 (ONNX + spec) shared by the session; removed at the end."""
+    return vgg32("random:5", 10)
+
+
+@pytest.fixture(scope="session")
+def cpu_int8_model(tmp_path_factory: pytest.TempPathFactory, ten_class_model: Path) -> Path:
     """The 10-class model (hard-linked) with the INT8 files this CPU's variants run, written beside it."""
     from vggedge.runtime.cpu.variants import prepare_variants
 
-    folder = tmp_path_factory.mktemp("cpu_int8")
-    path = folder / "m.onnx"
-    try:
-        path.hardlink_to(ten_class_model)
-    except OSError:
-        shutil.copy(ten_class_model, path)
-    shutil.copy(spec_path_for(ten_class_model), spec_path_for(path))
+    path = link_model(ten_class_model, tmp_path_factory.mktemp("cpu_int8"), "m.onnx")
     prepare_variants(path, Path(__file__).parent.parent / "calib")
-    yield path
-    shutil.rmtree(folder, ignore_errors=True)
+    return path
 
 
 @pytest.fixture
 def model_copy(ten_class_model: Path, tmp_path: Path) -> Path:
     """The shared 10-class model, hard-linked (or copied) into a fresh folder of its own."""
-    path = tmp_path / "m.onnx"
-    try:
-        path.hardlink_to(ten_class_model)
-    except OSError:
-        shutil.copy(ten_class_model, path)
-    shutil.copy(spec_path_for(ten_class_model), spec_path_for(path))
-    return path
+    return link_model(ten_class_model, tmp_path)
 
 
 def write_variant(model: Path, tag: str, precision: str) -> Path:
@@ -203,11 +204,9 @@ def decodes(monkeypatch: pytest.MonkeyPatch) -> DecodeSpy:
 
 
 @pytest.fixture(scope="session")
-def stream_model(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
+def stream_model(vgg32: Callable[..., Path]) -> Path:
     """A 32x32 VGG16 with data-normalised weights and 1000 classes (fast on 2 cores, stable top-1 on photos)."""
-    folder = tmp_path_factory.mktemp("stream_model")
-    yield normalised_32(folder, 1000)
-    remove(folder)
+    return vgg32("normalised:0", 1000)
 
 
 @pytest.fixture(scope="session")

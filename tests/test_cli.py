@@ -8,12 +8,11 @@ from pathlib import Path
 from typing import Iterator
 
 import pytest
+from small_models import link_model, remove
 
 from vggedge.cli import main
 from vggedge.errors import EXIT_PARTIAL
-from vggedge.model.export import export_vgg16
 from vggedge.model.labels import imagenet_labels
-from vggedge.model.vgg16 import VGG16Options
 from vggedge.spec import ModelSpec
 
 REPO = Path(__file__).resolve().parents[1]
@@ -21,12 +20,10 @@ PHOTOS = [str(p) for p in sorted((REPO / "calib").glob("*.jpg"))[:2]]
 
 
 @pytest.fixture(scope="module")
-def model_path(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
-    path = tmp_path_factory.mktemp("cli") / "vgg16_32.onnx"
-    opts = VGG16Options(include_rescaling=False, include_top=True, num_classes=1000, input_shape=(32, 32, 3))
-    export_vgg16("random:3", path, opts)
-    yield path
-    path.unlink()  # 150 MB: do not leave it in pytest's kept temp folders
+def model_path(tmp_path_factory: pytest.TempPathFactory, vgg32) -> Iterator[Path]:
+    folder = tmp_path_factory.mktemp("cli")
+    yield link_model(vgg32("random:3", 1000), folder, "vgg16_32.onnx")
+    remove(folder)  # variants beside it: do not leave them in pytest's kept temp folders
 
 
 def test_export_writes_model_and_spec(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:

@@ -1,4 +1,4 @@
-"""pyproject's dependencies keep a Jetson's own OpenCV and TensorRT in place (README, Jetson section)."""
+"""pyproject's dependencies keep a Jetson's own OpenCV and TensorRT in place (docs/jetson.md)."""
 from __future__ import annotations
 
 from pathlib import Path

@@ -4,21 +4,18 @@ from __future__ import annotations
 import json
 
 import pytest
+from small_models import link_model
 
 from vggedge.apps.bench import STAGES, bench, format_report, parse_batches
 from vggedge.apps.bench.preprocessing import bench_preprocess
 from vggedge.cli import main
 from vggedge.errors import ConfigError
 from vggedge.runtime.base import RunnerOptions
-from vggedge.model.export import export_vgg16
-from vggedge.model.vgg16 import VGG16Options
 
 
 @pytest.fixture(scope="module")
-def model(tmp_path_factory):
-    path = tmp_path_factory.mktemp("bench") / "m.onnx"
-    opts = VGG16Options(include_rescaling=False, include_top=True, num_classes=10, input_shape=(32, 32, 3))
-    return export_vgg16("random:2", path, opts).onnx_path
+def model(tmp_path_factory, vgg32):
+    return link_model(vgg32("random:2", 10), tmp_path_factory.mktemp("bench"))
 
 
 @pytest.fixture(scope="module")

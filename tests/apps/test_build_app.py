@@ -8,12 +8,11 @@ from typing import Iterator
 
 import onnx
 import pytest
+from small_models import link_model
 
 from vggedge.apps.build import build, format_report
 from vggedge.cli import main
 from vggedge.errors import ConfigError, ModelError
-from vggedge.model.export import export_vgg16
-from vggedge.model.vgg16 import VGG16Options
 from vggedge.precision.fp16 import write_fp16
 from vggedge.precision.qdq_check import tensorrt_violations
 from vggedge.runtime.select import probe_trt
@@ -21,14 +20,13 @@ from vggedge.spec import load_spec_for
 
 REPO = Path(__file__).resolve().parents[2]
 CALIB = REPO / "calib"
-OPTS = VGG16Options(include_rescaling=False, include_top=True, num_classes=10, input_shape=(32, 32, 3))
 no_tensorrt = pytest.mark.skipif(probe_trt() is None, reason="TensorRT is installed: engines would be built")
 
 
 @pytest.fixture(scope="module")
-def model(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
+def model(tmp_path_factory: pytest.TempPathFactory, vgg32) -> Iterator[Path]:
     folder = tmp_path_factory.mktemp("build")
-    yield export_vgg16("random:1", folder / "m.onnx", OPTS).onnx_path
+    yield link_model(vgg32("random:1", 10), folder)
     shutil.rmtree(folder, ignore_errors=True)  # ~140 MB per model: do not keep it in pytest's temp folders
 
 

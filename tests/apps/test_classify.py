@@ -6,6 +6,7 @@ from typing import Iterator
 
 import numpy as np
 import pytest
+from small_models import link_model, remove
 
 from vggedge.errors import ConfigError, ImageError, ModelError
 from vggedge.apps.classify import Classifier
@@ -15,15 +16,13 @@ from vggedge.model.vgg16 import VGG16Options
 
 REPO = Path(__file__).resolve().parents[2]
 PHOTOS = sorted((REPO / "calib").glob("*.jpg"))[:3]
-OPTS = VGG16Options(include_rescaling=False, include_top=True, num_classes=1000, input_shape=(32, 32, 3))
 
 
 @pytest.fixture(scope="module")
-def model_path(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
-    path = tmp_path_factory.mktemp("classify") / "vgg16_32.onnx"
-    export_vgg16("random:3", path, OPTS)
-    yield path
-    path.unlink()  # 150 MB: do not leave it in pytest's kept temp folders
+def model_path(tmp_path_factory: pytest.TempPathFactory, vgg32) -> Iterator[Path]:
+    folder = tmp_path_factory.mktemp("classify")
+    yield link_model(vgg32("random:3", 1000), folder, "vgg16_32.onnx")
+    remove(folder)  # do not leave models in pytest's kept temp folders
 
 
 def test_classify_top3_sorted_imagenet(model_path: Path) -> None:

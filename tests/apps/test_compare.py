@@ -9,27 +9,25 @@ from typing import Iterator
 
 import numpy as np
 import pytest
+from small_models import link_model
 
 from vggedge.apps.compare import (CompareReport, VariantStats, agreement, check_min_top1, compare_models,
                                   format_report, load_named_views, name_models, run_model, unique_names)
 from vggedge.precision.views import VIEWS_PER_PHOTO, augmented_views, view_names
 from vggedge.cli import main
 from vggedge.errors import EXIT_PARTIAL, ConfigError, ImageError, VggEdgeError
-from vggedge.model.export import export_vgg16
-from vggedge.model.vgg16 import VGG16Options
 from vggedge.precision.fp16 import write_fp16
 from vggedge.precision.int8 import quantize_int8
 
 REPO = Path(__file__).resolve().parents[2]
 CALIB = REPO / "calib"
 EVAL = REPO / "eval"
-OPTS = VGG16Options(include_rescaling=False, include_top=True, num_classes=10, input_shape=(32, 32, 3))
 
 
 @pytest.fixture(scope="module")
-def models(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Path]]:
+def models(tmp_path_factory: pytest.TempPathFactory, vgg32) -> Iterator[dict[str, Path]]:
     folder = tmp_path_factory.mktemp("compare")
-    fp32 = export_vgg16("random:1", folder / "m.onnx", OPTS).onnx_path
+    fp32 = link_model(vgg32("random:1", 10), folder)
     yield {"fp32": fp32, "fp16": write_fp16(fp32), "int8": quantize_int8(fp32, CALIB, limit=4).path}
     shutil.rmtree(folder, ignore_errors=True)  # ~300 MB of models: do not keep them in pytest's temp folders
 

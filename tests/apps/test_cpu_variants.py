@@ -4,20 +4,18 @@ from __future__ import annotations
 import json
 
 import pytest
+from small_models import link_model
 
 from vggedge.apps.compare.cpu_variants import variant_accuracy
 from vggedge.cli import main
-from vggedge.model.export import export_vgg16
-from vggedge.model.vgg16 import VGG16Options
 from vggedge.runtime.cpu import features as cpuf, variants as cpuv
 
 ZEN4 = cpuf.parse_cpuinfo("flags\t\t: avx2 avx512f avx512_bf16 avx512_vnni\n", "x86_64", 2, ("CPUExecutionProvider",))
 
 
 @pytest.fixture(scope="module")
-def small(tmp_path_factory):
-    opts = VGG16Options(include_rescaling=False, include_top=True, num_classes=10, input_shape=(32, 32, 3))
-    fp32 = export_vgg16("random:2", tmp_path_factory.mktemp("acc") / "vgg16.onnx", opts).onnx_path
+def small(tmp_path_factory, vgg32):
+    fp32 = link_model(vgg32("random:2", 10), tmp_path_factory.mktemp("acc"), "vgg16.onnx")
     cpuv.prepare_variants(fp32, "calib", features=ZEN4)
     return fp32
 

@@ -141,14 +141,14 @@ def test_plan_refuses_bad_workspace() -> None:
         make_plan("10.3.0", "fp32", workspace_bytes=0)
 
 
-def test_readme_jetson_table_is_generated_from_flags() -> None:
+def test_docs_jetson_table_is_generated_from_flags() -> None:
     from pathlib import Path
 
     from vggedge.engine.flags import JETPACK, jetpack_table
 
-    readme = (Path(__file__).resolve().parents[2] / "README.md").read_text()
-    assert jetpack_table() in readme  # regenerate the README's table from JETPACK when either changes
-    section = readme.split("\n## Jetson\n", 1)[1].split("\n## ", 1)[0]
+    page = (Path(__file__).resolve().parents[2] / "docs" / "jetson.md").read_text()
+    assert jetpack_table() in page  # regenerate docs/jetson.md's table from JETPACK when either changes
+    section = page.split("# Jetson\n", 1)[1].split("\n## ", 1)[0]
     for jp in JETPACK:
         assert f"| {jp.release} | {jp.tensorrt} | {jp.cuda} | {jp.python} |" in section
 

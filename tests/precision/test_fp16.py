@@ -8,13 +8,12 @@ from typing import Iterator
 import numpy as np
 import onnx
 import pytest
+from small_models import link_model
 from onnx import TensorProto, helper, numpy_helper
 
 from vggedge.apps.classify import Classifier
 from vggedge.errors import ModelError
-from vggedge.model.export import export_vgg16
 from vggedge.model.foreign import import_onnx
-from vggedge.model.vgg16 import VGG16Options
 from vggedge.precision.fp16 import write_fp16
 from vggedge.precision.int8 import quantize_int8
 from vggedge.precision.qdq_check import tensorrt_violations
@@ -25,7 +24,6 @@ from vggedge.spec import load_spec_for
 REPO = Path(__file__).resolve().parents[2]
 CALIB = REPO / "calib"
 PHOTO = CALIB / "cat_chelsea.jpg"
-OPTS = VGG16Options(include_rescaling=False, include_top=True, num_classes=10, input_shape=(32, 32, 3))
 RNG = np.random.default_rng(0)
 
 
@@ -49,8 +47,8 @@ def workdir(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
 
 
 @pytest.fixture(scope="module")
-def model(workdir: Path) -> Path:
-    return export_vgg16("random:1", workdir / "m.onnx", OPTS).onnx_path
+def model(workdir: Path, vgg32) -> Path:
+    return link_model(vgg32("random:1", 10), workdir)
 
 
 @pytest.mark.parametrize("fp16_io", [False, True])

@@ -10,12 +10,11 @@ from typing import Iterator
 import numpy as np
 import onnx
 import pytest
+from small_models import link_model
 from onnx import TensorProto, numpy_helper
 
 import vggedge.precision.int8 as int8_module
 from vggedge.errors import CalibrationError, ConfigError
-from vggedge.model.export import export_vgg16
-from vggedge.model.vgg16 import VGG16Options
 from vggedge.precision.int8 import Int8Result, calibration_set, image_reader, quantize_int8
 from vggedge.precision.qdq_check import tensorrt_violations
 from vggedge.preprocess import list_images, preprocess
@@ -24,7 +23,6 @@ from vggedge.spec import load_spec_for
 
 REPO = Path(__file__).resolve().parents[2]
 CALIB = REPO / "calib"
-OPTS = VGG16Options(include_rescaling=False, include_top=True, num_classes=10, input_shape=(32, 32, 3))
 QDQ = ("QuantizeLinear", "DequantizeLinear")
 
 
@@ -36,8 +34,8 @@ def workdir(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
 
 
 @pytest.fixture(scope="module")
-def model(workdir: Path) -> Path:
-    return export_vgg16("random:1", workdir / "m.onnx", OPTS).onnx_path
+def model(workdir: Path, vgg32) -> Path:
+    return link_model(vgg32("random:1", 10), workdir)
 
 
 @pytest.fixture(scope="module")

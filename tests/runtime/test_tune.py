@@ -7,10 +7,9 @@ import os
 from pathlib import Path
 
 import pytest
+from small_models import link_model
 
 from vggedge.errors import BackendUnavailable
-from vggedge.model.export import export_vgg16
-from vggedge.model.vgg16 import VGG16Options
 from vggedge.runtime.base import RunnerOptions
 from vggedge.runtime.plan import PlanRequest
 from vggedge.runtime.cpu import tune, features as cpuf, variants as cpuv, planner as cpup
@@ -164,13 +163,12 @@ def test_a_variant_that_fails_is_reported_not_fatal(model):
     assert any("not run: OpenVINO plugin EP: no device" in line for line in tune.format_table(result))
 
 
-def test_real_short_tune_on_the_tiny_model(tmp_path, monkeypatch, capsys):
+def test_real_short_tune_on_the_tiny_model(tmp_path, monkeypatch, capsys, vgg32):
     """Real sessions, real clock (no speed asserted): every variant is timed, the winner cached and shown."""
     from vggedge.cli import main
 
     monkeypatch.setenv("VGGEDGE_CACHE", str(tmp_path / "cache"))
-    opts = VGG16Options(include_rescaling=False, include_top=True, num_classes=10, input_shape=(32, 32, 3))
-    fp32 = export_vgg16("random:5", tmp_path / "vgg16.onnx", opts).onnx_path
+    fp32 = link_model(vgg32("random:5", 10), tmp_path, "vgg16.onnx")
     cpuv.prepare_variants(fp32, "calib")
     result = tune.tune(fp32, RunnerOptions(max_batch=2), seconds=0.2)
     runnable = [v.key for v in tune.runnable(fp32, cpuf.cpu_features())]

@@ -192,7 +192,7 @@ def make_plan(version: VersionLike, precision: str, *, onnx_precision: str = "fp
 
 @dataclass(frozen=True)
 class JetPack:
-    """What one JetPack release ships (NVIDIA's release notes); the README's Jetson table is made from these."""
+    """What one JetPack release ships (NVIDIA's release notes); docs/jetson.md's table is made from these."""
 
     release: str
     tensorrt: str
@@ -221,7 +221,7 @@ JETPACK: tuple[JetPack, ...] = (
 
 
 def jetpack_table() -> str:
-    """The Markdown table of :data:`JETPACK` that the README cites (a test keeps the two equal)."""
+    """The Markdown table of :data:`JETPACK` that docs/jetson.md cites (a test keeps the two equal)."""
     rows = ["| JetPack | TensorRT | CUDA | Python | boards | vggedge `trt` backend |", "|---|---|---|---|---|---|"]
     for jp in JETPACK:
         rows.append(f"| {jp.release} | {jp.tensorrt} | {jp.cuda} | {jp.python} | {jp.boards} | "

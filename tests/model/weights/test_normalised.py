@@ -49,15 +49,14 @@ def test_fingerprint_changes_with_the_photos(tmp_path):
     assert photos_fingerprint(copies) != photos_fingerprint(photos)
 
 
-def test_eval_photos_get_distinct_clear_answers(tmp_path):
+def test_eval_photos_get_distinct_clear_answers(stream_model):
     """Each eval/ photo is answered by its own class with a clear margin: the stand-in knows its domain."""
     import onnxruntime as ort
 
-    from small_models import normalised_32
     from vggedge.preprocess import preprocess
     from vggedge.spec import load_spec_for
 
-    model = normalised_32(tmp_path, 1000)
+    model = stream_model  # normalised:0, 32x32, 1000 classes (tests/conftest.py)
     spec = load_spec_for(model)
     session = ort.InferenceSession(str(model), providers=["CPUExecutionProvider"])
     probs = session.run(None, {spec.input_name: preprocess(list_images(EVAL_DIR), spec)})[0]
