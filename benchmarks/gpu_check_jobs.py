@@ -338,28 +338,9 @@ def torch_peers(fp32_model: Path, files: list[Path], seconds: float) -> list[dic
 
 def _torch_net(fp32_model: Path):
     """VGG16 in torch, FP16 channels_last on the GPU, logits out, weights from the ONNX."""
-    import onnx
     import torch
-    from onnx import numpy_helper
 
-    from vggedge.model.vgg16 import VGG16_CFG, conv_layers
+    from torch_peer import torch_vgg16
 
-    weights = {t.name: torch.from_numpy(numpy_helper.to_array(t).copy()) for t in onnx.load(fp32_model).graph.initializer}
-    layers, cin, names = [], 3, iter(conv_layers())
-    for item in VGG16_CFG:
-        if item == "M":
-            layers.append(torch.nn.MaxPool2d(2))
-            continue
-        name, cout = next(names)
-        conv = torch.nn.Conv2d(cin, cout, 3, padding=1)
-        conv.weight.data, conv.bias.data = weights[f"{name}.kernel"], weights[f"{name}.bias"]
-        layers += [conv, torch.nn.ReLU()]
-        cin = cout
-    layers.append(torch.nn.Flatten())
-    for i, name in enumerate(("fc1", "fc2", "predictions")):
-        w = weights[f"{name}.kernel"]
-        lin = torch.nn.Linear(w.shape[1], w.shape[0])
-        lin.weight.data, lin.bias.data = w, weights[f"{name}.bias"]
-        layers += [lin] + ([torch.nn.ReLU()] if i < 2 else [])
-    net = torch.nn.Sequential(*layers).eval()
+    net = torch_vgg16(fp32_model, softmax=False)
     return net.to(device="cuda", dtype=torch.float16).to(memory_format=torch.channels_last)

@@ -107,31 +107,11 @@ def ort_default(model: Path):
 
 def torch_vgg(model: Path, dtype: str, device: str = "cpu"):
     """PyTorch eager VGG16 (channels-last) with the same weights (read from the ONNX initializers)."""
-    import onnx
     import torch
-    from onnx import numpy_helper
 
-    weights = {t.name: torch.from_numpy(numpy_helper.to_array(t).copy()) for t in onnx.load(model).graph.initializer}
-    layers, cin = [], 3
-    from vggedge.model.vgg16 import VGG16_CFG, conv_layers
+    from torch_peer import torch_vgg16
 
-    names = iter(conv_layers())
-    for item in VGG16_CFG:
-        if item == "M":
-            layers.append(torch.nn.MaxPool2d(2))
-            continue
-        name, cout = next(names)
-        conv = torch.nn.Conv2d(cin, cout, 3, padding=1)
-        conv.weight.data, conv.bias.data = weights[f"{name}.kernel"], weights[f"{name}.bias"]
-        layers += [conv, torch.nn.ReLU()]
-        cin = cout
-    layers.append(torch.nn.Flatten())
-    for i, name in enumerate(("fc1", "fc2", "predictions")):
-        w = weights[f"{name}.kernel"]
-        lin = torch.nn.Linear(w.shape[1], w.shape[0])
-        lin.weight.data, lin.bias.data = w, weights[f"{name}.bias"]
-        layers += [lin] + ([torch.nn.ReLU()] if i < 2 else [torch.nn.Softmax(dim=1)])
-    net = torch.nn.Sequential(*layers).eval()
+    net = torch_vgg16(model)
     torch_dtype = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}[dtype]
     net = net.to(device=device, dtype=torch_dtype).to(memory_format=torch.channels_last)
 

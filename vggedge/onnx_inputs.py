@@ -56,12 +56,9 @@ def _fields(f: BinaryIO, start: int, end: int) -> Iterator[tuple[int, int, int]]
         raise ValueError("field overruns its message")
 
 
-def graph_inputs(path: str | Path) -> dict[str, tuple[int, tuple[Dim, ...]]]:
-    """``{input name: (ONNX element type, dims)}``; a dim is an int, a symbolic name, or None."""
-    import onnx
-
-    path = Path(path)
-    inputs: dict[str, tuple[int, tuple[Dim, ...]]] = {}
+def _graph_values(path: Path, field: int) -> list[bytes]:
+    """The serialized ValueInfoProto messages of one graph field (inputs or outputs), weights never read."""
+    found: list[bytes] = []
     try:
         with open(path, "rb") as f:
             size = os.fstat(f.fileno()).st_size
@@ -69,17 +66,31 @@ def graph_inputs(path: str | Path) -> dict[str, tuple[int, tuple[Dim, ...]]]:
                 if number != MODEL_GRAPH:
                     continue
                 for sub, s2, l2 in _fields(f, start, start + length):
-                    if sub == GRAPH_INPUT:
+                    if sub == field:
                         f.seek(s2)
-                        info = onnx.ValueInfoProto.FromString(f.read(l2))
-                        tensor = info.type.tensor_type
-                        dims = tuple(d.dim_value if d.HasField("dim_value") else (d.dim_param or None)
-                                     for d in tensor.shape.dim)
-                        inputs[info.name] = (tensor.elem_type, dims)
+                        found.append(f.read(l2))
     except (OSError, EOFError, ValueError) as exc:
         raise ModelError(f"{path}: not a readable ONNX model ({exc})") from None
+    return found
+
+
+def _value_infos(path: Path, field: int) -> list:
+    import onnx
+
+    try:
+        return [onnx.ValueInfoProto.FromString(data) for data in _graph_values(path, field)]
     except Exception as exc:  # protobuf's DecodeError
         raise ModelError(f"{path}: not a readable ONNX model ({type(exc).__name__}: {exc})") from None
+
+
+def graph_inputs(path: str | Path) -> dict[str, tuple[int, tuple[Dim, ...]]]:
+    """``{input name: (ONNX element type, dims)}``; a dim is an int, a symbolic name, or None."""
+    path = Path(path)
+    inputs: dict[str, tuple[int, tuple[Dim, ...]]] = {}
+    for info in _value_infos(path, GRAPH_INPUT):
+        tensor = info.type.tensor_type
+        dims = tuple(d.dim_value if d.HasField("dim_value") else (d.dim_param or None) for d in tensor.shape.dim)
+        inputs[info.name] = (tensor.elem_type, dims)
     if not inputs:
         raise ModelError(f"{path}: not an ONNX model with graph inputs")
     return inputs
@@ -87,22 +98,4 @@ def graph_inputs(path: str | Path) -> dict[str, tuple[int, tuple[Dim, ...]]]:
 
 def graph_outputs(path: str | Path) -> list[str]:
     """The names of a model's graph outputs (read like :func:`graph_inputs`, without loading the weights)."""
-    path = Path(path)
-    names: list[str] = []
-    try:
-        with open(path, "rb") as f:
-            size = os.fstat(f.fileno()).st_size
-            for number, start, length in _fields(f, 0, size):
-                if number != MODEL_GRAPH:
-                    continue
-                for sub, s2, l2 in _fields(f, start, start + length):
-                    if sub == GRAPH_OUTPUT:
-                        f.seek(s2)
-                        for field, s3, l3 in _fields(f, s2, s2 + l2):
-                            if field == 1:  # ValueInfoProto.name
-                                f.seek(s3)
-                                names.append(f.read(l3).decode("utf-8", "replace"))
-                                break
-    except (OSError, EOFError, ValueError) as exc:
-        raise ModelError(f"{path}: not a readable ONNX model ({exc})") from None
-    return names
+    return [info.name for info in _value_infos(Path(path), GRAPH_OUTPUT)]
