@@ -26,7 +26,7 @@ from vggedge.runtime.ort import OrtOptions, OrtRunner
 from vggedge.spec import ModelSpec, load_spec_for, spec_path_for
 
 from clips import calib_frames, write_clip  # tests/clips.py: shared by the stream tests
-from small_models import link_model, options_32, remove
+from small_models import link_model, options_32, remove, write_tiny_net
 
 FAKE_TRT_VERSION = "10.3.0"
 FAKE_GPU = ("Orin", "8.7")
@@ -218,52 +218,6 @@ def calib_clip(tmp_path_factory: pytest.TempPathFactory) -> Path:
 # --- issue 15: a tiny 4-layer classifier in the exported models' I/O form, for mixed-precision tests ---------
 # (``images`` NCHW 32x32 -> ``predictions``, 10 classes: quantizing it takes a second, so a search that
 # quantizes once per layer stays fast.)
-import json as _json
-
-import numpy as _np
-from onnx import TensorProto as _TensorProto, helper as _helper, numpy_helper as _numpy_helper
-
-TINY_LAYERS = ["conv1", "conv2", "conv3", "fc"]
-
-
-def write_tiny_net(path: Path, seed: int = 0) -> Path:
-    """Write the tiny net and its spec sidecar at ``path`` (seeded random weights)."""
-    rng = _np.random.default_rng(seed)
-
-    def w(name: str, *shape: int, scale: float = 1.0) -> onnx.TensorProto:
-        fan_in = int(_np.prod(shape[1:]))
-        return _numpy_helper.from_array((rng.normal(0, scale / _np.sqrt(fan_in), shape)).astype(_np.float32), name)
-
-    inits = [w("w1", 8, 3, 3, 3, scale=1.4), w("w2", 8, 8, 3, 3, scale=1.4), w("w3", 8, 8, 3, 3, scale=1.4),
-             w("wf", 10, 8 * 16 * 16, scale=3.0),
-             _numpy_helper.from_array(_np.zeros(8, _np.float32), "b8"),
-             _numpy_helper.from_array(_np.zeros(10, _np.float32), "b10")]
-    pads = dict(pads=[1, 1, 1, 1])
-    nodes = [_helper.make_node("Conv", ["images", "w1", "b8"], ["c1"], "conv1", **pads),
-             _helper.make_node("Relu", ["c1"], ["r1"], "conv1/relu"),
-             _helper.make_node("Conv", ["r1", "w2", "b8"], ["c2"], "conv2", **pads),
-             _helper.make_node("Relu", ["c2"], ["r2"], "conv2/relu"),
-             _helper.make_node("MaxPool", ["r2"], ["p2"], "pool", kernel_shape=[2, 2], strides=[2, 2]),
-             _helper.make_node("Conv", ["p2", "w3", "b8"], ["c3"], "conv3", **pads),
-             _helper.make_node("Relu", ["c3"], ["r3"], "conv3/relu"),
-             _helper.make_node("Flatten", ["r3"], ["f"], "flatten"),
-             _helper.make_node("Gemm", ["f", "wf", "b10"], ["logits"], "fc", transB=1),
-             _helper.make_node("Softmax", ["logits"], ["predictions"], "softmax", axis=1)]
-    graph = _helper.make_graph(nodes, "tiny", [_helper.make_tensor_value_info("images", _TensorProto.FLOAT,
-                                                                            ["batch", 3, 32, 32])],
-                              [_helper.make_tensor_value_info("predictions", _TensorProto.FLOAT, ["batch", 10])],
-                              inits)
-    model = _helper.make_model(graph, opset_imports=[_helper.make_opsetid("", 17)])
-    onnx.checker.check_model(model)
-    onnx.save(model, str(path))
-    spec = {"channels": 3, "dtype": "float32", "extra": {}, "fixed_batch": None, "height": 32, "width": 32,
-            "input_name": "images", "labels": None, "layout": "NCHW", "name": "tiny", "num_classes": 10,
-            "output_dtype": "float32", "output_kind": "probabilities", "output_name": "predictions",
-            "precision": "fp32", "spec_version": 1, "weights_sha256": None, "weights_source": f"test:{seed}",
-            "preprocessing": {"channel_order": "RGB", "interpolation": "linear", "mean": [1.0] * 3,
-                              "resize": "direct", "resize_shorter": 256, "scale": 1 / 127.5, "std": [1.0] * 3}}
-    spec_path_for(path).write_text(_json.dumps(spec))
-    return path
 
 
 @pytest.fixture(scope="session")

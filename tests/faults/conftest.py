@@ -25,6 +25,17 @@ def small_model(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
 
 
 @pytest.fixture(scope="session")
+def top_model(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
+    """A 32x32 model with its 10-class top, exported through the CLI (classify and stream outputs)."""
+    folder = tmp_path_factory.mktemp("top")
+    result = vggedge("export", "--weights", "random:3", "--input-shape", "32,32,3", "--include-top",
+                     "--num-classes", "10", "--out", folder / "m.onnx")
+    assert result.returncode == 0, result.stderr
+    yield folder / "m.onnx"
+    shutil.rmtree(folder, ignore_errors=True)
+
+
+@pytest.fixture(scope="session")
 def slow_model(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
     """The same weights at 224x224: an INT8 build long enough (10+ s) to interrupt at 1, 3 and 10 s."""
     folder = tmp_path_factory.mktemp("faults-model-224")

@@ -20,16 +20,6 @@ from faultkit import CALIB, CLI, REPO, vggedge
 from vggedge.errors import EXIT_PARTIAL
 
 
-@pytest.fixture(scope="module")
-def top_model(tmp_path_factory: pytest.TempPathFactory):
-    folder = tmp_path_factory.mktemp("classify-top")
-    result = vggedge("export", "--weights", "random:3", "--input-shape", "32,32,3", "--include-top",
-                     "--num-classes", "10", "--out", folder / "m.onnx")
-    assert result.returncode == 0, result.stderr
-    yield folder / "m.onnx"
-    shutil.rmtree(folder, ignore_errors=True)
-
-
 def png_declaring(width: int, height: int) -> bytes:
     png = bytearray(cv2.imencode(".png", np.zeros((8, 8, 3), np.uint8))[1].tobytes())
     png[16:24] = struct.pack(">II", width, height)

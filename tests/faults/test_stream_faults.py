@@ -19,16 +19,6 @@ from faultkit import CALIB, vggedge
 from vggedge.errors import EXIT_ERROR
 
 
-@pytest.fixture(scope="module")
-def top_model(tmp_path_factory: pytest.TempPathFactory):
-    folder = tmp_path_factory.mktemp("stream-top")
-    result = vggedge("export", "--weights", "random:3", "--input-shape", "32,32,3", "--include-top",
-                     "--num-classes", "10", "--out", folder / "m.onnx")
-    assert result.returncode == 0, result.stderr
-    yield folder / "m.onnx"
-    shutil.rmtree(folder, ignore_errors=True)
-
-
 @pytest.mark.parametrize("option,value", [
     ("--max-frames", "0"), ("--max-frames", "-5"), ("--read-timeout", "-1"), ("--read-timeout", "nan"),
     ("--read-timeout", "inf"), ("--input-rate", "-5"), ("--input-rate", "nan"), ("--input-width", "0"),

@@ -46,7 +46,7 @@ def test_hint_follows_the_batch() -> None:
 
 @pytest.fixture(scope="module")
 def files(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
-    from conftest import write_tiny_net
+    from small_models import write_tiny_net
 
     folder = tmp_path_factory.mktemp("ov_native")
     fp32 = write_tiny_net(folder / "tiny.onnx")

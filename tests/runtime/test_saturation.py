@@ -101,7 +101,7 @@ def test_zen3_never_offers_the_saturating_variants() -> None:
 @pytest.fixture(scope="module")
 def qdq_files(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     """The tiny net's TensorRT-style, CPU-style and reduce-range INT8 files (calibrated on calib/)."""
-    from conftest import write_tiny_net
+    from small_models import write_tiny_net
 
     folder = tmp_path_factory.mktemp("saturation")
     fp32 = write_tiny_net(folder / "tiny.onnx")

@@ -132,20 +132,26 @@ def check_complete(data: bytes) -> bytes | memoryview:
     return data
 
 
+def check_encoded(data: bytes, limits: Limits) -> bytes | memoryview:
+    """The checks every image passes before any decoder sees it (CPU or GPU): a known format and size from its
+    header, within ``--max-pixels``, and complete; returns the image's own bytes."""
+    size = header_size(data)
+    if size is None:
+        raise BadImage("not-an-image", f"not a decodable image ({len(data)} bytes; its header names no known format "
+                                       "and size); expected JPEG, PNG, GIF, BMP, TIFF, WebP or PNM")
+    if size[0] * size[1] > limits.max_pixels:
+        raise BadImage("too-large", f"image is {size[0]}x{size[1]} pixels; the limit is {limits.max_pixels} "
+                                    "(--max-pixels)")
+    return check_complete(data)
+
+
 def decode(data: bytes, limits: Limits, need: tuple[int, int, int] | None = None) -> np.ndarray:
     """Checked bytes -> a 3-channel BGR image, upright, through the one decoder (:func:`decode_image`).
 
     The size and truncation checks run first, on the encoded bytes; ``need`` allows a
     reduced-scale JPEG decode as :func:`vggedge.preprocess.read_image` does.
     """
-    size = header_size(data)
-    if size is None:
-        raise BadImage("not-an-image", f"not a decodable image ({len(data)} bytes; its header names no known format and size); "
-                                       "expected JPEG, PNG, GIF, BMP, TIFF, WebP or PNM")
-    if size[0] * size[1] > limits.max_pixels:
-        raise BadImage("too-large", f"image is {size[0]}x{size[1]} pixels; the limit is {limits.max_pixels} "
-                                    "(--max-pixels)")
-    data = check_complete(data)
+    data = check_encoded(data, limits)
     try:
         image = decode_image(data, need=need, source=_SOURCE)
     except ImageError as exc:

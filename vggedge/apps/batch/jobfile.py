@@ -18,17 +18,15 @@ from pathlib import Path
 from typing import Any
 
 from ...errors import ConfigError
-from .writers import parts_dir_for
+from .writers import beside, parts_dir_for
 
 
 def lock_path_for(out: str | Path) -> Path:
-    out = Path(out)
-    return out.with_name(out.name + ".lock")
+    return beside(out, ".lock")
 
 
 def job_path_for(out: str | Path) -> Path:
-    out = Path(out)
-    return out.with_name(out.name + ".job.json")
+    return beside(out, ".job.json")
 
 
 class OutputLock:

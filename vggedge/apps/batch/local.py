@@ -24,7 +24,7 @@ from ...decode_pool import DecodePool, bounded_map as _bounded_map, default_work
 from ...errors import VggEdgeError
 from ...runtime.base import Runner
 from ...spec import ModelSpec
-from .decode import BadImage, Limits, Loaded, check_complete, header_size, load_item, read_bytes
+from .decode import BadImage, Limits, Loaded, check_encoded, load_item, read_bytes
 from .inputs import Item
 from .remote import STOP
 from .rows import RowMaker, error_row
@@ -114,12 +114,7 @@ def load_encoded(item: Item, limits: Limits) -> Loaded:
     """Read and check one item without decoding it (the GPU decodes): ``tensor`` holds the encoded bytes."""
     t0 = time.perf_counter()
     try:
-        data = read_bytes(item, limits)
-        size = header_size(data)
-        if size and size[0] * size[1] > limits.max_pixels:
-            raise BadImage("too-large", f"image is {size[0]}x{size[1]} pixels; the limit is {limits.max_pixels} "
-                                        "(--max-pixels)")
-        check_complete(data)
+        data = check_encoded(read_bytes(item, limits), limits)
         return Loaded(item.key, np.frombuffer(data, np.uint8), seconds=time.perf_counter() - t0)
     except BadImage as exc:
         return Loaded(item.key, None, str(exc), exc.kind, time.perf_counter() - t0)

@@ -28,15 +28,19 @@ from .rows import ERROR_COLUMNS, columns
 LIST_COLUMNS = ("top_k_index", "top_k_label", "top_k_score", "features")
 
 
+def beside(out: str | Path, suffix: str) -> Path:
+    """A file that belongs to an output, named after it: ``results.jsonl`` -> ``results.jsonl<suffix>``."""
+    out = Path(out)
+    return out.with_name(out.name + suffix)
+
+
 def errors_path_for(out: str | Path) -> Path:
     """The errors file next to an output: ``results.jsonl`` -> ``results.jsonl.errors.jsonl``."""
-    out = Path(out)
-    return out.with_name(out.name + ".errors.jsonl")
+    return beside(out, ".errors.jsonl")
 
 
 def parts_dir_for(out: str | Path) -> Path:
-    out = Path(out)
-    return out.with_name(out.name + ".parts")
+    return beside(out, ".parts")
 
 
 def format_of(out: str | Path) -> str:
