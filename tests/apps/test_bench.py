@@ -10,6 +10,7 @@ from vggedge.apps.bench import STAGES, bench, format_report, parse_batches
 from vggedge.apps.bench.preprocessing import bench_preprocess
 from vggedge.cli import main
 from vggedge.errors import ConfigError
+from vggedge.runtime.select import plan_selection
 from vggedge.runtime.base import RunnerOptions
 
 
@@ -154,5 +155,6 @@ def test_auto_precision_on_the_cpu_is_labelled_by_the_file_that_runs(cpu_int8_mo
     report = bench(cpu_int8_model, "ort-cpu", (2,), precision="auto", warmup_s=0.0, duration_s=0.02, min_iters=3,
                    progress=False)
     assert report.precision == "int8" and report.environment["precision"] == "int8"
-    assert report.environment["report"]["artefact"].endswith((".int8-cpu.onnx", ".int8-cpu-rr.onnx"))
+    ran = plan_selection(cpu_int8_model, "ort-cpu", precision="auto").artefact  # an INT8 variant, not the model
+    assert report.environment["report"]["artefact"] == str(ran) and ran.name.startswith("m.int8")
     assert "| precision int8 |" in format_report(report)

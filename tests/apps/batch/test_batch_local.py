@@ -180,9 +180,11 @@ def test_features_model_writes_vectors_to_npy_and_parquet(tmp_path: Path, featur
 
 
 def _features_runner(model: Path):
+    """The runner batch's default (precision="auto") plans for the model: on a CPU with AMX and OpenVINO that
+    may be the bf16 variant, so the reference is whatever the job itself runs."""
     from vggedge.runtime.select import select_runner
 
-    return select_runner(model).runner
+    return select_runner(model, precision="auto").runner
 
 
 def test_features_flag_writes_the_output_vector_of_a_classifier(tmp_path: Path, batch_model: Path,
@@ -190,7 +192,7 @@ def test_features_flag_writes_the_output_vector_of_a_classifier(tmp_path: Path, 
     photos = image_set[1][:2]
     run(photos, out=tmp_path / "v.jsonl", model=batch_model, features=True, **OPTS)
     rows = read_rows(tmp_path / "v.jsonl")
-    with Classifier(batch_model) as clf:
+    with Classifier(batch_model, precision="auto") as clf:  # what batch's default precision runs here
         from vggedge.preprocess import preprocess
 
         want = clf.scores(preprocess(photos, clf.spec))

@@ -37,7 +37,7 @@ def plan_cpu(request: PlanRequest, *, variant: str | None = None,
         chosen = auto_variant(base_model(request.model), features, variant, request.options)
         if chosen is not None:
             picked, path, how = chosen
-            evaluation = None if picked.options.openvino else saturation.evaluation(path, features)
+            evaluation = saturation.evaluation(path, features, picked.options)
             runner, kwargs, options = variant_runner(picked, request.options, evaluation)
             micro = f", calls of {options.micro_batch}" if options.micro_batch else ""
             return Choice(path, f"{path.name}: CPU variant {picked.key} ({how}{micro})", kwargs, runner=runner,
@@ -51,7 +51,7 @@ def plan_cpu(request: PlanRequest, *, variant: str | None = None,
     what = "the model given" if path == request.model else f"its {request.precision} variant"
     held = spec.precision if spec is not None else "no spec"
     why = note or (f"{path.name}: {what} ({held}, precision {request.precision}) on the {tuned.key} CPU session")
-    evaluation = None if options.openvino else saturation.evaluation(path, features)
+    evaluation = saturation.evaluation(path, features, options)
     return Choice(path, why, {"options": options, "note": note, "evaluation": evaluation}, spec)
 
 

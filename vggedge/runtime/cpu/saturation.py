@@ -30,6 +30,7 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 #: how a Q/DQ file is evaluated when it runs unfused (say so in every report)
 UNFUSED = "Q/DQ evaluated unfused in float (predicts TensorRT)"
+OPENVINO_EP = "OpenVINO execution provider (CPU) inside onnxruntime"
 
 
 def qdq_style(model: str | Path) -> str | None:
@@ -82,8 +83,11 @@ def kernels_label(features: CpuFeatures) -> str:
     return "onnxruntime CPU kernels, no VNNI (reduce-range file: cannot saturate)"
 
 
-def evaluation(model: str | Path | bytes, features: CpuFeatures) -> str:
-    """Which evaluation the ``ort-cpu`` runner uses for this file here (one phrase for reports)."""
+def evaluation(model: str | Path | bytes, features: CpuFeatures, options: OrtOptions | None = None) -> str:
+    """Which evaluation the ``ort-cpu`` runner uses for this file here with these session ``options``
+    (one phrase for reports)."""
+    if options is not None and options.openvino is not None:
+        return OPENVINO_EP
     if saturates(model, features):
         return UNFUSED
     if isinstance(model, bytes) or qdq_style(model) is None:
