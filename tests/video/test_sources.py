@@ -7,7 +7,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from vggedge.video import sources as src
+from vggedge.video import opencv_io, sources as src
 from vggedge.video.sources import (CsiSource, DeviceSource, FileSource, FrameError, ImageFolderSource,
                                    NetworkSource, SourceError, SourceOptions, csi_pipeline, open_source)
 
@@ -50,15 +50,15 @@ def test_csi_pipeline_string() -> None:
 def test_build_info_parsing() -> None:
     text = "  Video I/O:\n    FFMPEG:                      YES\n    GStreamer:                   NO\n" \
            "    v4l/v4l2:                    YES (linux/videodev2.h)\n"
-    assert src.backends_from_build_info(text) == {"FFMPEG": True, "GSTREAMER": False, "V4L": True}
-    assert src.backends_from_build_info("nothing") == {"FFMPEG": False, "GSTREAMER": False, "V4L": False}
+    assert opencv_io.backends_from_build_info(text) == {"FFMPEG": True, "GSTREAMER": False, "V4L": True}
+    assert opencv_io.backends_from_build_info("nothing") == {"FFMPEG": False, "GSTREAMER": False, "V4L": False}
 
 
 def test_missing_backend_names_uri(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(src, "opencv_backends", lambda: {"FFMPEG": True, "GSTREAMER": False, "V4L": True})
+    monkeypatch.setattr(opencv_io, "opencv_backends", lambda: {"FFMPEG": True, "GSTREAMER": False, "V4L": True})
     with pytest.raises(SourceError, match=r"csi://0: this OpenCV build has no GSTREAMER video backend"):
         CsiSource("csi://0").open()
-    monkeypatch.setattr(src, "opencv_backends", lambda: {"FFMPEG": False, "GSTREAMER": False, "V4L": True})
+    monkeypatch.setattr(opencv_io, "opencv_backends", lambda: {"FFMPEG": False, "GSTREAMER": False, "V4L": True})
     with pytest.raises(SourceError, match=r"rtsp://127.0.0.1:9/x: this OpenCV build has no FFMPEG"):
         NetworkSource("rtsp://127.0.0.1:9/x").open()
 

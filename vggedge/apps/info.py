@@ -15,7 +15,8 @@ from ..runtime.base import RunnerOptions
 from ..runtime.select import availability, engine_machine, plan_selection
 
 PACKAGES = ("vggedge", "numpy", "onnx", "onnxruntime", "onnxruntime-gpu", "onnxruntime-ep-openvino",
-            "onnxruntime-openvino", "opencv-python-headless", "opencv-python", "h5py", "torch", "tensorrt", "pycuda")
+            "onnxruntime-openvino", "openvino", "opencv-python-headless", "opencv-python", "h5py", "torch", "tensorrt",
+            "pycuda", "nvidia-nvimgcodec-cu13")
 
 
 def versions() -> dict[str, str | None]:

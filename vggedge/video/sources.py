@@ -14,7 +14,6 @@ returns a BGR frame, ``None`` at the end of the stream, or raises
 """
 from __future__ import annotations
 
-import functools
 import glob
 import math
 import os
@@ -32,6 +31,8 @@ from ..errors import ConfigError, ImageError, VggEdgeError
 from ..image_header import image_size
 from ..preprocess import IMAGE_SUFFIXES, read_image
 from ..redact import redact_uri
+from . import opencv_io
+from .opencv_io import csi_pipeline
 
 #: FFmpeg options for RTSP: TCP transport, no input buffering, low-delay decoding
 #: (the fix for camera latency that grows to seconds). Format: ``key;value|key;value``.
@@ -92,48 +93,9 @@ def is_number(value: object) -> bool:
     return not isinstance(value, bool) and isinstance(value, (int, float)) and math.isfinite(value)
 
 
-def csi_pipeline(sensor_id: int = 0, width: int = 1280, height: int = 720, rate: float = 30.0,
-                 flip_method: int = 0) -> str:
-    """The GStreamer pipeline string for a Jetson CSI camera (``nvarguscamerasrc``) ending in a BGR appsink.
-
-    The appsink keeps one buffer and drops older ones, so the camera never queues latency.
-    """
-    num, den = _fraction(rate)
-    return (f"nvarguscamerasrc sensor-id={int(sensor_id)} ! "
-            f"video/x-raw(memory:NVMM), width=(int){int(width)}, height=(int){int(height)}, "
-            f"format=(string)NV12, framerate=(fraction){num}/{den} ! "
-            f"nvvidconv flip-method={int(flip_method)} ! video/x-raw, format=(string)BGRx ! "
-            "videoconvert ! video/x-raw, format=(string)BGR ! appsink drop=true max-buffers=1 sync=false")
-
-
-def _fraction(rate: float) -> tuple[int, int]:
-    """30 -> (30, 1); 29.97 -> (2997, 100)."""
-    if float(rate).is_integer():
-        return int(rate), 1
-    return round(rate * 100), 100
-
-
-@functools.lru_cache(maxsize=1)
-def opencv_backends() -> dict[str, bool]:
-    """Which OpenCV video backends this build has: ``{"FFMPEG": True, "GSTREAMER": False, ...}``."""
-    import cv2
-
-    return backends_from_build_info(cv2.getBuildInformation())
-
-
-def backends_from_build_info(text: str) -> dict[str, bool]:
-    """Parse the "Video I/O" part of ``cv2.getBuildInformation()``."""
-    found = {}
-    for name in ("FFMPEG", "GStreamer", "v4l/v4l2"):
-        match = re.search(rf"^\s*{re.escape(name)}:\s*(\S+)", text, re.MULTILINE | re.IGNORECASE)
-        found[name.upper().split("/")[0]] = bool(match) and match.group(1).upper() not in ("NO", "OFF")
-    found["V4L"] = found.pop("V4L")
-    return found
-
-
 def require_backend(uri: str, backend: str) -> None:
     """Raise SourceError naming the URI when OpenCV was built without ``backend``."""
-    if not opencv_backends().get(backend, False):
+    if not opencv_io.opencv_backends().get(backend, False):
         hints = {"GSTREAMER": "build OpenCV with GStreamer (JetPack's OpenCV has it; the PyPI wheels do not)",
                  "FFMPEG": "install opencv-python-headless from PyPI, which bundles FFmpeg",
                  "V4L": "use an OpenCV build with V4L2 (Linux)"}

@@ -39,7 +39,7 @@ from .features import CpuFeatures
 from .variants import CpuVariant, current_variant, runner_for, variants_for
 
 log = logging.getLogger(__name__)
-PACKAGES = ("vggedge", "onnxruntime", "onnxruntime-ep-openvino", "onnxruntime-openvino")
+PACKAGES = ("vggedge", "onnxruntime", "onnxruntime-ep-openvino", "onnxruntime-openvino", "openvino")
 CACHE_VERSION = 2
 #: timing rounds, interleaved over the variants; each call size keeps its fastest round
 ROUNDS = 2
