@@ -277,7 +277,8 @@ class ParquetWriter(PartsWriter):
     suffix = ".parquet"
 
     def __init__(self, path: str | Path, fields: tuple[str, ...], **kw: Any) -> None:
-        super().__init__(path, (*fields, "path_bytes"), **kw)
+        super().__init__(path, fields, **kw)
+        self.columns = (*fields, "path_bytes")  # the rows' fields, and the one this writer derives from the path
 
     def _adopt_final(self) -> None:
         os.replace(self.path, self.parts / f"part-000000{self.suffix}")
@@ -295,13 +296,13 @@ class ParquetWriter(PartsWriter):
     def _write_part(self, rows: list[dict[str, Any]], tmp: Path) -> None:
         pa, pq = _pyarrow()
         rows = [{**row, **parquet_path(row["path"])} for row in rows]
-        pq.write_table(pa.Table.from_pylist(rows, schema=arrow_schema(self.fields)), tmp)
+        pq.write_table(pa.Table.from_pylist(rows, schema=arrow_schema(self.columns)), tmp)
 
     def _combine(self, parts: list[Path], tmp: Path) -> None:
         _, pq = _pyarrow()
-        with pq.ParquetWriter(tmp, arrow_schema(self.fields)) as out:
+        with pq.ParquetWriter(tmp, arrow_schema(self.columns)) as out:
             for part in parts:
-                out.write_table(pq.read_table(part).cast(arrow_schema(self.fields)))
+                out.write_table(pq.read_table(part).cast(arrow_schema(self.columns)))
 
 
 class NpyWriter(PartsWriter):
