@@ -41,7 +41,9 @@ def image_size(data: bytes | memoryview) -> Size:
     return None
 
 
-def _jpeg_size(data) -> Size:
+def jpeg_sof(data) -> tuple[int, int] | None:
+    """(marker, offset) of a JPEG's frame header (SOFn), walking its markers from the start; None when none
+    comes before the scan (or the markers are broken)."""
     pos = 2
     while pos + 9 < len(data):
         if data[pos] != 0xFF:
@@ -53,14 +55,20 @@ def _jpeg_size(data) -> Size:
         if marker in (0xD8, 0x01) or 0xD0 <= marker <= 0xD7:
             pos += 2
             continue
-        length = struct.unpack(">H", bytes(data[pos + 2:pos + 4]))[0]
         if marker in _JPEG_SOF:
-            height, width = struct.unpack(">HH", bytes(data[pos + 5:pos + 9]))
-            return width, height
+            return marker, pos
         if marker in (0xDA, 0xD9):
             return None
-        pos += 2 + length
+        pos += 2 + struct.unpack(">H", bytes(data[pos + 2:pos + 4]))[0]
     return None
+
+
+def _jpeg_size(data) -> Size:
+    found = jpeg_sof(data)
+    if found is None:
+        return None
+    height, width = struct.unpack(">HH", bytes(data[found[1] + 5:found[1] + 9]))
+    return width, height
 
 
 def _gif_size(data) -> Size:

@@ -26,13 +26,13 @@ import importlib
 import importlib.util
 import logging
 import os
-import struct
 from dataclasses import dataclass
 from typing import Any, Callable, Sequence
 
 import numpy as np
 
 from ...errors import BackendUnavailable, ConfigError, ImageError
+from ...image_header import jpeg_sof
 from ...image_meta import is_jpeg
 
 log = logging.getLogger(__name__)
@@ -46,26 +46,10 @@ _SOF_NAMES = {0xC0: "baseline", 0xC1: "extended", 0xC2: "progressive", 0xC3: "lo
 def jpeg_frame(data: bytes | memoryview) -> tuple[int, int] | None:
     """(SOF marker, number of components) of a JPEG, read from its markers; None when none is found."""
     view = bytes(data[:1 << 20])  # headers live at the front; EXIF blocks are at most 64 KiB each
-    i = 2
-    while i + 4 <= len(view):
-        if view[i] != 0xFF:
-            return None
-        marker = view[i + 1]
-        if marker == 0xFF:
-            i += 1
-            continue
-        if marker in (0xD8, 0x01) or 0xD0 <= marker <= 0xD7:
-            i += 2
-            continue
-        length = struct.unpack(">H", view[i + 2:i + 4])[0]
-        if 0xC0 <= marker <= 0xCF and marker not in (0xC4, 0xC8, 0xCC):
-            if i + 10 > len(view):
-                return None
-            return marker, view[i + 9]
-        if marker == 0xDA:  # start of scan before any frame header
-            return None
-        i += 2 + length
-    return None
+    found = jpeg_sof(view)
+    if found is None or found[1] + 10 > len(view):
+        return None
+    return found[0], view[found[1] + 9]
 
 
 def gpu_reason(data: bytes | memoryview, *, progressive: bool = True) -> str | None:
