@@ -80,3 +80,11 @@ def required_spec(spec: ModelSpec | None, artefact: Path | None) -> ModelSpec:
 def spec_if_any(path: Path) -> ModelSpec | None:
     """The spec sidecar of an ONNX file; None when there is none (a malformed one raises)."""
     return load_spec_for(path) if spec_path_for(path).exists() else None
+
+
+def load_object(path: str) -> Any:
+    """The object a ``"module:name"`` path names, imported only now (runner classes, planner hooks)."""
+    import importlib
+
+    module, _, name = path.partition(":")
+    return getattr(importlib.import_module(module), name)

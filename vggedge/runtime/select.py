@@ -23,7 +23,7 @@ from ..engine.registry import Machine, is_engine, this_machine
 from ..errors import BackendUnavailable, ConfigError, ModelError, VggEdgeError
 from ..spec import ModelSpec
 from .base import Runner, RunnerOptions
-from .plan import Plan, PlannerHook, PlanRequest, required_spec, spec_if_any
+from .plan import Plan, PlannerHook, PlanRequest, load_object, required_spec, spec_if_any
 
 log = logging.getLogger(__name__)
 
@@ -92,15 +92,10 @@ class Backend:
     options_keyword: str = "options"
 
     def load_class(self) -> Callable[..., Runner]:
-        return _load(self.runner_path)
+        return load_object(self.runner_path)
 
     def load_planner(self) -> PlannerHook:
-        return _load(self.planner or DEFAULT_PLANNERS[self.artefact])
-
-
-def _load(path: str) -> Callable[..., Any]:
-    module, _, name = path.partition(":")
-    return getattr(importlib.import_module(module), name)
+        return load_object(self.planner or DEFAULT_PLANNERS[self.artefact])
 
 
 DEFAULT_PLANNERS = {"engine": "vggedge.runtime.gpu.planner:plan_engine",
@@ -219,7 +214,7 @@ def _engine_plan(plan: Path, backend: str, options: RunnerOptions, precision: st
 def open_plan(plan: Plan) -> Selection:
     """The (inactive) runner a plan describes, with what was decided."""
     entry = BACKENDS[plan.backend]
-    cls = _load(plan.runner) if plan.runner else entry.load_class()
+    cls = load_object(plan.runner) if plan.runner else entry.load_class()
     runner = cls(plan.artefact, **{entry.options_keyword: plan.options}, **plan.kwargs)
     return Selection(plan.backend, runner, plan.skipped, plan.artefact, plan.spec, plan.why, plan.options)
 
@@ -269,5 +264,5 @@ def prepare_artefacts(model: str | Path, backend: str = "auto", *, calib: str | 
     plan = plan_selection(model, backend, options=options, precision=precision)
     preparer = BACKENDS[plan.backend].preparer
     if preparer is not None:
-        _load(preparer)(base_model(model), calib)
+        load_object(preparer)(base_model(model), calib)
     return plan.backend

@@ -11,6 +11,7 @@ from ...catalogue import stale_reason, variant_file
 from ...errors import BackendUnavailable, ConfigError
 from ..base import Runner, RunnerOptions
 from ..ort import OrtOptions
+from ..plan import load_object
 from . import features as _features
 from .features import CpuFeatures
 from .openvino_ep import OpenVinoOptions
@@ -184,10 +185,7 @@ def runner_for(variant: CpuVariant, model_dir_or_fp32: str | Path,
                                  "write it with "
                                  f"`vggedge build --model {fp32} --precision int8` or prepare_variants()")
     runner_path, kwargs, runner_options = variant_runner(variant, runner_options or RunnerOptions(), evaluation)
-    module, _, name = runner_path.partition(":")
-    import importlib
-
-    return getattr(importlib.import_module(module), name)(path, runner_options=runner_options, **kwargs)
+    return load_object(runner_path)(path, runner_options=runner_options, **kwargs)
 
 
 def variant_runner(variant: CpuVariant, runner_options: RunnerOptions, evaluation: str | None = None
