@@ -30,9 +30,11 @@ from vggedge.preprocess import list_images, preprocess  # noqa: E402
 from vggedge.runtime.base import RunnerOptions  # noqa: E402
 from vggedge.runtime.cpu import features as cpuf, variants as cpuv  # noqa: E402
 from vggedge.runtime.cpu.openvino_native import OpenVinoRunner  # noqa: E402
+from vggedge.runtime.select import select_runner  # noqa: E402
 from vggedge.spec import load_spec_for  # noqa: E402
 
 BATCHES = (1, 8)
+AUTO = 'vggedge precision="auto" (what an app gets: the planner, tuned here)'
 
 
 def lscpu_model() -> str:
@@ -62,9 +64,17 @@ def runner_fns(make) -> dict:
     return out
 
 
+def auto_runner(fp32: Path, batch: int):
+    """The runner an app gets for ``precision="auto"`` at this batch (the tuned winner, micro-batch included)."""
+    selection = select_runner(fp32, "auto", precision="auto", options=RunnerOptions(max_batch=batch))
+    print(f"auto at batch {batch}: {selection.why}", flush=True)
+    return selection.runner
+
+
 def engines(fp32: Path, features: cpuf.CpuFeatures) -> dict:
     int8 = cpuv.variant_path(fp32, "tensorrt")
-    rows = {"onnxruntime FP32, default session": lambda: ort_plain(fp32),
+    rows = {AUTO: lambda: runner_fns(lambda b: auto_runner(fp32, b)),
+            "onnxruntime FP32, default session": lambda: ort_plain(fp32),
             "onnxruntime INT8 (TensorRT-style file), default session": lambda: ort_plain(int8)}
     for variant in cpuv.variants_for(features):
         rows[f"vggedge {variant.key}: {variant.label}"] = (
@@ -103,6 +113,19 @@ def measure(rows: dict, inputs: dict, rounds: int, seconds: float) -> dict:
     return results
 
 
+def acceptance(results: dict) -> str:
+    """The issue's targets: auto against the fastest other row, at batch 1 and at batch 8 (higher is better)."""
+    if "error" in results.get(AUTO, {"error": "missing"}):
+        return "auto path: not run"
+    others = {n: r for n, r in results.items() if n != AUTO and "error" not in r}
+    best1 = max(others, key=lambda n: others[n]["b1_img_s"])
+    best8 = max(others, key=lambda n: others[n]["b8_img_s"])
+    auto = results[AUTO]
+    r1, r8 = auto["b1_img_s"] / others[best1]["b1_img_s"], auto["b8_img_s"] / others[best8]["b8_img_s"]
+    return (f"auto / fastest at batch 1: **{r1:.2f}x** (fastest: {best1}; target >= 0.95x); "
+            f"auto / fastest at batch 8: **{r8:.2f}x** (fastest: {best8}; target >= 1.0x).")
+
+
 def table(results: dict) -> str:
     lines = ["| engine | batch 1 (ms) | batch 1 (img/s) | batch 8 (img/s) | b8 as 8x b1 (img/s) |",
              "|---|---|---|---|---|"]
@@ -133,6 +156,7 @@ def main() -> None:
     md = [f"# CPU engines side by side, {stamp}", "",
           f"CPU: {cpu} ({features.cores} cores; {features.isa}). Round-robin, {args.rounds} rounds of "
           f"{args.seconds:g} s per engine and batch; medians; inference only.", "", table(results), "",
+          acceptance(results), "",
           f"Reproduce: `.venv/bin/python benchmarks/cpu_engines.py --model {fp32}`"]
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
