@@ -254,3 +254,21 @@ def test_rounds_keep_each_variants_fastest_round(model):
         return {"int8": 0.1, "int8-trt": 0.2, "fp32": 0.5}[variant.key] * options.max_batch * (5 if busy else 1)
     result = tune.tune(model, RunnerOptions(max_batch=8), features=ZEN4, timer=timer)
     assert result.winner == "int8" and result.seconds_per_batch["int8"] == pytest.approx(0.8)
+
+
+def test_info_marks_tables_auto_no_longer_uses(model, monkeypatch):
+    from vggedge.runtime import cpu_path
+
+    timer = FakeTimer({"int8": 0.3, "int8-trt": 0.2, "fp32": 0.9})
+    tune.tune(model, features=ZEN4, timer=timer)
+    monkeypatch.setattr(cpu_path, "cpu_features", lambda: ZEN4)
+    tables = cpu_path.tuned_tables(model)
+    assert [t["current"] for t in tables] == [True]
+    assert "(cached," in cpu_path.format_tuned(tables)[0]
+    real = tune.package_versions()  # an upgrade: the old table stays on disk, auto no longer reads it
+    monkeypatch.setattr(tune, "package_versions", lambda: real + (("onnxruntime", "99.0"),))
+    tables = cpu_path.tuned_tables(model)
+    assert [t["current"] for t in tables] == [False]
+    assert "superseded" in cpu_path.format_tuned(tables)[0]
+    lines = cpu_path.format_tuned(tables)
+    assert lines[1].split()[0] == "int8-trt" and lines[1].index("ms/batch") == lines[2].index("ms/batch")

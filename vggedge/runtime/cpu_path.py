@@ -15,7 +15,7 @@ from .cpu import openvino_ep
 from .cpu.features import CpuFeatures, cpu_features
 from .cpu.planner import tuned_choice
 from .cpu.saturation import int8_policy
-from .cpu.tune import TuneResult, format_table, table_for, tune
+from .cpu.tune import TuneResult, format_table, is_current, table_for, tune
 from .cpu.variants import current_variant, runner_for, variants_for
 
 __all__ = ["CpuFeatures", "evaluation_name", "isa_line", "unfused_runner", "TuneResult", "cpu_path", "format_openvino", "format_table", "format_tuned", "openvino_note",
@@ -42,13 +42,19 @@ def openvino_note() -> str | None:
 
 
 def tuned_tables(fp32: str | Path) -> list[dict[str, Any]]:
-    """Every cached tuning table of a model (JSON form), newest first."""
-    return [t.to_json() for t in table_for(fp32)]
+    """Every cached tuning table of a model (JSON form, ``current``: whether ``auto`` uses it now), newest first."""
+    features = cpu_features()
+    return [{**t.to_json(), "current": is_current(t, fp32, features)} for t in table_for(fp32)]
 
 
 def format_tuned(tables: list[dict[str, Any]]) -> list[str]:
-    """Text lines of tuning tables in the JSON form of :func:`tuned_tables`."""
-    return [line for t in tables for line in format_table(TuneResult.from_json(t))]
+    """Text lines of tuning tables in the JSON form of :func:`tuned_tables` (current ones first)."""
+    lines = []
+    for t in sorted(tables, key=lambda t: not t.get("current", True)):
+        result = TuneResult.from_json(t)
+        result.cached = True
+        lines += format_table(result, current=t.get("current", True))
+    return lines
 
 
 def variant_runners(fp32: str | Path, options: RunnerOptions, features: CpuFeatures | None = None

@@ -261,21 +261,33 @@ def table_for(fp32: str | Path) -> list[TuneResult]:
     return sorted(found, key=lambda r: r.measured_at, reverse=True)
 
 
-def format_table(result: TuneResult) -> list[str]:
-    """Lines describing one table: each variant's time per batch and images/s, the winner marked."""
+def is_current(result: TuneResult, fp32: str | Path, features: CpuFeatures) -> bool:
+    """Whether ``auto`` would use this table now (same CPU, packages and runnable variants), not a superseded one."""
     k = result.key
-    lines = [f"{k.cpu}, {k.cores} cores, batch {k.batch} ({'cached' if result.cached else 'measured now'}, "
-             f"{result.measured_at}):"]
+    return k == key_for(fp32, k.batch, features, runnable(fp32, features), k.threads)
+
+
+def format_table(result: TuneResult, *, current: bool = True) -> list[str]:
+    """Lines describing one table: each variant's time per batch and images/s, the winner marked.
+
+    ``current=False`` marks a table ``auto`` no longer uses (another CPU, package set or set of files).
+    """
+    k = result.key
+    state = "cached" if result.cached else "measured now"
+    if not current:
+        state = "superseded: measured with another CPU, package set or set of variant files; not used"
+    lines = [f"{k.cpu}, {k.cores} cores, batch {k.batch} ({state}, {result.measured_at}):"]
+    width = max([10, *map(len, result.seconds_per_batch), *map(len, result.failed)])
     for name, s in sorted(result.seconds_per_batch.items(), key=lambda item: item[1]):
         mark = "  <- chosen" if name == result.winner else ""
         micro = result.micro_batch(name)
         calls = result.per_call.get(name, {})
         how = f" as calls of {micro}" if micro < k.batch else ""
         sizes = ", ".join(f"{m}: {m / t:.1f}" for m, t in sorted(calls.items()) if t > 0)
-        lines.append(f"  {name:<10} {1000 * s:9.1f} ms/batch {k.batch / s:8.1f} img/s{how}{mark}"
+        lines.append(f"  {name:<{width}} {1000 * s:9.1f} ms/batch {k.batch / s:8.1f} img/s{how}{mark}"
                      + (f"   (img/s by call size {sizes})" if len(calls) > 1 else ""))
-    lines += [f"  {name:<10} not run: {reason}" for name, reason in result.failed.items()]
+    lines += [f"  {name:<{width}} not run: {reason}" for name, reason in result.failed.items()]
     return lines
 
 
-__all__ = ["TuneKey", "TuneResult", "tune", "tuned_variant", "table_for", "format_table", "time_variant"]
+__all__ = ["TuneKey", "TuneResult", "tune", "tuned_variant", "table_for", "format_table", "is_current", "time_variant"]
