@@ -41,6 +41,43 @@ def test_parse_cpuinfo(text, arch, expected):
         assert getattr(features, key) == value, key
 
 
+ALDER = "flags\t\t: avx2 avx_vnni\n"
+#: numpy's CPUID probe on an AVX2-only CPU (Zen 3, or qemu-x86_64 -cpu EPYC-Milan), and on Sapphire Rapids
+CPUID_AVX2 = {"AVX2": True, "AVX512F": False, "AVX512VNNI": False, "AVX512BF16": False}
+CPUID_SPR = {"AVX2": True, "AVX512F": True, "AVX512VNNI": True, "AVX512BF16": True}
+
+
+@pytest.mark.parametrize("text, cpuid, expected", [
+    # the kernel and CPUID agree: nothing changes
+    (SAPPHIRE, CPUID_SPR, dict(amx=True, vnni=True, bf16=True, u8s8_saturates=False)),
+    (HASWELL, CPUID_AVX2, dict(avx2=True, vnni=False, u8s8_saturates=True)),
+    (ALDER, CPUID_AVX2, dict(avx_vnni=True, vnni=True, u8s8_saturates=False)),
+    # emulated Zen 3 on a Sapphire Rapids host: cpuinfo is the host's, the kernels run are the emulated CPU's
+    (SAPPHIRE, CPUID_AVX2, dict(avx2=True, avx512=False, amx=False, vnni=False, bf16=False, u8s8_saturates=True)),
+    (SAPPHIRE + "flags : avx_vnni\n", CPUID_AVX2, dict(avx_vnni=False, vnni=False, u8s8_saturates=True)),
+    # no probe (numpy without it): cpuinfo stands
+    (SAPPHIRE, None, dict(amx=True, vnni=True)),
+])
+def test_cpuid_view_wins_over_cpuinfo(text, cpuid, expected):
+    features = cpuf.visible_to_process(cpuf.parse_cpuinfo(text, "x86_64", 2, CPU_ONLY), cpuid)
+    for key, value in expected.items():
+        assert getattr(features, key) == value, key
+    assert ("can saturate" in features.isa) == features.u8s8_saturates
+
+
+def test_this_machines_cpuid_view_confirms_its_cpuinfo():
+    """On real hardware (no emulation) the two views agree: detection is the cpuinfo parse."""
+    import os
+    import platform
+
+    import onnxruntime as ort
+
+    if platform.machine().lower() not in ("x86_64", "amd64"):
+        pytest.skip("x86 only")
+    parsed = cpuf.parse_cpuinfo(cpuf._cpuinfo(), "x86_64", os.cpu_count() or 1, tuple(ort.get_available_providers()))
+    assert cpuf.visible_to_process(parsed, cpuf._cpuid()) == parsed
+
+
 def keys(text, arch, providers=CPU_ONLY):
     return [v.key for v in cpuv.variants_for(cpuf.parse_cpuinfo(text, arch, 4, providers))]
 

@@ -178,3 +178,20 @@ def test_zen3_auto_runs_reduce_range(qdq_files: dict[str, Path], monkeypatch) ->
     monkeypatch.setattr(cpuf, "cpu_features", lambda: features(ZEN3))
     runner = cpu_runner(qdq_files["fp32"], precision="auto")
     assert Path(runner.model).name == "tiny.int8-cpu-rr.onnx" and runner.variant == "int8" and runner.note is None
+
+
+def test_a_users_own_qdq_onnx_is_guarded_too(qdq_files: dict[str, Path], tmp_path: Path, monkeypatch) -> None:
+    """A Q/DQ file imported as the user's own ONNX: its spec says int8 of unknown style, so on a Zen 3 it runs
+    unfused (its quantizer may not have used reduce_range), and on a VNNI CPU on the fused kernels."""
+    from vggedge.model.foreign import import_onnx
+
+    path, spec = import_onnx(qdq_files["tensorrt"], "raw", out=tmp_path / "users.onnx")
+    assert (spec.precision, spec.extra["calibration"]["style"]) == ("int8", "unknown")
+    assert saturation.qdq_style(path) == "unknown"
+    monkeypatch.setattr(cpuf, "cpu_features", lambda: features(ZEN3))
+    runner = cpu_runner(path)
+    assert runner.options.graph_optimization == "disable" and "users.onnx: ran unfused" in runner.note
+    monkeypatch.setattr(cpuf, "cpu_features", lambda: features(ZEN4))
+    assert cpu_runner(path).options.graph_optimization == "all"
+    fp32, _ = import_onnx(qdq_files["fp32"], "raw", out=tmp_path / "users_fp32.onnx")
+    assert saturation.qdq_style(fp32) is None

@@ -63,12 +63,15 @@ def spec_from_onnx(model: onnx.ModelProto, preset: str | Preprocessing, source: 
     classes = _dims(output)[-1]
     producer = next((n for n in model.graph.node if output.name in n.output), None)
     kind = "probabilities" if producer is not None and producer.op_type == "Softmax" else "logits"
+    quantized = any(n.op_type in ("QuantizeLinear", "QLinearConv", "ConvInteger") for n in model.graph.node)
     return ModelSpec(name=model.graph.name or "imported", input_name=image.name, output_name=output.name,
                      height=h, width=w, channels=c, layout=layout, dtype=dtype,
                      output_dtype=ONNX_DTYPES.get(output.type.tensor_type.elem_type, "float32"),
                      output_kind=kind, num_classes=classes, labels="imagenet" if classes == 1000 else None,
                      preprocessing=preprocessing, weights_source=f"onnx:{Path(source).name}",
-                     fixed_batch=dims[0] or None)
+                     fixed_batch=dims[0] or None, precision="int8" if quantized else "fp32",
+                     # a Q/DQ file from elsewhere: its style is unknown, so where U8S8 saturates it runs unfused
+                     extra={"calibration": {"style": "unknown"}} if quantized else {})
 
 
 def import_onnx(path: str | Path, preset: str | Preprocessing,

@@ -1,4 +1,4 @@
-"""What this machine's CPU can do that matters for VGG16 inference (read from /proc/cpuinfo)."""
+"""What this machine's CPU can do that matters for VGG16 inference (/proc/cpuinfo, checked against CPUID)."""
 from __future__ import annotations
 
 import os
@@ -75,6 +75,37 @@ def parse_cpuinfo(text: str, arch: str, cores: int, providers: tuple[str, ...]) 
                        arm_dot=arm_dot)
 
 
+def visible_to_process(features: CpuFeatures, cpuid: dict[str, bool] | None) -> CpuFeatures:
+    """``features`` less what this process's CPUID view lacks (numpy's runtime dispatch table).
+
+    /proc/cpuinfo is the kernel's view; libraries dispatch on CPUID. They differ under user-mode
+    emulation (``qemu-x86_64 -cpu EPYC-Milan``, Rosetta), where cpuinfo is the host's: onnxruntime
+    then runs the kernels of the emulated CPU, so that is what counts. numpy does not probe AVX-VNNI
+    or AMX: they are kept only while CPUID confirms everything it does probe (else the cpuinfo view
+    is not this process's, and assuming less is the safe side: the reduce-range INT8 file).
+    """
+    import dataclasses
+
+    if not features.x86 or not cpuid or "AVX2" not in cpuid:
+        return features
+    avx2, avx512 = features.avx2 and cpuid.get("AVX2", False), features.avx512 and cpuid.get("AVX512F", False)
+    avx512_vnni = features.avx512_vnni and avx512 and cpuid.get("AVX512VNNI", False)
+    masked = (avx2, avx512, avx512_vnni) != (features.avx2, features.avx512, features.avx512_vnni)
+    avx_vnni, amx = features.avx_vnni and avx2 and not masked, features.amx and avx512 and not masked
+    vnni = avx512_vnni or avx_vnni or amx
+    bf16 = features.bf16 and (amx or (avx512 and cpuid.get("AVX512BF16", False)))
+    return dataclasses.replace(features, avx2=avx2, avx512=avx512, avx512_vnni=avx512_vnni, avx_vnni=avx_vnni,
+                               amx=amx, vnni=vnni, bf16=bf16)
+
+
+def _cpuid() -> dict[str, bool] | None:
+    try:  # numpy's own CPUID probe (private, so guarded): the instruction sets libraries dispatch on
+        from numpy._core._multiarray_umath import __cpu_features__
+    except ImportError:
+        return None
+    return dict(__cpu_features__)
+
+
 def _cpuinfo() -> str:
     try:
         return Path("/proc/cpuinfo").read_text()
@@ -91,6 +122,7 @@ def cpu_features() -> CpuFeatures:
 
     arch = platform.machine().lower()
     features = parse_cpuinfo(_cpuinfo(), arch, os.cpu_count() or 1, tuple(ort.get_available_providers()))
+    features = visible_to_process(features, _cpuid())
     if features.x86 and openvino_ep.installed():
         features = dataclasses.replace(features, openvino_plugin=openvino_ep.status().usable)
     if openvino_native.installed():
