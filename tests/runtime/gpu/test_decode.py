@@ -122,7 +122,7 @@ def test_import_is_lazy_quiet_and_explains_its_absence(monkeypatch: pytest.Monke
     assert "nvidia.nvimgcodec" not in sys.modules or isinstance(sys.modules["nvidia.nvimgcodec"], types.ModuleType)
 
 
-def test_select_decoder_is_the_one_choice(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_select_decoder_is_the_one_choice(monkeypatch: pytest.MonkeyPatch, kernels_built: Path) -> None:
     monkeypatch.delenv("VGGEDGE_DECODER", raising=False)
     gpu_runner = OrtCudaRunner(b"onnx")
     have = lambda: None  # noqa: E731
@@ -142,7 +142,9 @@ def test_select_decoder_is_the_one_choice(monkeypatch: pytest.MonkeyPatch) -> No
     unbuilt = select_decoder("auto", runner=gpu_runner, available=have)
     assert unbuilt.kind == "cpu" and "kernels are not built" in unbuilt.reason and "cmake" in unbuilt.reason
     monkeypatch.setenv("VGGEDGE_DECODER", "cpu")
-    assert select_decoder("auto", runner=gpu_runner, available=have).kind == "cpu"
+    assert select_decoder(None, runner=gpu_runner, available=have).kind == "cpu"  # unset: the environment's
+    monkeypatch.setenv("VGGEDGE_KERNELS_FATBIN", str(kernels_built))
+    assert select_decoder("auto", runner=gpu_runner, available=have).kind == "gpu"  # explicit: wins over it
     with pytest.raises(ConfigError, match="choose one of auto, gpu, cpu"):
         select_decoder("nvjpeg")
 
@@ -270,10 +272,27 @@ def test_environment_variable_chooses_for_auto(monkeypatch: pytest.MonkeyPatch) 
     gpu_runner = OrtCudaRunner(b"onnx")
     monkeypatch.setenv("VGGEDGE_DECODER", "gpu")
     with pytest.raises(BackendUnavailable, match="GPU decoding is not possible.*not installed"):
-        select_decoder("auto", runner=gpu_runner, available=lambda: "nvImageCodec is not installed (x)")
+        select_decoder(None, runner=gpu_runner, available=lambda: "nvImageCodec is not installed (x)")
     monkeypatch.setenv("VGGEDGE_DECODER", "nvjpeg")
     with pytest.raises(ConfigError, match="VGGEDGE_DECODER='nvjpeg': expected one of auto, gpu, cpu"):
-        select_decoder("auto", runner=gpu_runner)
+        select_decoder(None, runner=gpu_runner)
+
+
+def test_frames_need_no_nvimgcodec_but_a_gpu_runner_and_the_kernel(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The stream's choice: decoded frames go to the device on a GPU runner, whatever nvImageCodec's state."""
+    from vggedge.runtime.device_path import select_frame_path
+
+    monkeypatch.delenv("VGGEDGE_DECODER", raising=False)
+    monkeypatch.setattr(gdecode, "nvimgcodec_reason", lambda: "nvImageCodec is not installed (x)")
+    gpu_runner = OrtCudaRunner(b"onnx")
+    choice = select_frame_path(None, runner=gpu_runner, spec=SPEC)
+    assert (choice.kind, choice.reason) == ("gpu", "frames uploaded once, preprocessed on the device")
+    assert select_frame_path("cpu", runner=gpu_runner, spec=SPEC).reason == "asked for the CPU preprocessing"
+    cpu_runner = types.SimpleNamespace(name="ort-cpu")
+    assert select_frame_path(None, runner=cpu_runner, spec=SPEC).kind == "cpu"
+    with pytest.raises(BackendUnavailable, match=r"^GPU preprocessing is not possible: the backend \(ort-cpu\) "
+                                                 r"runs on the CPU \(decoder 'gpu' was asked for"):
+        select_frame_path("gpu", runner=cpu_runner, spec=SPEC)
 
 
 def test_sixteen_bit_fallbacks_are_rounded_and_a_bad_frame_is_its_own_error(ort_env, fake_cuda: FakeDriver,
