@@ -258,6 +258,7 @@ def test_stream_frames_go_to_the_device_once_and_are_preprocessed_there(ort_env,
     stamped = []
     assert frame_fill(types.SimpleNamespace(name="ort-cpu"), SPEC) is None  # a CPU runner: the CPU path
     with OrtCudaRunner(b"onnx", RunnerOptions(max_batch=2)) as runner:
+        assert frame_fill(runner, SPEC, stamped.append, "cpu") is None  # asked for host preprocessing
         fill = frame_fill(runner, SPEC, stamped.append)
         fill.preprocessor._kernel = fake_kernel(fake_cuda, SPEC)
         results = list(runner.run_on_device([frames[:2], frames[2:]], fill))
