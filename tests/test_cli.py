@@ -94,6 +94,18 @@ def test_classify_decoder_gpu_on_a_cpu_runner_is_one_line_naming_why(model_path:
     assert main(["classify", "--model", str(model_path), "--decoder", "auto", PHOTOS[0]]) == 0  # ...the option wins
 
 
+def test_decoder_option_is_on_every_job(model_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from vggedge.cli import build_parser
+
+    parser = build_parser()
+    for argv in (["classify", "x.jpg"], ["bench"], ["batch", "x", "--out", "o.jsonl"], ["stream", "0"]):
+        assert parser.parse_args(argv).decoder is None  # unset: VGGEDGE_DECODER, then auto
+        assert parser.parse_args([*argv, "--decoder", "gpu"]).decoder == "gpu"
+    with pytest.raises(SystemExit):
+        parser.parse_args(["classify", "x.jpg", "--decoder", "nvjpeg"])
+    assert "invalid choice: 'nvjpeg'" in capsys.readouterr().err
+
+
 def test_info_json(capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["info", "--json"]) == 0
     data = json.loads(capsys.readouterr().out)
