@@ -249,6 +249,48 @@ def test_batch_job_decodes_on_the_gpu_and_records_bad_files(ort_env, fake_cuda: 
     assert sum(n for n, _ in module.calls) == 3  # a, d (refused there: CPU fallback) and e; the PNG went to the CPU
 
 
+def test_ray_actor_decodes_checked_files_on_its_gpu(ort_env, fake_cuda: FakeDriver, monkeypatch: pytest.MonkeyPatch,
+                                                     tmp_path: Path) -> None:
+    """The Ray engine's GPU route without Ray: CPU tasks check the files, the actor decodes them on its GPU
+    into the runner's input (the local engine's fill); a file both decoders refuse is its own error row."""
+    pytest.importorskip("pyarrow", reason="the Ray actor stages Arrow tables (pip install 'vggedge[batch]')")
+    from vggedge.apps.batch import ray_actor
+    from vggedge.apps.batch.decode import Limits
+    from vggedge.apps.batch.ray_tasks import check_batch
+    from vggedge.runtime.gpu.gpu_preprocess import GpuPreprocessor
+
+    ort_env()
+    refused = encoded("jpeg", 5)
+    module = fake_nvimgcodec(fake_cuda, refuse=lambda data: data == refused)
+    monkeypatch.setitem(sys.modules, "nvidia.nvimgcodec", module)
+    monkeypatch.setattr(gdecode, "nvimgcodec_reason", lambda: None)
+    monkeypatch.setattr(GpuPreprocessor, "load", lambda self: setattr(self, "_kernel", fake_kernel(fake_cuda, SPEC))
+                        or self)
+    runner = OrtCudaRunner(b"onnx", RunnerOptions(max_batch=8, slots=2))
+    selection = types.SimpleNamespace(require_spec=lambda: SPEC, runner=runner, backend="ort-cuda")
+    monkeypatch.setattr(ray_actor, "select_runner", lambda *a, **kw: selection)
+    files = {"a.jpg": encoded("jpeg"), "b.png": encoded("png"), "c.jpg": encoded("corrupt"), "d.jpg": refused,
+             "e.jpg": b"", "a2.jpg": encoded("jpeg")}
+    paths = [str(tmp_path / name.replace("a2", "a")) for name in files]  # a.jpg twice: two rows
+    checked = check_batch({"path": np.array(paths, dtype=object), "bytes": np.array(list(files.values()),
+                                                                                     dtype=object)}, Limits())
+    assert [str(k) for k in checked["kind"]] == ["", "", "", "", "empty", ""]  # the check reads, never decodes
+    actor = ray_actor.RayInfer("m.onnx", "auto", "auto", 8, 2, False, None, decoder="auto")
+    rows = actor(checked).to_pylist()
+    runner.deactivate()
+    assert [r["path"] for r in rows] == paths and {r["decoder"] for r in rows} == {"gpu"}
+    assert [r["kind"] for r in rows] == [None, None, "not-an-image", None, "empty", None]
+    assert rows[2]["error"].startswith("not a decodable image (")  # the reason, not the offset the actor names it by
+    good = [r for r in rows if not r["error"]]
+    assert [r["top_k_index"] for r in good][0] == [r["top_k_index"] for r in good][3]  # a.jpg, same scores twice
+    for row, data in zip(good, [files["a.jpg"], files["b.png"], refused, files["a2.jpg"]]):
+        bgr = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR)
+        want = reference(kernel_twin(bgr, SPEC, "BGR")[None])[0]
+        assert row["top_k_index"][0] == int(np.argmax(want))
+    assert sum(n for n, _ in module.calls) == 4  # a, c (nobody decodes it), d (refused: the CPU decodes it), a2
+    assert actor.fill is not None and actor.decoder == "gpu"
+
+
 def test_stream_frames_go_to_the_device_once_and_are_preprocessed_there(ort_env, fake_cuda: FakeDriver) -> None:
     from vggedge.runtime.gpu.device_prepare import frame_fill
 
