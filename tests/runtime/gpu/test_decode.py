@@ -132,6 +132,8 @@ def test_select_decoder_is_the_one_choice(monkeypatch: pytest.MonkeyPatch, kerne
     assert missing.kind == "cpu" and "not installed" in missing.reason
     cpu_runner = types.SimpleNamespace(name="ort-cpu")
     assert "runs on the CPU" in select_decoder("auto", runner=cpu_runner, available=have).reason
+    off_gpu = select_decoder("auto", runner=cpu_runner, available=lambda: "nvImageCodec is not installed (x)")
+    assert off_gpu.reason == "the backend (ort-cpu) runs on the CPU"  # no GPU package is worth installing then
     with pytest.raises(BackendUnavailable, match="GPU decoding is not possible.*runs on the CPU"):
         select_decoder("gpu", runner=cpu_runner, available=have)
     from vggedge.spec import Preprocessing

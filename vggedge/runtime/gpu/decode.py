@@ -251,13 +251,11 @@ def select_decoder(want: str | None = None, *, runner: Any = None, spec: Any = N
     want = decoder_wanted(want)
     if want == "cpu":
         return DecoderChoice("cpu", "asked for the CPU " + ("preprocessing" if frames else "decode pool"))
-    problems = []
-    if runner is None or not hasattr(runner, "run_on_device"):
-        problems.append(f"the backend ({getattr(runner, 'name', 'none')}) runs on the CPU")
-    reason = None if frames else (available or nvimgcodec_reason)()
-    if reason:
-        problems.append(reason)
-    problems += device_preprocessing_problems(spec)
+    if runner is None or not hasattr(runner, "run_on_device"):  # nothing else matters (nor is worth installing)
+        problems = [f"the backend ({getattr(runner, 'name', 'none')}) runs on the CPU"]
+    else:
+        reason = None if frames else (available or nvimgcodec_reason)()
+        problems = ([reason] if reason else []) + device_preprocessing_problems(spec)
     if problems:
         if want == "gpu":
             raise BackendUnavailable(f"GPU {'preprocessing' if frames else 'decoding'} is not possible: "
