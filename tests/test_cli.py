@@ -70,6 +70,42 @@ def test_classify_text(model_path: Path, capsys: pytest.CaptureFixture[str]) -> 
     assert len(lines) == 3 and all(line.startswith("  ") and line.endswith(")") for line in lines[1:])
 
 
+def test_classify_decoder_option_reports_the_choice(model_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                    capsys: pytest.CaptureFixture[str]) -> None:
+    monkeypatch.delenv("VGGEDGE_DECODER", raising=False)
+    assert main(["classify", "--model", str(model_path), "--decoder", "cpu", "--json", PHOTOS[0]]) == 0
+    assert [row["decoder"] for row in json.loads(capsys.readouterr().out)] == ["cpu"]
+    assert main(["classify", "--model", str(model_path), "--top-k", "1", PHOTOS[0]]) == 0
+    assert capsys.readouterr().err.splitlines() == ["vggedge: decoder: cpu"]  # auto on a CPU runner
+
+
+def test_classify_decoder_gpu_on_a_cpu_runner_is_one_line_naming_why(model_path: Path,
+                                                                     monkeypatch: pytest.MonkeyPatch,
+                                                                     capsys: pytest.CaptureFixture[str]) -> None:
+    monkeypatch.delenv("VGGEDGE_DECODER", raising=False)
+    assert main(["classify", "--model", str(model_path), "--backend", "ort-cpu", "--decoder", "gpu", PHOTOS[0]]) == 1
+    captured = capsys.readouterr()
+    assert captured.out == "" and len(captured.err.splitlines()) == 1
+    assert captured.err.startswith("vggedge: error: GPU decoding is not possible: the backend (ort-cpu) runs on "
+                                   "the CPU")
+    monkeypatch.setenv("VGGEDGE_DECODER", "gpu")  # the environment is the default...
+    assert main(["classify", "--model", str(model_path), PHOTOS[0]]) == 1
+    assert "GPU decoding is not possible" in capsys.readouterr().err
+    assert main(["classify", "--model", str(model_path), "--decoder", "auto", PHOTOS[0]]) == 0  # ...the option wins
+
+
+def test_decoder_option_is_on_every_job(model_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from vggedge.cli import build_parser
+
+    parser = build_parser()
+    for argv in (["classify", "x.jpg"], ["bench"], ["batch", "x", "--out", "o.jsonl"], ["stream", "0"]):
+        assert parser.parse_args(argv).decoder is None  # unset: VGGEDGE_DECODER, then auto
+        assert parser.parse_args([*argv, "--decoder", "gpu"]).decoder == "gpu"
+    with pytest.raises(SystemExit):
+        parser.parse_args(["classify", "x.jpg", "--decoder", "nvjpeg"])
+    assert "invalid choice: 'nvjpeg'" in capsys.readouterr().err
+
+
 def test_info_json(capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["info", "--json"]) == 0
     data = json.loads(capsys.readouterr().out)

@@ -59,6 +59,19 @@ def test_accessors(monkeypatch, tmp_path):
         env.cpu_variant()
 
 
+def test_decoder_wanted_is_explicit_then_environment_then_auto(monkeypatch):
+    monkeypatch.delenv("VGGEDGE_DECODER", raising=False)
+    assert env.decoder_wanted(None) == "auto"
+    monkeypatch.setenv("VGGEDGE_DECODER", "cpu")
+    assert env.decoder_wanted(None) == "cpu"
+    assert env.decoder_wanted("gpu") == "gpu" and env.decoder_wanted("auto") == "auto"  # an explicit choice wins
+    with pytest.raises(ConfigError, match="decoder 'nvjpeg': choose one of auto, gpu, cpu"):
+        env.decoder_wanted("nvjpeg")
+    monkeypatch.setenv("VGGEDGE_DECODER", "GPU")
+    with pytest.raises(ConfigError, match="VGGEDGE_DECODER='GPU': expected one of auto, gpu, cpu"):
+        env.decoder_wanted(None)
+
+
 @pytest.mark.parametrize("argv", [["classify", "--model", "missing.onnx", "missing.png"],
                                   ["demo", "--out", "OUT"], ["info"]])
 def test_cli_refuses_a_bad_override_before_any_work(argv, monkeypatch, tmp_path, capsys):

@@ -22,6 +22,8 @@ log = logging.getLogger(__name__)
 
 #: Every CPU variant key any machine may offer (runtime/cpu/ decides which ones run here).
 CPU_VARIANT_KEYS = ("ov-int8", "ov-bf16", "int8", "int8-trt", "fp32")
+#: Where images decode: "auto" (the GPU where it can, else the CPU decode pool), "gpu" or "cpu".
+DECODERS = ("auto", "gpu", "cpu")
 _FLAGS = {"0": False, "1": True}
 
 
@@ -65,7 +67,7 @@ VARIABLES: dict[str, EnvVar] = {v.name: v for v in (
     EnvVar("VGGEDGE_REDUCED_DECODE", "1: decode large JPEGs at 1/2, 1/4 or 1/8 scale in every app (default 0)",
            _flag),
     EnvVar("VGGEDGE_DECODER", "auto (default): JPEGs decode on the GPU (nvImageCodec) on GPU runners, else on "
-           "the CPU decode pool; gpu or cpu to choose", _one_of(("auto", "gpu", "cpu"))),
+           "the CPU decode pool; gpu or cpu to choose", _one_of(DECODERS)),
 )}
 
 
@@ -134,3 +136,13 @@ def reduced_decode() -> bool:
 def decoder() -> str | None:
     """``VGGEDGE_DECODER`` (validated: auto, gpu or cpu), or None when unset."""
     return _get("VGGEDGE_DECODER")
+
+
+def decoder_wanted(explicit: str | None = None) -> str:
+    """The decoder asked for: ``explicit`` when given (an API argument, ``--decoder``), else
+    ``VGGEDGE_DECODER``, else "auto". The one place this order is decided; ConfigError for an unknown value."""
+    if explicit is None:
+        return decoder() or "auto"
+    if explicit not in DECODERS:
+        raise ConfigError(f"decoder {explicit!r}: choose one of {', '.join(DECODERS)}")
+    return explicit

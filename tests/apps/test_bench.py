@@ -82,6 +82,27 @@ def test_end_to_end_takes_the_reduced_decode_path_when_the_switch_is_on(model, d
     assert asked_off.settings["reduced_decode"] is False and not any(decodes.reduced)
 
 
+def test_decoder_choice_is_recorded_and_checked(model, monkeypatch):
+    """bench(decoder=...): the settings say which decoder ran and why; "gpu" where it cannot is one clear error."""
+    from vggedge.errors import BackendUnavailable
+
+    monkeypatch.delenv("VGGEDGE_DECODER", raising=False)
+    kw = dict(warmup_s=0.0, duration_s=0.02, min_iters=3, progress=False)
+    cpu = bench(model, "ort-cpu", (2,), end_to_end=True, decoder="cpu", **kw)
+    assert (cpu.settings["decoder"], cpu.settings["decoder_reason"]) == ("cpu pool", "asked for the CPU decode pool")
+    assert "JPEG decoding (cpu pool)" in format_report(cpu)
+    auto = bench(model, "ort-cpu", (2,), end_to_end=True, **kw)
+    assert "the backend (ort-cpu) runs on the CPU" in auto.settings["decoder_reason"]
+    with pytest.raises(BackendUnavailable, match=r"GPU decoding is not possible: the backend \(ort-cpu\) runs"):
+        bench(model, "ort-cpu", (2,), end_to_end=True, decoder="gpu", **kw)
+    with pytest.raises(ConfigError, match="decoder 'gpu' chooses where image files decode.*--end-to-end"):
+        bench(model, "ort-cpu", (2,), decoder="gpu", **kw)
+    monkeypatch.setenv("VGGEDGE_DECODER", "gpu")  # the environment's choice applies to --end-to-end only
+    assert bench(model, "ort-cpu", (2,), **kw).settings["decoder"] == "cpu pool"
+    with pytest.raises(BackendUnavailable, match="GPU decoding is not possible"):
+        bench(model, "ort-cpu", (2,), end_to_end=True, **kw)
+
+
 def test_json_is_complete(report, tmp_path):
     data = json.loads(report.write_json(tmp_path / "b.json").read_text())
     assert data["backend"] == "ort-cpu" and data["precision"] == "fp32"

@@ -157,6 +157,22 @@ def test_bad_top_k(model_path: Path) -> None:
         clf.classify([PHOTOS[0]], k=0)
 
 
+def test_decoder_is_chosen_once_and_reported(model_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from vggedge.errors import BackendUnavailable
+
+    monkeypatch.delenv("VGGEDGE_DECODER", raising=False)
+    with Classifier(model_path, "ort-cpu") as clf:
+        report = clf.report()
+        assert clf.classify([PHOTOS[0]], k=1)[0][0].label
+    assert report["decoder"] == "cpu" and "the backend (ort-cpu) runs on the CPU" in report["decoder_reason"]
+    asked = Classifier(model_path, "ort-cpu", decoder="cpu").report()  # no session needed to know it
+    assert (asked["decoder"], asked["decoder_reason"]) == ("cpu", "asked for the CPU decode pool")
+    with pytest.raises(BackendUnavailable, match=r"GPU decoding is not possible: the backend \(ort-cpu\)"):
+        Classifier(model_path, "ort-cpu", decoder="gpu")  # refused before any session is loaded
+    with pytest.raises(ConfigError, match="decoder 'GPU': choose one of auto, gpu, cpu"):
+        Classifier(model_path, decoder="GPU")
+
+
 def test_classifier_picks_built_engine(ten_class_model: Path, fake_trt_machine, engine_writer, tmp_path) -> None:
     plan = engine_writer(ten_class_model, tmp_path)
     from vggedge.engine.registry import record_engine

@@ -175,6 +175,23 @@ def test_options_checked_and_api_exported() -> None:
     assert vggedge.stream is stream_mod.stream
 
 
+def test_decoder_choice_is_made_before_sources_open_and_logged(stream_model: Path, calib_clip: Path,
+                                                               monkeypatch: pytest.MonkeyPatch,
+                                                               caplog: pytest.LogCaptureFixture) -> None:
+    from vggedge.errors import BackendUnavailable
+
+    monkeypatch.delenv("VGGEDGE_DECODER", raising=False)
+    with pytest.raises(ConfigError, match="decoder 'nvjpeg': choose one of auto, gpu, cpu"):
+        StreamOptions(decoder="nvjpeg")
+    with pytest.raises(BackendUnavailable, match=r"^GPU preprocessing is not possible: the backend \(ort-cpu\)"):
+        stream(["/nonexistent/clip.mp4"], stream_model, backend="ort-cpu", decoder="gpu")  # no source opened yet
+    with caplog.at_level(logging.INFO, logger="vggedge.apps.stream"):
+        run = stream([str(calib_clip)], stream_model, backend="ort-cpu", decoder="cpu", max_frames=2)
+        assert len(list(run)) == 2
+    assert (run.decoder.kind, run.decoder.reason) == ("cpu", "asked for the CPU preprocessing")
+    assert any("frames preprocessed on the cpu (asked for the CPU preprocessing)" in m for m in caplog.messages)
+
+
 def test_loop_restarts_file_and_frame_numbers_go_on(stream_model: Path, calib_clip: Path) -> None:
     results = list(stream([str(calib_clip)], stream_model, loop=True, max_frames=40, batch_size=4))
     assert [r.frame for r in results] == list(range(40))

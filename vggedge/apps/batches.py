@@ -118,15 +118,15 @@ def prepare_images(spec: ModelSpec, *, reduced_decode: bool | None = None,
 
 
 def iter_batches(runner: Runner, spec: ModelSpec, images: Iterable[ImageLike], batch_size: int, *,
-                 prepare_fn: Optional[ImagePrepareFn] = None, copy: bool = True, decoder: str = "auto"
+                 prepare_fn: Optional[ImagePrepareFn] = None, copy: bool = True, decoder: str | None = None
                  ) -> Iterator[tuple[ImageBatch, BatchOutput]]:
     """(batch, output) pairs in order, through ``runner.run()`` on an active runner.
 
     Batches hold at most ``batch_size`` sources, capped at what the runner takes
     (a fixed-batch model's batch); short batches are padded by the runner. Without
     a ``prepare_fn``, :func:`device_fill` chooses where images decode (``decoder``:
-    "auto", "gpu" or "cpu"): on a GPU runner with nvImageCodec they are decoded and
-    preprocessed on the device, else on the CPU decode pool.
+    "auto", "gpu" or "cpu"; None: ``VGGEDGE_DECODER``, else auto): on a GPU runner with
+    nvImageCodec they are decoded and preprocessed on the device, else on the CPU decode pool.
     """
     size = min(count("batch_size", batch_size), runner.batch_range()[1])
     fill = device_fill(runner, spec, decoder) if prepare_fn is None else None
@@ -143,7 +143,7 @@ def iter_batches(runner: Runner, spec: ModelSpec, images: Iterable[ImageLike], b
             fill.free()
 
 
-def device_fill(runner: Runner, spec: ModelSpec, decoder: str = "auto"):
+def device_fill(runner: Runner, spec: ModelSpec, decoder: str | None = None):
     """The GPU fill function (decode + preprocess on the device) when the one decoder choice says GPU, else None."""
     from ..runtime.device_path import image_fill
 
@@ -166,9 +166,10 @@ def split(batch: ImageBatch, out: BatchOutput, *, strict: bool = False) -> Itera
 
 def run_images(runner: Runner, spec: ModelSpec, images: Iterable[ImageLike], batch_size: int, *,
                strict: bool = False, prepare_fn: Optional[ImagePrepareFn] = None,
-               copy: bool = True) -> Iterator[ImageResult]:
+               copy: bool = True, decoder: str | None = None) -> Iterator[ImageResult]:
     """Every source's result in order; failed sources come back with their error (raised with ``strict``)."""
-    for batch, out in iter_batches(runner, spec, images, batch_size, prepare_fn=prepare_fn, copy=copy):
+    for batch, out in iter_batches(runner, spec, images, batch_size, prepare_fn=prepare_fn, copy=copy,
+                                   decoder=decoder):
         yield from split(batch, out, strict=strict)
 
 

@@ -15,6 +15,7 @@ from ..errors import ImageError, ModelError, VggEdgeError
 from ..model.labels import Prediction, labels_for, top_k
 from ..preprocess import ImageLike
 from ..runtime.base import RunnerOptions
+from ..runtime.device_path import select_decoder
 from ..runtime.select import Selection, select_runner
 from ..spec import ModelSpec
 from .batches import ImagePrepareFn, iter_batches, split
@@ -56,11 +57,15 @@ class Classifier:
     the engines and ONNX variants beside the model ("as-given", "auto", "fp32",
     "fp16", "int8"; see :func:`vggedge.runtime.select.select_runner`); ``selection``
     hands it a selection made already (its spec and runner are used as they are).
+    ``decoder`` chooses where image files decode: "auto" (the GPU on a GPU runner with
+    nvImageCodec, else the CPU decode pool), "gpu" (BackendUnavailable naming why when it
+    cannot) or "cpu"; None: ``VGGEDGE_DECODER``, else auto. ``decoder_choice`` says what runs and why.
     """
 
     def __init__(self, model: str | Path, backend: str = "auto", *, batch_size: int = 8,
                  spec: ModelSpec | None = None, options: RunnerOptions | None = None,
-                 precision: str = "as-given", selection: Selection | None = None) -> None:
+                 precision: str = "as-given", selection: Selection | None = None,
+                 decoder: str | None = None) -> None:
         self.model = Path(model)
         self.batch_size = count("batch_size", batch_size)
         if selection is None:  # the spec comes from the plan: the file that really runs, engine or variant
@@ -75,6 +80,7 @@ class Classifier:
         if self.spec.fixed_batch:  # selection planned it at that batch
             self.batch_size = self.spec.fixed_batch
         self.runner = selection.runner
+        self.decoder_choice = select_decoder(decoder, runner=self.runner, spec=self.spec)  # decided once, here
         self.timings = Timings()
         self._owner: int | None = None
 
@@ -87,8 +93,10 @@ class Classifier:
         self.runner.deactivate()
 
     def report(self) -> dict[str, Any]:
-        """Backend, file run, skipped backends, options and last stage times (same keys on every backend)."""
-        return self.selection.report()
+        """Backend, file run, skipped backends, options, last stage times (same keys on every backend),
+        and where images decode (``decoder``: "gpu" or "cpu", ``decoder_reason``)."""
+        return {**self.selection.report(), "decoder": self.decoder_choice.kind,
+                "decoder_reason": self.decoder_choice.reason}
 
     def _check_use(self) -> None:
         if not self.runner.active:
@@ -116,7 +124,8 @@ class Classifier:
         self._check_use()
         count("k", k)
         for batch, out in iter_batches(self.runner, self.spec, images, self.batch_size, prepare_fn=prepare_fn,
-                                       copy=False):  # top-k reads the views before the next batch
+                                       copy=False,  # top-k reads the views before the next batch
+                                       decoder=self.decoder_choice.kind):
             self.timings.preprocess.append(out.times.get("prepare", 0.0))
             self.timings.infer.append(out.times.get("infer", 0.0))
             self.timings.images.append(len(batch.rows))

@@ -5,7 +5,7 @@ import argparse
 import json
 from pathlib import Path
 
-from .common import command
+from .common import add_decoder_option, command
 
 
 def add_batch(sub: argparse._SubParsersAction) -> None:
@@ -27,6 +27,9 @@ def add_batch(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--workers", type=int, default=None, help="decode workers (default: CPU count)")
     p.add_argument("--worker-kind", choices=["thread", "process"], default="thread")
     p.add_argument("--threads", type=int, default=None, help="onnxruntime intra-op threads (CPU backend)")
+    add_decoder_option(p, "where images decode: auto (the GPU on a GPU runner with nvImageCodec and the CUDA "
+                          "kernels; on Ray, inside GPU actors), gpu (an error naming why when it cannot) or cpu "
+                          "(the decode workers, or Ray's CPU tasks); default: $VGGEDGE_DECODER, else auto")
     p.add_argument("--max-bytes", type=int, default=256 * 2**20, help="larger files are recorded as errors")
     p.add_argument("--max-pixels", type=int, default=100_000_000, help="larger images are recorded as errors")
     p.add_argument("--read-timeout", type=float, default=30.0,
@@ -48,7 +51,7 @@ def _batch_job(args: argparse.Namespace) -> int:
                         top_k=args.top_k, features=args.features, resume=args.resume, overwrite=args.overwrite,
                         workers=args.workers, worker_kind=args.worker_kind, threads=args.threads,
                         max_bytes=args.max_bytes, max_pixels=args.max_pixels, read_timeout=args.read_timeout, ray_actors=args.ray_actors,
-                        ray_object_store_mb=args.ray_object_store_mb,
+                        ray_object_store_mb=args.ray_object_store_mb, decoder=args.decoder,
                         progress=False if args.no_progress else None)
     print(json.dumps(summary.to_dict(), indent=2) if args.json else summary.format())
     return summary.exit_status

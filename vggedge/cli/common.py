@@ -42,6 +42,16 @@ PRECISION_HELP = ("which artefact beside the model runs: as-given (this file, or
 PRECISION_CHOICES = ["as-given", "auto", "fp32", "fp16", "int8"]
 
 
+DECODER_HELP = ("where image files decode: auto (the GPU on a GPU runner with nvImageCodec and the CUDA kernels, "
+                "else the CPU decode pool), gpu (an error naming why when it cannot) or cpu; "
+                "default: $VGGEDGE_DECODER, else auto")
+
+
+def add_decoder_option(p: argparse.ArgumentParser, help: str = DECODER_HELP) -> None:
+    """``--decoder auto|gpu|cpu``; unset (None) leaves the choice to ``VGGEDGE_DECODER``, then auto."""
+    p.add_argument("--decoder", choices=["auto", "gpu", "cpu"], default=None, help=help)
+
+
 def partial_exit(failed: int, total: int) -> int:
     """EXIT_PARTIAL (with a summary line) when some inputs failed, else EXIT_OK."""
     if not failed:

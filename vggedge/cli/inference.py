@@ -7,7 +7,7 @@ import sys
 from pathlib import Path
 
 from ..errors import VggEdgeError
-from .common import PRECISION_CHOICES, PRECISION_HELP, command, partial_exit
+from .common import PRECISION_CHOICES, PRECISION_HELP, add_decoder_option, command, partial_exit
 
 
 def add_demo(sub: argparse._SubParsersAction) -> None:
@@ -43,9 +43,10 @@ def add_classify(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--precision", default="as-given", choices=PRECISION_CHOICES, help=PRECISION_HELP)
     p.add_argument("--top-k", type=int, default=5)
     p.add_argument("--batch-size", type=int, default=8)
+    add_decoder_option(p)
     p.add_argument("--strict", action="store_true",
                    help="stop at the first unreadable image (default: report each, go on, exit 3)")
-    p.add_argument("--json", action="store_true", help="print JSON")
+    p.add_argument("--json", action="store_true", help="print JSON (each row names the decoder that ran)")
 
 
 @command("classify")
@@ -57,15 +58,20 @@ def _classify(args: argparse.Namespace) -> int:
     model = Path(args.model) if args.model else prepare_model(args.weights)[0]
     images = expand_images(args.images)
     rows, failed = [], 0
-    with Classifier(model, args.backend, batch_size=args.batch_size, precision=args.precision) as clf:
+    with Classifier(model, args.backend, batch_size=args.batch_size, precision=args.precision,
+                    decoder=args.decoder) as clf:
+        decoder = clf.decoder_choice.kind
         for result in clf.classify_iter(images, k=args.top_k, strict=args.strict):
+            if result.index == 0 and not args.json:  # once, with the first result (options checked by then)
+                print(f"vggedge: decoder: {decoder}", file=sys.stderr, flush=True)
             if not result.ok:
                 failed += 1
                 print(f"vggedge: error: {result.error}", file=sys.stderr, flush=True)
-                rows.append({"image": str(result.source), "error": str(result.error)})
+                rows.append({"image": str(result.source), "error": str(result.error), "decoder": decoder})
             elif args.json:
                 rows.append({"image": str(result.source), "top_k": [
-                    {"index": p.index, "label": p.label, "score": p.score} for p in result.predictions]})
+                    {"index": p.index, "label": p.label, "score": p.score} for p in result.predictions],
+                    "decoder": decoder})
             else:
                 print(f"{result.source}:\n" + "\n".join(f"  {p.score:8.4f}  {p.label} ({p.index})"
                                                         for p in result.predictions), flush=True)
@@ -131,6 +137,8 @@ def add_bench(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--precision", default="as-given", choices=PRECISION_CHOICES, help=PRECISION_HELP)
     p.add_argument("--end-to-end", action="store_true",
                    help="feed image files (JPEG decode + preprocess + inference) instead of decoded frames")
+    add_decoder_option(p, "with --end-to-end: where the image files decode, auto, gpu (an error naming why when "
+                          "it cannot) or cpu; default: $VGGEDGE_DECODER, else auto")
     p.add_argument("--batch", default="1,8", help="batch sizes: a list (1,8,32) or a sweep of powers of two (1-32)")
     p.add_argument("--warmup", type=float, default=1.0, help="warm-up seconds per batch size")
     p.add_argument("--duration", type=float, default=3.0, help="timed seconds per batch size")
@@ -161,7 +169,7 @@ def _bench(args: argparse.Namespace) -> int:
     report = b.bench(model, args.backend, b.parse_batches(args.batch), warmup_s=args.warmup,
                      duration_s=args.duration, min_iters=args.min_iters, images=args.images,
                      progress=sys.stderr.isatty(), options=options, precision=args.precision,
-                     end_to_end=args.end_to_end)
+                     end_to_end=args.end_to_end, decoder=args.decoder)
     print(b.format_report(report))
     if args.json:
         print(f"iterations written to {report.write_json(args.json)}")

@@ -5,7 +5,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from .common import command
+from .common import add_decoder_option, command
 
 
 def add_stream(sub: argparse._SubParsersAction) -> None:
@@ -28,6 +28,9 @@ def add_stream(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--input-height", type=int, default=None)
     p.add_argument("--input-rate", type=float, default=None, help="requested camera frame rate")
     p.add_argument("--read-timeout", type=float, default=5.0, help="seconds without a frame before reconnecting")
+    add_decoder_option(p, "where captured frames are preprocessed: auto (uploaded once and preprocessed on the GPU "
+                          "on a GPU runner with the CUDA kernels, else on the CPU), gpu (an error naming why when "
+                          "it cannot) or cpu; default: $VGGEDGE_DECODER, else auto")
     p.add_argument("--max-frames", type=int, default=None, help="stop after this many classified frames")
     p.add_argument("--json", default=None, metavar="FILE", help="JSON lines per classified frame ('-': stdout)")
     p.add_argument("--output", default=None, metavar="VIDEO", help="annotated video file (out.mp4)")
@@ -47,7 +50,7 @@ def _stream(args: argparse.Namespace) -> int:
 
     # options are checked before the model is loaded, sinks before any frame: a bad value or path is an error
     StreamOptions(batch_size=args.batch_size, top_k=args.top_k, every=args.every, smoothing=args.smoothing,
-                  max_frames=args.max_frames, source=SourceOptions(width=args.input_width, height=args.input_height,
+                  max_frames=args.max_frames, decoder=args.decoder, source=SourceOptions(width=args.input_width, height=args.input_height,
                                                                    rate=args.input_rate,
                                                                    read_timeout=args.read_timeout))
     uris = ([f"json://{args.json}"] if args.json else []) + ([f"file://{args.output}"] if args.output else []) \
@@ -58,7 +61,7 @@ def _stream(args: argparse.Namespace) -> int:
     run = stream(args.sources, model, backend=args.backend, precision=args.precision, batch_size=args.batch_size,
                  top_k=args.top_k, every=args.every, pace=args.pace, smoothing=args.smoothing,
                  max_frames=args.max_frames, width=args.input_width, height=args.input_height,
-                 rate=args.input_rate, loop=args.loop, read_timeout=args.read_timeout)
+                 rate=args.input_rate, loop=args.loop, read_timeout=args.read_timeout, decoder=args.decoder)
     try:
         for uri in uris:  # one switch on the URI picks each sink (video/sinks.py: open_sink)
             sink = run.add_sink(uri)

@@ -14,14 +14,18 @@ from ..spec import ModelSpec
 log = logging.getLogger(__name__)
 
 
-def select_decoder(want: str = "auto", *, runner: Any = None, spec: ModelSpec | None = None) -> Any:
-    """The one choice between the GPU decoder and the CPU decode pool (see runtime/gpu/decode.py)."""
+def select_decoder(want: str | None = None, *, runner: Any = None, spec: ModelSpec | None = None) -> Any:
+    """The one choice between the GPU decoder and the CPU decode pool (see runtime/gpu/decode.py).
+
+    Returns a ``DecoderChoice`` (``kind`` "gpu" or "cpu", and ``reason``); ``want`` None means
+    ``VGGEDGE_DECODER``, else "auto"; "gpu" where it is not possible raises BackendUnavailable naming why.
+    """
     from .gpu.decode import select_decoder as choose
 
     return choose(want, runner=runner, spec=spec)
 
 
-def image_fill(runner: Any, spec: ModelSpec, decoder: str = "auto",
+def image_fill(runner: Any, spec: ModelSpec, decoder: str | None = None,
                read: Callable[[Any], bytes] | None = None) -> Any:
     """``fill(batch, slot)`` decoding image files on the GPU straight into the slot's input buffer, when the
     decoder choice says GPU; else None (the CPU decode pool prepares the batch)."""
@@ -35,10 +39,21 @@ def image_fill(runner: Any, spec: ModelSpec, decoder: str = "auto",
     return DeviceImageFill(spec, runner.ctx, device=runner.runner_options.device, **extra)
 
 
-def frame_fill(runner: Any, spec: ModelSpec, on_frame: Callable[[Any], None] = lambda frame: None) -> Any:
-    """A fill that uploads captured frames once and preprocesses them on the GPU, or None off a GPU runner."""
-    if not hasattr(runner, "run_on_device"):  # a CPU runner: nothing of the GPU backend is imported
-        return None
+def select_frame_path(want: str | None = None, *, runner: Any = None, spec: ModelSpec | None = None) -> Any:
+    """Where a stream's captured frames are preprocessed: "gpu" (uploaded once, the CUDA kernel) or "cpu".
+
+    The same ``want`` and errors as :func:`select_decoder`; nvImageCodec is not needed
+    (frames come decoded from the capture).
+    """
+    from .gpu.decode import select_decoder as choose
+
+    return choose(want, runner=runner, spec=spec, frames=True)
+
+
+def frame_fill(runner: Any, spec: ModelSpec, on_frame: Callable[[Any], None] = lambda frame: None,
+               decoder: str | None = None) -> Any:
+    """A fill that uploads captured frames once and preprocesses them on the GPU when
+    :func:`select_frame_path` says so, else None (``decoder`` as there)."""
     from .gpu.device_prepare import frame_fill as make
 
-    return make(runner, spec, on_frame)
+    return make(runner, spec, on_frame, decoder)

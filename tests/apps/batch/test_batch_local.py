@@ -247,6 +247,49 @@ def test_cli_batch_exit_status_and_summary(tmp_path: Path, batch_model: Path, im
     assert "no such file, folder or glob" in capsys.readouterr().err
 
 
+def test_decoder_choice_is_reported_recorded_and_checked(tmp_path: Path, batch_model: Path, image_set,
+                                                         monkeypatch: pytest.MonkeyPatch,
+                                                         capsys: pytest.CaptureFixture[str]) -> None:
+    from vggedge.errors import BackendUnavailable
+
+    monkeypatch.delenv("VGGEDGE_DECODER", raising=False)
+    photos = image_set[1][:2]
+    summary = run(photos, out=tmp_path / "auto.jsonl", model=batch_model, **OPTS)
+    assert summary.decoder == "cpu" and "the backend (ort-cpu) runs on the CPU" in summary.decoder_reason
+    assert "decoded on the cpu" in summary.format() and summary.to_dict()["decoder"] == "cpu"
+    assert json.loads((tmp_path / "auto.jsonl.job.json").read_text())["decoder"] == "auto"  # what was asked
+    out = tmp_path / "cli.jsonl"
+    assert main(["batch", *photos, "--out", str(out), "--model", str(batch_model), "--decoder", "cpu",
+                 "--no-progress", "--json"]) == EXIT_OK
+    done = json.loads(capsys.readouterr().out)
+    assert (done["decoder"], done["decoder_reason"], done["images"]) == ("cpu", "asked for the CPU decode pool", 2)
+    # a resume may decode elsewhere: the decoder is recorded, never compared
+    assert run(photos, out=out, model=batch_model, resume=True, **OPTS).skipped == 2
+    with pytest.raises(BackendUnavailable, match=r"GPU decoding is not possible: the backend \(ort-cpu\)"):
+        run(photos, out=tmp_path / "gpu.jsonl", model=batch_model, decoder="gpu", **OPTS)
+    assert not (tmp_path / "gpu.jsonl").exists()
+    with pytest.raises(ConfigError, match="decoder 'nvjpeg': choose one of auto, gpu, cpu"):
+        run(photos, out=tmp_path / "x.jsonl", model=batch_model, decoder="nvjpeg", **OPTS)
+
+
+def test_process_workers_decode_on_the_cpu(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Where the GPU could decode, process workers still decode on the CPU: auto says so, gpu is refused."""
+    import types
+
+    from vggedge.apps.batch.local import choose_decoder
+    from vggedge.runtime import device_path
+    from vggedge.runtime.gpu.decode import DecoderChoice
+
+    monkeypatch.delenv("VGGEDGE_DECODER", raising=False)
+    monkeypatch.setattr(device_path, "select_decoder", lambda want, **kw: DecoderChoice("gpu", "on the GPU"))
+    runner = types.SimpleNamespace(name="ort-cuda")
+    assert choose_decoder(None, runner, None, "thread").kind == "gpu"
+    fallback = choose_decoder("auto", runner, None, "process")
+    assert fallback.kind == "cpu" and "process workers decode on the CPU" in fallback.reason
+    with pytest.raises(ConfigError, match="decoder 'gpu'.*--worker-kind process"):
+        choose_decoder("gpu", runner, None, "process")
+
+
 def test_import_vggedge_stays_light() -> None:
     code = ("import sys, vggedge; assert 'vggedge.apps.batch' not in sys.modules; "
             "assert vggedge.batch.run is not None; assert 'vggedge.apps.batch' in sys.modules; "

@@ -1,8 +1,10 @@
-"""The Ray engine on a real local Ray instance (2 CPUs, started once for this module) against the local engine."""
+"""The Ray engine on a real local Ray instance (2 CPUs and one logical GPU, started once for this module)
+against the local engine, and the pipeline each decoder choice builds."""
 from __future__ import annotations
 
 import sys
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Iterator
 
 import pytest
@@ -12,6 +14,7 @@ from vggedge.apps.batch.rows import TIMING_COLUMNS
 from vggedge.apps.batch.writers import without
 from vggedge.batch import errors_path_for, read_rows, run
 from vggedge.errors import EXIT_PARTIAL, BackendUnavailable, ConfigError
+from vggedge.spec import ModelSpec
 
 OPTS = dict(batch_size=4, max_pixels=MAX_PIXELS, progress=False)
 
@@ -21,7 +24,9 @@ def ray_instance() -> Iterator[object]:
     ray = pytest.importorskip("ray", reason="Ray is not installed (pip install 'vggedge[ray]'); "
                                             "the Ray engine tests need a real Ray instance")
     pytest.importorskip("ray.data", reason="Ray Data is not installed (pip install 'ray[data]')")
-    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
+    # one logical GPU (no device behind it): the GPU route is planned; its actor finds a CPU runner and decodes
+    # on its CPU, so the route's rows are checked here and its GPU decoding in tests/runtime/gpu/test_decode.py
+    ray.init(num_cpus=2, num_gpus=1, include_dashboard=False, log_to_driver=False)
     yield ray
     ray.shutdown()
 
@@ -34,18 +39,27 @@ def comparable(rows: list[dict], approx: bool = False) -> list[dict]:
     return sorted(rows, key=lambda r: r["path"])
 
 
-def test_ray_rows_equal_the_local_engines(ray_instance, tmp_path: Path, batch_model: Path, image_set) -> None:
+@pytest.fixture(scope="module")
+def local_run(tmp_path_factory: pytest.TempPathFactory, batch_model: Path, image_set) -> Path:
+    out = tmp_path_factory.mktemp("ray-local") / "local.jsonl"
+    run([image_set[0]], out=out, model=batch_model, **OPTS)
+    return out
+
+
+def test_ray_rows_equal_the_local_engines(ray_instance, tmp_path: Path, batch_model: Path, image_set,
+                                          local_run: Path) -> None:
     folder, good, broken = image_set
-    local = run([folder], out=tmp_path / "local.jsonl", model=batch_model, **OPTS)
-    summary = run([folder], out=tmp_path / "ray.parquet", model=batch_model, engine="ray", **OPTS)
+    summary = run([folder], out=tmp_path / "ray.parquet", model=batch_model, engine="ray", decoder="cpu", **OPTS)
     assert (summary.engine, summary.images, summary.failed) == ("ray", len(good), len(broken))
+    assert (summary.decoder, summary.decoder_reason) == ("cpu", "asked for the CPU: Ray CPU tasks decode and "
+                                                                "preprocess")
     assert summary.exit_status == EXIT_PARTIAL and (summary.backend, summary.precision) == ("ort-cpu", "fp32")
     ray_rows = read_rows(tmp_path / "ray.parquet")
-    assert len(ray_rows) == len(good) == local.images
-    assert comparable(ray_rows) == comparable(read_rows(tmp_path / "local.jsonl"), approx=True)
+    assert len(ray_rows) == len(good)
+    assert comparable(ray_rows) == comparable(read_rows(local_run), approx=True)
     errors = read_rows(errors_path_for(tmp_path / "ray.parquet"))
     assert {e["path"]: e["kind"] for e in errors} == broken
-    assert sorted(errors, key=lambda e: e["path"]) == sorted(read_rows(errors_path_for(tmp_path / "local.jsonl")),
+    assert sorted(errors, key=lambda e: e["path"]) == sorted(read_rows(errors_path_for(local_run)),
                                                             key=lambda e: e["path"])
     # decoding runs in CPU tasks apart from the inference actor: at least two worker processes report memory
     assert len(summary.worker_peak_rss_mb) >= 2 and all(mb > 0 for mb in summary.worker_peak_rss_mb.values())
@@ -54,6 +68,21 @@ def test_ray_rows_equal_the_local_engines(ray_instance, tmp_path: Path, batch_mo
     again = run([folder], out=tmp_path / "ray.parquet", model=batch_model, engine="ray", resume=True, **OPTS)
     assert (again.images, again.failed, again.skipped) == (0, 0, len(good) + len(broken))
     assert len(read_rows(tmp_path / "ray.parquet")) == len(good)
+
+
+def test_the_gpu_route_gives_the_same_rows(ray_instance, tmp_path: Path, batch_model: Path, image_set,
+                                          local_run: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """GPU actors (here a logical GPU) receive checked encoded files and decode them themselves."""
+    monkeypatch.delenv("VGGEDGE_DECODER", raising=False)
+    folder, good, broken = image_set
+    summary = run([folder], out=tmp_path / "ray.jsonl", model=batch_model, engine="ray", **OPTS)
+    assert (summary.images, summary.failed, summary.decoder) == (len(good), len(broken), "cpu")
+    assert summary.decoder_reason.startswith("the inference actors (1 GPU each) decode the checked files; an actor: "
+                                             "the backend (ort-cpu) runs on the CPU")
+    assert comparable(read_rows(tmp_path / "ray.jsonl")) == comparable(read_rows(local_run), approx=True)
+    assert sorted(read_rows(errors_path_for(tmp_path / "ray.jsonl")), key=lambda e: e["path"]) == sorted(
+        read_rows(errors_path_for(local_run)), key=lambda e: e["path"])
+    assert len(summary.worker_peak_rss_mb) >= 2  # the checking tasks and the actor
 
 
 def test_ray_refuses_tar_shards(ray_instance, tmp_path: Path, batch_model: Path) -> None:
@@ -95,3 +124,72 @@ def test_staged_blocks_of_a_killed_ray_run_are_collected_once(tmp_path: Path) ->
     assert read_rows(errors_path_for(tmp_path / "out.jsonl")) == [
         {"path": "/b.jpg", "kind": "empty", "reason": "file is empty (0 bytes)"}]
     assert rss == {"h:1": 310.0, "h:2": 95.0}
+
+
+class FakeDataset:
+    """Records the Ray Data plan: (stage name, keyword arguments) per stage."""
+
+    def __init__(self, stages: list[tuple[str, dict]]) -> None:
+        self.stages = stages
+
+    def map_batches(self, fn, **kwargs) -> "FakeDataset":
+        return FakeDataset([*self.stages, (fn.__name__, kwargs)])
+
+
+def fake_ray(gpus: int) -> SimpleNamespace:
+    ctx = SimpleNamespace(enable_progress_bars=None, execution_options=SimpleNamespace(resource_limits=None))
+    data = SimpleNamespace(DataContext=SimpleNamespace(get_current=lambda: ctx),
+                           ExecutionResources=SimpleNamespace(for_limits=lambda **kw: kw),
+                           ActorPoolStrategy=lambda **kw: kw,
+                           read_binary_files=lambda paths, include_paths: FakeDataset([("read", {})]))
+    return SimpleNamespace(data=data, cluster_resources=lambda: {"CPU": 8.0, **({"GPU": gpus} if gpus else {})},
+                           is_initialized=lambda: True)
+
+
+def plan_of(tmp_path: Path, gpus: int, **options) -> tuple[list[str], dict]:
+    """The stages the Ray engine builds for this cluster and these options, and the actor stage's arguments."""
+    from vggedge.apps.batch import BatchOptions
+    from vggedge.apps.batch.ray_engine import _pipeline, actor_resources, decode_route
+
+    model = tmp_path / "m.onnx"
+    model.write_bytes(b"onnx")
+    ray, opts = fake_ray(gpus), BatchOptions(**options)
+    resources = actor_resources(ray, opts)
+    route, _ = decode_route(opts.decoder, resources[0], opts.backend)
+    ds = _pipeline(ray, ["a.jpg"], model, ModelSpec(), opts, 4, False, route, resources)
+    return [name for name, _ in ds.stages], ds.stages[-1][1]
+
+
+def test_gpu_actors_decode_unless_the_cpu_is_asked_for(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("VGGEDGE_DECODER", raising=False)
+    cpu_route, gpu_route = ["read", "decode_batch", "prepare_batch", "RayInfer"], ["read", "check_batch", "RayInfer"]
+    stages, actor = plan_of(tmp_path, 0)
+    assert stages == cpu_route and actor["num_gpus"] is None and "decoder" not in actor["fn_constructor_kwargs"]
+    stages, actor = plan_of(tmp_path, 2, max_pixels=1000)
+    assert stages == gpu_route and actor["num_gpus"] == 1.0 and actor["compute"]["size"] == 2
+    assert actor["fn_constructor_kwargs"]["decoder"] == "auto"
+    assert actor["fn_constructor_kwargs"]["limits"].max_pixels == 1000  # the actor's CPU fallback keeps the limits
+    stages, actor = plan_of(tmp_path, 2, decoder="cpu")
+    assert stages == cpu_route and actor["num_gpus"] == 1.0  # the actors still infer on their GPU
+    assert plan_of(tmp_path, 2, ray_gpus_per_actor=0)[0] == cpu_route
+    assert plan_of(tmp_path, 2, backend="ort-cpu")[0] == cpu_route
+    monkeypatch.setenv("VGGEDGE_DECODER", "gpu")  # resolved on the driver: every actor gets the same choice
+    stages, actor = plan_of(tmp_path, 1)
+    assert stages == gpu_route and actor["fn_constructor_kwargs"]["decoder"] == "gpu"
+
+
+def test_gpu_decoding_without_gpu_actors_is_one_line_naming_why(tmp_path: Path, batch_model: Path, image_set,
+                                                               monkeypatch: pytest.MonkeyPatch) -> None:
+    from vggedge.apps.batch import ray_engine
+
+    monkeypatch.delenv("VGGEDGE_DECODER", raising=False)
+    with pytest.raises(BackendUnavailable, match=r"^GPU decoding is not possible: the Ray inference actors have "
+                                                 r"no GPU \(the cluster has none, or ray_gpus_per_actor=0\)"):
+        plan_of(tmp_path, 0, decoder="gpu")
+    with pytest.raises(BackendUnavailable, match=r"the backend \(ort-cpu\) runs on the CPU"):
+        plan_of(tmp_path, 4, decoder="gpu", backend="ort-cpu")
+    monkeypatch.setattr(ray_engine, "ray_module", lambda: fake_ray(0))
+    out = tmp_path / "o.jsonl"
+    with pytest.raises(BackendUnavailable, match="GPU decoding is not possible"):
+        run(image_set[1][:1], out=out, model=batch_model, engine="ray", decoder="gpu", **OPTS)
+    assert not out.exists() and not errors_path_for(out).exists()  # refused before any output is opened

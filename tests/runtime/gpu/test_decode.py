@@ -122,7 +122,7 @@ def test_import_is_lazy_quiet_and_explains_its_absence(monkeypatch: pytest.Monke
     assert "nvidia.nvimgcodec" not in sys.modules or isinstance(sys.modules["nvidia.nvimgcodec"], types.ModuleType)
 
 
-def test_select_decoder_is_the_one_choice(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_select_decoder_is_the_one_choice(monkeypatch: pytest.MonkeyPatch, kernels_built: Path) -> None:
     monkeypatch.delenv("VGGEDGE_DECODER", raising=False)
     gpu_runner = OrtCudaRunner(b"onnx")
     have = lambda: None  # noqa: E731
@@ -132,6 +132,8 @@ def test_select_decoder_is_the_one_choice(monkeypatch: pytest.MonkeyPatch) -> No
     assert missing.kind == "cpu" and "not installed" in missing.reason
     cpu_runner = types.SimpleNamespace(name="ort-cpu")
     assert "runs on the CPU" in select_decoder("auto", runner=cpu_runner, available=have).reason
+    off_gpu = select_decoder("auto", runner=cpu_runner, available=lambda: "nvImageCodec is not installed (x)")
+    assert off_gpu.reason == "the backend (ort-cpu) runs on the CPU"  # no GPU package is worth installing then
     with pytest.raises(BackendUnavailable, match="GPU decoding is not possible.*runs on the CPU"):
         select_decoder("gpu", runner=cpu_runner, available=have)
     from vggedge.spec import Preprocessing
@@ -142,7 +144,9 @@ def test_select_decoder_is_the_one_choice(monkeypatch: pytest.MonkeyPatch) -> No
     unbuilt = select_decoder("auto", runner=gpu_runner, available=have)
     assert unbuilt.kind == "cpu" and "kernels are not built" in unbuilt.reason and "cmake" in unbuilt.reason
     monkeypatch.setenv("VGGEDGE_DECODER", "cpu")
-    assert select_decoder("auto", runner=gpu_runner, available=have).kind == "cpu"
+    assert select_decoder(None, runner=gpu_runner, available=have).kind == "cpu"  # unset: the environment's
+    monkeypatch.setenv("VGGEDGE_KERNELS_FATBIN", str(kernels_built))
+    assert select_decoder("auto", runner=gpu_runner, available=have).kind == "gpu"  # explicit: wins over it
     with pytest.raises(ConfigError, match="choose one of auto, gpu, cpu"):
         select_decoder("nvjpeg")
 
@@ -247,6 +251,48 @@ def test_batch_job_decodes_on_the_gpu_and_records_bad_files(ort_env, fake_cuda: 
     assert sum(n for n, _ in module.calls) == 3  # a, d (refused there: CPU fallback) and e; the PNG went to the CPU
 
 
+def test_ray_actor_decodes_checked_files_on_its_gpu(ort_env, fake_cuda: FakeDriver, monkeypatch: pytest.MonkeyPatch,
+                                                     tmp_path: Path) -> None:
+    """The Ray engine's GPU route without Ray: CPU tasks check the files, the actor decodes them on its GPU
+    into the runner's input (the local engine's fill); a file both decoders refuse is its own error row."""
+    pytest.importorskip("pyarrow", reason="the Ray actor stages Arrow tables (pip install 'vggedge[batch]')")
+    from vggedge.apps.batch import ray_actor
+    from vggedge.apps.batch.decode import Limits
+    from vggedge.apps.batch.ray_tasks import check_batch
+    from vggedge.runtime.gpu.gpu_preprocess import GpuPreprocessor
+
+    ort_env()
+    refused = encoded("jpeg", 5)
+    module = fake_nvimgcodec(fake_cuda, refuse=lambda data: data == refused)
+    monkeypatch.setitem(sys.modules, "nvidia.nvimgcodec", module)
+    monkeypatch.setattr(gdecode, "nvimgcodec_reason", lambda: None)
+    monkeypatch.setattr(GpuPreprocessor, "load", lambda self: setattr(self, "_kernel", fake_kernel(fake_cuda, SPEC))
+                        or self)
+    runner = OrtCudaRunner(b"onnx", RunnerOptions(max_batch=8, slots=2))
+    selection = types.SimpleNamespace(require_spec=lambda: SPEC, runner=runner, backend="ort-cuda")
+    monkeypatch.setattr(ray_actor, "select_runner", lambda *a, **kw: selection)
+    files = {"a.jpg": encoded("jpeg"), "b.png": encoded("png"), "c.jpg": encoded("corrupt"), "d.jpg": refused,
+             "e.jpg": b"", "a2.jpg": encoded("jpeg")}
+    paths = [str(tmp_path / name.replace("a2", "a")) for name in files]  # a.jpg twice: two rows
+    checked = check_batch({"path": np.array(paths, dtype=object), "bytes": np.array(list(files.values()),
+                                                                                     dtype=object)}, Limits())
+    assert [str(k) for k in checked["kind"]] == ["", "", "", "", "empty", ""]  # the check reads, never decodes
+    actor = ray_actor.RayInfer("m.onnx", "auto", "auto", 8, 2, False, None, decoder="auto")
+    rows = actor(checked).to_pylist()
+    runner.deactivate()
+    assert [r["path"] for r in rows] == paths and {r["decoder"] for r in rows} == {"gpu"}
+    assert [r["kind"] for r in rows] == [None, None, "not-an-image", None, "empty", None]
+    assert rows[2]["error"].startswith("not a decodable image (")  # the reason, not the offset the actor names it by
+    good = [r for r in rows if not r["error"]]
+    assert [r["top_k_index"] for r in good][0] == [r["top_k_index"] for r in good][3]  # a.jpg, same scores twice
+    for row, data in zip(good, [files["a.jpg"], files["b.png"], refused, files["a2.jpg"]]):
+        bgr = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR)
+        want = reference(kernel_twin(bgr, SPEC, "BGR")[None])[0]
+        assert row["top_k_index"][0] == int(np.argmax(want))
+    assert sum(n for n, _ in module.calls) == 4  # a, c (nobody decodes it), d (refused: the CPU decodes it), a2
+    assert actor.fill is not None and actor.decoder == "gpu"
+
+
 def test_stream_frames_go_to_the_device_once_and_are_preprocessed_there(ort_env, fake_cuda: FakeDriver) -> None:
     from vggedge.runtime.gpu.device_prepare import frame_fill
 
@@ -256,6 +302,7 @@ def test_stream_frames_go_to_the_device_once_and_are_preprocessed_there(ort_env,
     stamped = []
     assert frame_fill(types.SimpleNamespace(name="ort-cpu"), SPEC) is None  # a CPU runner: the CPU path
     with OrtCudaRunner(b"onnx", RunnerOptions(max_batch=2)) as runner:
+        assert frame_fill(runner, SPEC, stamped.append, "cpu") is None  # asked for host preprocessing
         fill = frame_fill(runner, SPEC, stamped.append)
         fill.preprocessor._kernel = fake_kernel(fake_cuda, SPEC)
         results = list(runner.run_on_device([frames[:2], frames[2:]], fill))
@@ -270,10 +317,27 @@ def test_environment_variable_chooses_for_auto(monkeypatch: pytest.MonkeyPatch) 
     gpu_runner = OrtCudaRunner(b"onnx")
     monkeypatch.setenv("VGGEDGE_DECODER", "gpu")
     with pytest.raises(BackendUnavailable, match="GPU decoding is not possible.*not installed"):
-        select_decoder("auto", runner=gpu_runner, available=lambda: "nvImageCodec is not installed (x)")
+        select_decoder(None, runner=gpu_runner, available=lambda: "nvImageCodec is not installed (x)")
     monkeypatch.setenv("VGGEDGE_DECODER", "nvjpeg")
     with pytest.raises(ConfigError, match="VGGEDGE_DECODER='nvjpeg': expected one of auto, gpu, cpu"):
-        select_decoder("auto", runner=gpu_runner)
+        select_decoder(None, runner=gpu_runner)
+
+
+def test_frames_need_no_nvimgcodec_but_a_gpu_runner_and_the_kernel(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The stream's choice: decoded frames go to the device on a GPU runner, whatever nvImageCodec's state."""
+    from vggedge.runtime.device_path import select_frame_path
+
+    monkeypatch.delenv("VGGEDGE_DECODER", raising=False)
+    monkeypatch.setattr(gdecode, "nvimgcodec_reason", lambda: "nvImageCodec is not installed (x)")
+    gpu_runner = OrtCudaRunner(b"onnx")
+    choice = select_frame_path(None, runner=gpu_runner, spec=SPEC)
+    assert (choice.kind, choice.reason) == ("gpu", "frames uploaded once, preprocessed on the device")
+    assert select_frame_path("cpu", runner=gpu_runner, spec=SPEC).reason == "asked for the CPU preprocessing"
+    cpu_runner = types.SimpleNamespace(name="ort-cpu")
+    assert select_frame_path(None, runner=cpu_runner, spec=SPEC).kind == "cpu"
+    with pytest.raises(BackendUnavailable, match=r"^GPU preprocessing is not possible: the backend \(ort-cpu\) "
+                                                 r"runs on the CPU \(decoder 'gpu' was asked for"):
+        select_frame_path("gpu", runner=cpu_runner, spec=SPEC)
 
 
 def test_sixteen_bit_fallbacks_are_rounded_and_a_bad_frame_is_its_own_error(ort_env, fake_cuda: FakeDriver,

@@ -23,6 +23,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterator, Sequence
 
+from ...env import decoder_wanted
 from ...errors import ConfigError, VggEdgeError
 from ...runtime.base import RunnerOptions
 from ...runtime.plan import Plan
@@ -67,6 +68,8 @@ class BatchOptions:
     ray_actors: int | None = None  #: Ray: inference actors (default: one per GPU, else 1)
     ray_gpus_per_actor: float | None = None  #: Ray: default 1 when the cluster has GPUs, else 0
     ray_object_store_mb: int = 1024  #: Ray: object-store memory Ray Data may hold in flight
+    #: where images decode: "auto", "gpu" or "cpu" (None: ``VGGEDGE_DECODER``, else auto); see docs/batch.md
+    decoder: str | None = None
 
     def __post_init__(self) -> None:
         for name in ("batch_size", "top_k", "max_bytes", "max_pixels", "ray_object_store_mb"):
@@ -86,6 +89,8 @@ class BatchOptions:
             raise ConfigError(f"batch option read_timeout={timeout!r}: expected seconds, a number > 0 and <= 86400")
         if self.worker_kind not in ("thread", "process"):
             raise ConfigError(f"batch option worker_kind={self.worker_kind!r}: expected 'thread' or 'process'")
+        if self.decoder is not None:
+            decoder_wanted(self.decoder)  # an unknown value is refused before anything is read
 
     @property
     def limits(self) -> Limits:
@@ -117,7 +122,7 @@ def run(inputs: Sequence[str | Path] | str | Path, out: str | Path, model: str |
         raise ConfigError(f"--out {out} is a folder; expected a results file (.jsonl, .csv, .parquet or .npy)")
     with sigterm_as_interrupt(), OutputLock(out):
         check_job(out, job_identity(plan.artefact, features, opts.top_k), resume=opts.resume,
-                  overwrite=opts.overwrite)
+                  overwrite=opts.overwrite, notes={"decoder": decoder_wanted(opts.decoder)})
         try:
             if engine == "ray":
                 from .ray_engine import run_ray
@@ -137,10 +142,11 @@ def run(inputs: Sequence[str | Path] | str | Path, out: str | Path, model: str |
 def _run_local(entries: list[str], out: Path, model: Path, plan: Plan, opts: BatchOptions) -> BatchSummary:
     from tqdm import tqdm
 
-    from .local import run_local
+    from .local import choose_decoder, run_local
 
     spec, batch_size = plan.require_spec(), plan.options.max_batch
     selection = open_plan(plan)
+    decoder = choose_decoder(opts.decoder, selection.runner, spec, opts.worker_kind)  # before any session loads
     features = opts.features or spec.output_kind == "features"
     with open_writer(out, features, resume=opts.resume, overwrite=opts.overwrite) as writer, \
             open_errors(out, resume=opts.resume, overwrite=opts.overwrite) as errors, selection.runner as runner:
@@ -163,11 +169,13 @@ def _run_local(entries: list[str], out: Path, model: Path, plan: Plan, opts: Bat
             t0 = time.perf_counter()  # from the first image: model loading is not throughput
             stages = run_local(todo(), spec, runner, rows, writer, errors, batch_size=batch_size,
                                workers=opts.workers or os.cpu_count() or 1, worker_kind=opts.worker_kind,
-                               prefetch=opts.prefetch, limits=opts.limits, on_progress=bar.update)
+                               prefetch=opts.prefetch, limits=opts.limits, on_progress=bar.update,
+                               decoder=decoder.kind)
         seconds = time.perf_counter() - t0
         writer.finish()
         errors.finish()
     rss = peak_rss_mb() + (peak_rss_mb(children=True) if opts.worker_kind == "process" else 0.0)
     return BatchSummary(str(out), str(errors_path_for(out)), "local", selection.backend, precision,
                         images=stages.images, failed=stages.failed, skipped=skipped[0],
-                        seconds=seconds, stages=stages.as_dict(), peak_rss_mb=rss)
+                        seconds=seconds, stages=stages.as_dict(), peak_rss_mb=rss, decoder=decoder.kind,
+                        decoder_reason=decoder.reason)

@@ -89,8 +89,13 @@ def job_identity(model: str | Path, features: bool, top_k: int) -> dict[str, Any
             **({} if features else {"top_k": int(top_k)})}
 
 
-def check_job(out: str | Path, identity: dict[str, Any], *, resume: bool, overwrite: bool) -> None:
-    """Refuse a resume whose identity differs from the recorded one; record it for a new (or overwritten) output."""
+def check_job(out: str | Path, identity: dict[str, Any], *, resume: bool, overwrite: bool,
+              notes: dict[str, Any] | None = None) -> None:
+    """Refuse a resume whose identity differs from the recorded one; record it for a new (or overwritten) output.
+
+    ``notes`` (the decoder asked for) are recorded beside the identity but never compared: a resume
+    may decode elsewhere (GPU and CPU decoding give the same rows within rounding).
+    """
     out, path = Path(out), job_path_for(out)
     started = out.exists() or parts_dir_for(out).exists()
     if resume and path.exists():
@@ -108,5 +113,5 @@ def check_job(out: str | Path, identity: dict[str, Any], *, resume: bool, overwr
         return  # without --resume the writer refuses it ("already exists"); with it, an output from before
         #         job records: what wrote it is unknown, so nothing is recorded (the CSV header is still checked)
     tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps(identity, indent=1) + "\n", encoding="utf-8")
+    tmp.write_text(json.dumps({**identity, **(notes or {})}, indent=1) + "\n", encoding="utf-8")
     os.replace(tmp, path)

@@ -10,6 +10,7 @@ flushed before the next is requested.
 """
 from __future__ import annotations
 
+import dataclasses
 import functools
 from contextlib import contextmanager
 import time
@@ -21,7 +22,8 @@ from typing import Any, Callable, Iterable, Iterator
 import numpy as np
 
 from ...decode_pool import DecodePool, bounded_map as _bounded_map, default_workers, shared_pool
-from ...errors import VggEdgeError
+from ...env import decoder_wanted
+from ...errors import ConfigError, VggEdgeError
 from ...runtime.base import Runner
 from ...spec import ModelSpec
 from .decode import BadImage, Limits, Loaded, check_encoded, load_item, read_bytes
@@ -155,21 +157,38 @@ def gpu_fill(spec: ModelSpec, runner: Runner) -> Callable[[Batch, Any], int]:
     return fill_batch
 
 
-def run_local(items: Iterable[Item], spec: ModelSpec, runner: Runner, rows: RowMaker, writer: Writer,
-              errors: Writer, *, batch_size: int, workers: int, worker_kind: str = "thread",
-              prefetch: int | None = None, limits: Limits = Limits(),
-              on_progress: Callable[[int], None] = lambda n: None, decoder: str = "auto") -> Stages:
-    """Process every item on an active runner, writing rows and errors as each batch completes.
+def choose_decoder(want: str | None, runner: Runner, spec: ModelSpec, worker_kind: str = "thread") -> Any:
+    """The local engine's decoder choice (a ``DecoderChoice``: ``kind`` and ``reason``), made once per job.
 
-    ``decoder`` ("auto", "gpu", "cpu"; see :func:`vggedge.runtime.device_path.select_decoder`):
-    on a GPU runner with nvImageCodec the workers only read and check the files, and each
-    batch is decoded and preprocessed on the GPU straight into the runner's input buffer.
+    :func:`vggedge.runtime.device_path.select_decoder`'s, except that process workers
+    decode on the CPU: "auto" falls back to it, "gpu" is a ConfigError naming the fix.
     """
     from ...runtime.device_path import select_decoder
 
+    choice = select_decoder(want, runner=runner, spec=spec)
+    if choice.kind == "gpu" and worker_kind != "thread":
+        if decoder_wanted(want) == "gpu":
+            raise ConfigError("decoder 'gpu' decodes in the main process and reads files in threads; "
+                              "worker_kind='process' (--worker-kind process) decodes on the CPU: drop one of them")
+        return dataclasses.replace(choice, kind="cpu", reason="process workers decode on the CPU "
+                                                              "(--worker-kind thread decodes on the GPU)")
+    return choice
+
+
+def run_local(items: Iterable[Item], spec: ModelSpec, runner: Runner, rows: RowMaker, writer: Writer,
+              errors: Writer, *, batch_size: int, workers: int, worker_kind: str = "thread",
+              prefetch: int | None = None, limits: Limits = Limits(),
+              on_progress: Callable[[int], None] = lambda n: None, decoder: str | None = None) -> Stages:
+    """Process every item on an active runner, writing rows and errors as each batch completes.
+
+    ``decoder`` ("auto", "gpu", "cpu"; None: ``VGGEDGE_DECODER``, else auto; see
+    :func:`choose_decoder`): on a GPU runner with nvImageCodec the workers only read and check
+    the files, and each batch is decoded and preprocessed on the GPU straight into the runner's
+    input buffer.
+    """
     stages = Stages()
     ahead = prefetch or max(2 * batch_size, 4 * workers)
-    on_gpu = worker_kind == "thread" and select_decoder(decoder, runner=runner, spec=spec).kind == "gpu"
+    on_gpu = choose_decoder(decoder, runner, spec, worker_kind).kind == "gpu"
     load = functools.partial(load_encoded, limits=limits) if on_gpu else \
         functools.partial(load_item, spec=spec, limits=limits)
     STOP.clear()

@@ -1,12 +1,17 @@
 """The Ray engine: the same job on Ray Data, on one machine or a cluster (``--engine ray``).
 
-read_binary_files (paths kept) -> decode (CPU tasks) -> preprocess (CPU tasks)
--> inference in a fixed pool of actors, one runner each (``map_batches`` with a
-callable class, ``compute=ActorPoolStrategy``, an explicit integer
-``batch_size``, ``num_gpus`` per actor when the cluster has GPUs) ->
-``write_parquet`` into ``<out>.ray/``. The driver then moves the staged rows
-into the output (any format) and the errors file, so resume works as for the
-local engine: finished blocks staged by a killed run are collected first.
+read_binary_files (paths kept) -> CPU tasks -> inference in a fixed pool of
+actors, one runner each (``map_batches`` with a callable class,
+``compute=ActorPoolStrategy``, an explicit integer ``batch_size``, ``num_gpus``
+per actor when the cluster has GPUs) -> ``write_parquet`` into ``<out>.ray/``.
+The driver then moves the staged rows into the output (any format) and the
+errors file, so resume works as for the local engine: finished blocks staged by
+a killed run are collected first.
+
+Where images decode (:func:`decode_route`): with GPU actors and a decoder other
+than "cpu", the CPU tasks only read and check the files and the actors decode
+them on their GPU (:mod:`.ray_actor`); otherwise the CPU tasks decode and
+preprocess (:mod:`.ray_tasks`) and the actors receive tensors.
 
 What is in flight is bounded by Ray Data's object-store limit
 (``ray_object_store_mb``) and two tasks per actor, and every row carries the
@@ -16,26 +21,25 @@ from __future__ import annotations
 
 import os
 import shutil
-import socket
 import sys
 import time
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-
+from ...env import decoder_wanted
 from ...errors import BackendUnavailable, ConfigError
-from ...runtime.base import RunnerOptions
-from ...runtime.select import select_runner
 from ...runtime.plan import Plan
 from ...spec import ModelSpec
 
-from .decode import BadImage, Limits, decode, read_bytes, special_kind
-from .inputs import Item, is_tar, is_url
-from .rows import RowMaker, error_row
+from .decode import Limits, special_kind
+from .inputs import is_tar, is_url
+from .ray_actor import RayInfer, staged_schema
+from .ray_tasks import check_batch, decode_batch, prepare_batch
+from .rows import error_row
 from .summary import BatchSummary, peak_rss_mb
-from .writers import arrow_schema, errors_path_for, open_errors, open_writer
+from .writers import errors_path_for, open_errors, open_writer
 
+__all__ = ["collect_staged", "decode_route", "precheck", "ray_module", "run_ray", "staged_schema"]
 INSTALL = "pip install 'vggedge[ray]'"
 
 
@@ -53,118 +57,16 @@ def staging_dir_for(out: Path) -> Path:
     return out.with_name(out.name + ".ray")
 
 
-def _worker() -> tuple[str, float]:
-    return f"{socket.gethostname()}:{os.getpid()}", peak_rss_mb()
-
-
-def decode_batch(batch: dict[str, np.ndarray], limits: Limits) -> dict[str, Any]:
-    """CPU task: encoded bytes -> BGR images (failures keep their row, with the reason)."""
-    images, errors, kinds, seconds = [], [], [], []
-    for data in batch["bytes"]:
-        t0 = time.perf_counter()
-        try:
-            images.append(decode(read_bytes(Item("", bytes(data)), limits), limits))
-            errors.append("")
-            kinds.append("")
-        except BadImage as exc:
-            images.append(np.zeros((1, 1, 3), np.uint8))
-            errors.append(str(exc))
-            kinds.append(exc.kind)
-        seconds.append(time.perf_counter() - t0)
-    worker, rss = _worker()
-    n = len(images)
-    return {"path": batch["path"], "image": _ragged(images), "error": np.array(errors, dtype=object),
-            "kind": np.array(kinds, dtype=object), "decode_s": np.array(seconds),
-            "decode_worker": np.array([worker] * n, dtype=object), "decode_rss_mb": np.full(n, rss)}
-
-
-def _ragged(images: list[np.ndarray]) -> np.ndarray:
-    out = np.empty(len(images), dtype=object)
-    for i, image in enumerate(images):
-        out[i] = image
-    return out
-
-
-def prepare_batch(batch: dict[str, np.ndarray], spec: ModelSpec) -> dict[str, Any]:
-    """CPU task: BGR images -> the model's input tensors (the one preprocessing path)."""
-    from ...preprocess import prepare
-
-    shape = tuple(spec.input_shape[1:])
-    tensors = np.zeros((len(batch["path"]), *shape), np.dtype(spec.dtype))
-    seconds = np.asarray(batch["decode_s"], dtype=np.float64).copy()
-    for i, (image, error) in enumerate(zip(batch["image"], batch["error"])):
-        if not error:
-            t0 = time.perf_counter()
-            prepare(np.asarray(image), spec, out=tensors[i])
-            seconds[i] += time.perf_counter() - t0
-    worker, rss = _worker()
-    rss = np.maximum(np.asarray(batch["decode_rss_mb"], dtype=np.float64), rss)
-    result = {k: v for k, v in batch.items() if k not in ("image", "decode_s", "decode_rss_mb")}
-    return {**result, "tensor": tensors, "decode_s": seconds, "decode_rss_mb": rss}
-
-
-class RayInfer:
-    """Ray actor: one runner, activated once, over batches of prepared tensors."""
-
-    def __init__(self, model: str, backend: str, precision: str, batch_size: int, top_k: int, features: bool,
-                 threads: int | None) -> None:
-        selection = select_runner(model, backend, precision=precision,
-                                  options=RunnerOptions(max_batch=batch_size, threads=threads))
-        self.spec = selection.require_spec()  # of the file this actor runs (an engine's from its sidecar)
-        self.runner = selection.runner.activate()
-        self.rows = RowMaker(self.spec, Path(model).name, self.spec.precision, selection.backend, top_k, features)
-        self.fields = ("path", *[f for f in arrow_schema_fields(self.rows.features) if f != "path"])
-
-    def __call__(self, batch: dict[str, np.ndarray]):
-        import pyarrow as pa
-
-        errors = [str(e) for e in batch["error"]]
-        good = [i for i, e in enumerate(errors) if not e]
-        rows: dict[int, dict[str, Any]] = {}
-        if good:
-            t0 = time.perf_counter()
-            tensors = np.ascontiguousarray(batch["tensor"][good])
-            low = self.runner.batch_range()[0]
-            if len(good) < low:  # a fixed-batch model: pad with the last image, drop the extra rows after
-                tensors = np.concatenate([tensors, np.repeat(tensors[-1:], low - len(good), axis=0)])
-            outputs = self.runner.infer({self.spec.input_name: tensors})[self.spec.output_name][:len(good)]
-            made = self.rows.rows([str(batch["path"][i]) for i in good], outputs,
-                                  [float(batch["decode_s"][i]) for i in good], time.perf_counter() - t0)
-            rows = dict(zip(good, made))
-        worker, rss = _worker()
-        table = []
-        for i, path in enumerate(batch["path"]):
-            row = rows.get(i) or {"path": str(path)}
-            row.update(error=errors[i] or None, kind=str(batch["kind"][i]) or None, worker=worker,
-                       worker_rss_mb=rss, decode_worker=str(batch["decode_worker"][i]),
-                       decode_rss_mb=float(batch["decode_rss_mb"][i]))
-            table.append(row)
-        return pa.Table.from_pylist(table, schema=staged_schema(self.rows.features))
-
-
-def arrow_schema_fields(features: bool) -> tuple[str, ...]:
-    from .rows import columns
-
-    return columns(features)
-
-
-def staged_schema(features: bool):
-    """Result columns plus the error and per-worker memory columns Ray stages."""
-    import pyarrow as pa
-
-    base = arrow_schema(arrow_schema_fields(features))
-    extra = [("error", pa.string()), ("kind", pa.string()), ("worker", pa.string()), ("worker_rss_mb", pa.float64()),
-             ("decode_worker", pa.string()), ("decode_rss_mb", pa.float64())]
-    return pa.schema(list(base) + [pa.field(n, t) for n, t in extra])
-
-
 def collect_staged(staged: Path, writer, errors, worker_rss: dict[str, float],
-                   stages: dict[str, float] | None = None) -> tuple[int, int]:
+                   stages: dict[str, float] | None = None,
+                   decoders: dict[str, set[str]] | None = None) -> tuple[int, int]:
     """Move whole staged Parquet files into the output and errors file; returns (rows, failed).
 
-    ``worker_rss`` gathers the peak RSS per worker, ``stages`` the decode and infer seconds of the rows.
+    ``worker_rss`` gathers the peak RSS per worker, ``stages`` the decode and infer seconds of the rows,
+    ``decoders`` the decoder that decoded them ("gpu" or "cpu") with the actors' reasons.
     """
     stages = {} if stages is None else stages
+    decoders = {} if decoders is None else decoders
     import pyarrow.parquet as pq
 
     images = failed = 0
@@ -182,6 +84,9 @@ def collect_staged(staged: Path, writer, errors, worker_rss: dict[str, float],
         for r in rows:
             for who, mb in ((r["worker"], r["worker_rss_mb"]), (r["decode_worker"], r["decode_rss_mb"])):
                 worker_rss[who] = max(worker_rss.get(who, 0.0), mb or 0.0)
+            if r.get("decoder"):  # absent from blocks staged before decoders were recorded
+                decoders.setdefault(r["decoder"], set()).update([r["decoder_reason"]] if r.get("decoder_reason")
+                                                                else [])
         for stage in ("decode", "infer"):
             stages[stage] = stages.get(stage, 0.0) + sum(r[f"{stage}_ms"] or 0.0 for r in rows) / 1000.0
         images, failed = images + len(good), failed + len(bad)
@@ -218,6 +123,38 @@ def precheck(entries: list[str], limits: Limits) -> tuple[list[str], list[dict[s
     return ok, bad
 
 
+def actor_resources(ray: Any, opts) -> tuple[float, int]:
+    """(GPUs per inference actor, number of actors): ``ray_gpus_per_actor``, else one GPU each when the
+    cluster has GPUs; ``ray_actors``, else one per GPU (or 1 without GPUs)."""
+    gpus = ray.cluster_resources().get("GPU", 0)
+    per_actor = opts.ray_gpus_per_actor if opts.ray_gpus_per_actor is not None else (1.0 if gpus else 0.0)
+    return per_actor, opts.ray_actors or (max(1, int(gpus // per_actor)) if per_actor else 1)
+
+
+def decode_route(want: str | None, gpus_per_actor: float, backend: str = "auto") -> tuple[str, str]:
+    """Where a Ray job decodes, and why: "gpu" (CPU tasks only read and check the files; the inference actors
+    decode them on their GPU) or "cpu" (CPU tasks decode and preprocess; the actors get tensors).
+
+    ``want`` as everywhere (None: ``VGGEDGE_DECODER``, else auto). "gpu" where the actors
+    cannot have a GPU runner is a BackendUnavailable naming why. An actor that finds no
+    GPU decoder where it runs (nvImageCodec missing) decodes on its CPU under "auto".
+    """
+    wanted = decoder_wanted(want)
+    if wanted == "cpu":
+        return "cpu", "asked for the CPU: Ray CPU tasks decode and preprocess"
+    problem = None
+    if not gpus_per_actor:
+        problem = "the Ray inference actors have no GPU (the cluster has none, or ray_gpus_per_actor=0)"
+    elif backend == "ort-cpu":
+        problem = "the backend (ort-cpu) runs on the CPU"
+    if problem is None:
+        return "gpu", f"the inference actors ({gpus_per_actor:g} GPU each) decode the checked files"
+    if wanted == "gpu":
+        raise BackendUnavailable(f"GPU decoding is not possible: {problem} (decoder 'gpu' was asked for: "
+                                 "choose auto or cpu)")
+    return "cpu", f"{problem}: Ray CPU tasks decode and preprocess"
+
+
 def run_ray(entries: list[str], out: Path, model: Path, plan: Plan, opts) -> BatchSummary:
     """Run the job on Ray Data (a local instance unless ``opts.address`` names a cluster).
 
@@ -235,21 +172,25 @@ def run_ray(entries: list[str], out: Path, model: Path, plan: Plan, opts) -> Bat
     batch_size = plan.options.max_batch  # a fixed-batch model takes exactly its batch
     worker_rss: dict[str, float] = {}
     stages: dict[str, float] = {}
+    decoders: dict[str, set[str]] = {}
     started = not ray.is_initialized()
     if started:
         ray.init(address=opts.address, include_dashboard=False, log_to_driver=False)
     t0 = time.perf_counter()
     try:
+        resources = actor_resources(ray, opts)
+        route, why = decode_route(opts.decoder, resources[0], opts.backend)  # before any output is opened
         with open_writer(out, features, resume=opts.resume, overwrite=opts.overwrite) as writer, \
                 open_errors(out, resume=opts.resume, overwrite=opts.overwrite) as errors:
-            images, failed = collect_staged(staged, writer, errors, worker_rss, stages)
+            images, failed = collect_staged(staged, writer, errors, worker_rss, stages, decoders)
             done = (writer.done() | errors.done()) if opts.resume else set()
             todo, bad = precheck([e for e in entries if e not in done], opts.limits)
             errors.write(bad)
             failed += len(bad)
             if todo:
-                _pipeline(ray, todo, model, spec, opts, batch_size, features).write_parquet(str(staged))
-                more = collect_staged(staged, writer, errors, worker_rss, stages)
+                _pipeline(ray, todo, model, spec, opts, batch_size, features, route, resources
+                          ).write_parquet(str(staged))
+                more = collect_staged(staged, writer, errors, worker_rss, stages, decoders)
                 images, failed = images + more[0], failed + more[1]
             writer.finish()
             errors.finish()
@@ -259,33 +200,40 @@ def run_ray(entries: list[str], out: Path, model: Path, plan: Plan, opts) -> Bat
         if started:
             ray.shutdown()
     skipped = sum(1 for e in entries if e in done)
+    reasons = sorted(set().union(*decoders.values())) if decoders else []
     return BatchSummary(str(out), str(errors_path_for(out)), "ray", backend, precision, images=images,
                         failed=failed, skipped=skipped, seconds=time.perf_counter() - t0, stages=stages,
-                        peak_rss_mb=peak_rss_mb(), worker_peak_rss_mb=worker_rss)
+                        peak_rss_mb=peak_rss_mb(), worker_peak_rss_mb=worker_rss,
+                        decoder="+".join(sorted(decoders)) or route,
+                        decoder_reason="; ".join([why, *(f"an actor: {r}" for r in reasons)]))
 
 
-def _pipeline(ray, todo: list[str], model: Path, spec: ModelSpec, opts, batch_size: int, features: bool):
-    """The Ray Data plan (lazy): read -> decode -> preprocess -> actors."""
+def _pipeline(ray, todo: list[str], model: Path, spec: ModelSpec, opts, batch_size: int, features: bool,
+              route: str, resources: tuple[float, int]):
+    """The Ray Data plan (lazy): read -> (CPU route) decode -> preprocess, or (GPU route) check -> actors."""
     data = ray.data
     ctx = data.DataContext.get_current()
     ctx.enable_progress_bars = sys.stderr.isatty() if opts.progress is None else bool(opts.progress)
     ctx.execution_options.resource_limits = data.ExecutionResources.for_limits(
         object_store_memory=opts.ray_object_store_mb * 2**20)
-    gpus = ray.cluster_resources().get("GPU", 0)
-    per_actor = opts.ray_gpus_per_actor if opts.ray_gpus_per_actor is not None else (1.0 if gpus else 0.0)
-    actors = opts.ray_actors or (max(1, int(gpus // per_actor)) if per_actor else 1)
+    per_actor, actors = resources
+    kwargs = {"model": str(model.resolve()), "backend": opts.backend, "precision": opts.precision,
+              "batch_size": batch_size, "top_k": opts.top_k, "features": features, "threads": opts.threads}
     ds = data.read_binary_files(todo, include_paths=True)
-    ds = ds.map_batches(decode_batch, batch_size=batch_size, fn_kwargs={"limits": opts.limits},
-                        batch_format="numpy", num_cpus=1)
-    ds = ds.map_batches(prepare_batch, batch_size=batch_size, fn_kwargs={"spec": spec}, batch_format="numpy",
-                        num_cpus=1)  # fused with decoding into one task: full-size pixels never hit the store
+    if route == "gpu":  # encoded bytes travel to the actors, which decode them into the runner's input
+        ds = ds.map_batches(check_batch, batch_size=batch_size, fn_kwargs={"limits": opts.limits},
+                            batch_format="numpy", num_cpus=1)
+        kwargs.update(decoder=decoder_wanted(opts.decoder), limits=opts.limits)  # resolved here, not per node
+    else:
+        ds = ds.map_batches(decode_batch, batch_size=batch_size, fn_kwargs={"limits": opts.limits},
+                            batch_format="numpy", num_cpus=1)
+        ds = ds.map_batches(prepare_batch, batch_size=batch_size, fn_kwargs={"spec": spec}, batch_format="numpy",
+                            num_cpus=1)  # fused with decoding into one task: full-size pixels never hit the store
     return ds.map_batches(
         RayInfer, batch_size=batch_size, batch_format="numpy", num_gpus=per_actor or None, num_cpus=1,
         memory=actor_memory(model),  # placed where the model fits; also keeps decoding out of the actors
         compute=data.ActorPoolStrategy(size=actors, max_tasks_in_flight_per_actor=2),
-        fn_constructor_kwargs={"model": str(model.resolve()), "backend": opts.backend, "precision": opts.precision,
-                               "batch_size": batch_size, "top_k": opts.top_k, "features": features,
-                               "threads": opts.threads})
+        fn_constructor_kwargs=kwargs)
 
 
 def actor_memory(model: Path) -> int:

@@ -34,6 +34,9 @@ class BatchSummary:
     peak_rss_mb: float = 0.0
     #: peak RSS per worker process (Ray engine: per actor / decode task process)
     worker_peak_rss_mb: dict[str, float] = field(default_factory=dict)
+    #: where the images were decoded: "gpu", "cpu", or both ("cpu+gpu": Ray actors that differed)
+    decoder: str = "cpu"
+    decoder_reason: str = ""  #: why (the decoder choice's reason)
 
     @property
     def images_per_s(self) -> float:
@@ -50,7 +53,7 @@ class BatchSummary:
     def format(self) -> str:
         """A few lines for people."""
         lines = [f"{self.images} images written to {self.out} ({self.engine} engine, {self.backend}, "
-                 f"{self.precision}); {self.failed} failed"
+                 f"{self.precision}, decoded on the {self.decoder}); {self.failed} failed"
                  + (f" (see {self.errors_file})" if self.failed else "")
                  + (f"; {self.skipped} already done" if self.skipped else "")
                  + "".join(f"; {n} ignored ({why})" for why, n in sorted(self.ignored.items())),

@@ -30,9 +30,11 @@ import numpy as np
 from ...checks import count, seconds
 from ...decode_pool import DecodePool, shared_pool
 from ...errors import ConfigError, ImageError
+from ...env import decoder_wanted
 from ...paths import CALIB_DIR
 from ...preprocess import list_images, preprocess, read_image, reduced_decode_enabled
 from ...runtime.base import BatchOutput, PrepareFn, Runner, RunnerOptions
+from ...runtime.device_path import select_decoder
 from ...runtime.select import Selection, open_plan, plan_selection
 from ...spec import ModelSpec
 from ..batches import device_fill
@@ -243,7 +245,7 @@ def bench(model: str | Path, backend: str = "auto", batches: Sequence[int] = (1,
           duration_s: float = 3.0, min_iters: int = 10, images=None, progress: bool = True,
           options: RunnerOptions | None = None, precision: str = "as-given",
           end_to_end: bool = False, rounds: int = 3, reduced_decode: bool | None = None,
-          decode_workers: int | None = None, decoder: str = "auto") -> BenchReport:
+          decode_workers: int | None = None, decoder: str | None = None) -> BenchReport:
     """Benchmark a model (ONNX with spec, or engine) on one backend over several batch sizes.
 
     ``end_to_end=True`` feeds image files (decoded in the prepare worker) instead
@@ -251,7 +253,9 @@ def bench(model: str | Path, backend: str = "auto", batches: Sequence[int] = (1,
     ``reduced_decode`` (None: the process-wide switch) decodes those JPEGs at reduced
     scale; the settings record whether it was on. Decoding and preprocessing run on
     ``decode_workers`` threads (default: every core, the shared pool), or on the GPU
-    when ``decoder`` ("auto", "gpu", "cpu") chooses it (a GPU runner with nvImageCodec).
+    when ``decoder`` ("auto", "gpu", "cpu"; None: ``VGGEDGE_DECODER``, else auto) chooses it
+    (a GPU runner with nvImageCodec); "gpu" or "cpu" needs ``end_to_end`` (frames are decoded
+    before timing). The settings record the decoder that ran and why.
     """
     seconds("warmup", warmup_s, allow_zero=True)
     seconds("duration", duration_s)
@@ -259,6 +263,10 @@ def bench(model: str | Path, backend: str = "auto", batches: Sequence[int] = (1,
     count("rounds", rounds)
     if not batches:
         raise ConfigError("batch sizes: expected at least one")
+    wanted = decoder_wanted(decoder)  # checked now, before any model loads
+    if decoder is not None and wanted != "auto" and not end_to_end:
+        raise ConfigError(f"decoder {decoder!r} chooses where image files decode, which only end_to_end=True "
+                          "(--end-to-end) times; without it the frames are decoded before timing")
     for b in batches:
         count("batch size", b)
     options = dataclasses.replace(options or RunnerOptions(), max_batch=max(batches))
@@ -269,6 +277,7 @@ def bench(model: str | Path, backend: str = "auto", batches: Sequence[int] = (1,
         raise ConfigError(f"{model} has a fixed batch of {fixed}; benchmark it with --batch {fixed}")
     sources: list = image_files(images) if end_to_end else load_frames(images)
     selection = open_plan(plan)
+    choice = select_decoder(decoder, runner=selection.runner, spec=ran) if end_to_end else None  # before loading
     fed = "image files (decode + preprocess)" if end_to_end else "decoded frames (preprocess)"
     settings = {"warmup_s": warmup_s, "duration_s": duration_s, "min_iters": min_iters, "batches": list(batches),
                 "runner_options": dataclasses.asdict(plan.options), "frames": len(sources),
@@ -278,8 +287,9 @@ def bench(model: str | Path, backend: str = "auto", batches: Sequence[int] = (1,
                 "timed": f"inference only, then {fed} overlapped with inference through Runner.run()"}
     pool = DecodePool(decode_workers) if decode_workers else shared_pool()
     with selection.runner as runner, (pool if decode_workers else nullcontext()):
-        fill = device_fill(runner, ran, decoder) if end_to_end else None
+        fill = device_fill(runner, ran, choice.kind) if choice is not None else None
         settings["decoder"] = "gpu (nvImageCodec + CUDA preprocessing)" if fill is not None else "cpu pool"
+        settings["decoder_reason"] = choice.reason if choice is not None else "frames decoded before timing"
         report = BenchReport(str(model), selection.backend, ran.precision,
                              environment(selection, ran, settings), settings)
         try:
@@ -310,7 +320,8 @@ def format_report(report: BenchReport) -> str:
         if r.unstable:
             lines.append(f"{'':>32} WARNING: unstable (inference cv {100 * r.summary['infer']['cv']:.1f}% > "
                          f"{100 * UNSTABLE_CV:.0f}%)")
-    fed = "JPEG decoding and preprocessing" if report.settings.get("end_to_end") else "preprocessing of decoded frames"
+    fed = f"JPEG decoding ({report.settings.get('decoder', 'cpu pool')}) and preprocessing" \
+        if report.settings.get("end_to_end") else "preprocessing of decoded frames"
     lines.append(f"times in ms; img/s = batch / median inference; e2e img/s overlaps {fed} with inference "
                  "(Runner.run); ratio = e2e / img/s; end_to_end = time between results")
     return "\n".join(lines)

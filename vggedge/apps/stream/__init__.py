@@ -26,10 +26,12 @@ from typing import Any, Iterator, Sequence
 import numpy as np
 
 from ...decode_pool import shared_pool
+from ...env import decoder_wanted
 from ...errors import ConfigError, ModelError
 from ...model.labels import Prediction, labels_for, top_k
 from ...preprocess import prepare
 from ...runtime.base import RunnerOptions
+from ...runtime.device_path import select_frame_path
 from ...runtime.select import select_runner
 from ...video.capture import Capture, Frame
 from ...video.sinks import OutputWorker, Sink, SinkContext, open_sink
@@ -77,6 +79,9 @@ class StreamOptions:
     inferred (default: yes for files, for throughput; no for live sources, whose
     next frames are taken only when the model is ready for them, so a frame never
     waits behind an inference: latency is the frame's age + preprocessing + one inference).
+    ``decoder``: where captured frames are preprocessed: "gpu" (uploaded once, resized and
+    normalised on the device; a GPU runner with the CUDA kernels, else BackendUnavailable naming
+    why), "cpu" (on the host) or "auto" (the GPU where it can); None: ``VGGEDGE_DECODER``, else auto.
     """
 
     backend: str = "auto"
@@ -90,6 +95,7 @@ class StreamOptions:
     prefetch: bool | None = None
     source: SourceOptions = SourceOptions()
     runner: RunnerOptions | None = None
+    decoder: str | None = None
 
     def __post_init__(self) -> None:
         for name, value, top in (("every", self.every, 10**9), ("top_k", self.top_k, 10**6),
@@ -98,6 +104,8 @@ class StreamOptions:
                 raise ConfigError(f"--{name.replace('_', '-')} {value!r}: expected a whole number from 1 to {top}")
         if not is_number(self.smoothing) or not 0 <= self.smoothing <= 86400:
             raise ConfigError(f"--smoothing {self.smoothing!r}: expected seconds, a number >= 0 and <= 86400")
+        if self.decoder is not None:
+            decoder_wanted(self.decoder)  # an unknown value is refused before any source opens
 
 
 class Stream:
@@ -126,6 +134,8 @@ class Stream:
             raise ModelError(f"{model}: this model outputs features, not class scores; export it with "
                              "include_top=True to classify streams")
         self.labels = labels_for(self.spec.labels, self.spec.num_classes)
+        # where frames are preprocessed, decided once (before any session loads or camera opens)
+        self.decoder = select_frame_path(self.options.decoder, runner=self.selection.runner, spec=self.spec)
         self.stats = StreamStats([s.uri for s in self.sources])
         self.stats.refresh = self._sync_counts
         self.sinks = list(sinks)
@@ -185,8 +195,9 @@ class Stream:
             with self.selection.runner as runner, worker:
                 self._start_captures()  # after activation, so a live source drops nothing while sessions load
                 self.stats.started = monotonic()  # FPS counts from here, not from model loading
-                log.info("stream: %d source(s) on %s, batch %d", len(self.sources), runner.describe(),
-                         self.batch_size)
+                log.info("stream: %d source(s) on %s, batch %d, frames preprocessed on the %s (%s)",
+                         len(self.sources), runner.describe(), self.batch_size, self.decoder.kind,
+                         self.decoder.reason)
                 with self._run(runner) as outputs:
                     try:
                         for out in outputs:
@@ -218,14 +229,14 @@ class Stream:
                             now - frame.captured, stage, self.stats.fps(frame.source), frame.image)
 
     def _run(self, runner: Any) -> Any:
-        """Frames through the runner: uint8 frames to the GPU once and preprocessed there on GPU runners
-        (when the CUDA kernel serves the spec), else preprocessed on the CPU decode pool."""
+        """Frames through the runner: uint8 frames to the GPU once and preprocessed there when the choice
+        (``self.decoder``) says GPU, else preprocessed on the CPU decode pool."""
         from ...runtime.device_path import frame_fill
 
         def stamp(frame: Frame) -> None:
             frame.prepared_at = monotonic()
 
-        fill = frame_fill(runner, self.spec, stamp)
+        fill = frame_fill(runner, self.spec, stamp, self.decoder.kind)
         if fill is None:
             return runner.run(self._batches(), self._prepare, copy=True)
         return _FreedAfter(runner.run_on_device(self._batches(), fill, copy=True), fill)

@@ -39,7 +39,6 @@ log = logging.getLogger(__name__)
 MODULE = "nvidia.nvimgcodec"
 INSTALL_HINT = ("pip install nvidia-nvimgcodec-cu13 nvidia-nvjpeg (servers, CUDA 13; -cu12 for CUDA 12) "
                 "or the nvidia-nvimgcodec-tegra-* wheels on Jetson, or pip install 'vggedge[gpu]'")
-DECODERS = ("auto", "gpu", "cpu")
 _SOF_NAMES = {0xC0: "baseline", 0xC1: "extended", 0xC2: "progressive", 0xC3: "lossless"}
 
 
@@ -236,32 +235,32 @@ class DecoderChoice:
     reason: str
 
 
-def select_decoder(want: str = "auto", *, runner: Any = None, spec: Any = None,
-                   available: Callable[[], str | None] | None = None) -> DecoderChoice:
+def select_decoder(want: str | None = None, *, runner: Any = None, spec: Any = None,
+                   available: Callable[[], str | None] | None = None, frames: bool = False) -> DecoderChoice:
     """The one choice between the GPU decoder and the CPU decode pool.
 
     ``want``: "auto" (the GPU when the runner is a GPU runner, nvImageCodec is
     installed and the spec's preprocessing runs on the device), "gpu" (the same
-    conditions, but a missing one is a BackendUnavailable/ConfigError) or "cpu".
-    Env ``VGGEDGE_DECODER`` gives the default for "auto".
+    conditions, but a missing one is a BackendUnavailable naming each) or "cpu";
+    None: ``VGGEDGE_DECODER``, else "auto" (:func:`vggedge.env.decoder_wanted`).
+    ``frames=True`` is the stream's choice: frames decoded on the host already are
+    uploaded and preprocessed on the device (nvImageCodec is not needed), or not.
     """
-    if want not in DECODERS:
-        raise ConfigError(f"decoder {want!r}: choose one of {', '.join(DECODERS)}")
-    if want == "auto":
-        from ...env import decoder as decoder_from_environment
+    from ...env import decoder_wanted
 
-        want = decoder_from_environment() or "auto"
+    want = decoder_wanted(want)
     if want == "cpu":
-        return DecoderChoice("cpu", "asked for the CPU decode pool")
-    problems = []
-    if runner is None or not hasattr(runner, "run_on_device"):
-        problems.append(f"the backend ({getattr(runner, 'name', 'none')}) runs on the CPU")
-    reason = (available or nvimgcodec_reason)()
-    if reason:
-        problems.append(reason)
-    problems += device_preprocessing_problems(spec)
+        return DecoderChoice("cpu", "asked for the CPU " + ("preprocessing" if frames else "decode pool"))
+    if runner is None or not hasattr(runner, "run_on_device"):  # nothing else matters (nor is worth installing)
+        problems = [f"the backend ({getattr(runner, 'name', 'none')}) runs on the CPU"]
+    else:
+        reason = None if frames else (available or nvimgcodec_reason)()
+        problems = ([reason] if reason else []) + device_preprocessing_problems(spec)
     if problems:
         if want == "gpu":
-            raise BackendUnavailable("GPU decoding is not possible: " + "; ".join(problems))
+            raise BackendUnavailable(f"GPU {'preprocessing' if frames else 'decoding'} is not possible: "
+                                     + "; ".join(problems) + " (decoder 'gpu' was asked for: choose auto or cpu)")
         return DecoderChoice("cpu", "; ".join(problems))
+    if frames:
+        return DecoderChoice("gpu", "frames uploaded once, preprocessed on the device")
     return DecoderChoice("gpu", "nvImageCodec on the GPU, preprocessing on the device")

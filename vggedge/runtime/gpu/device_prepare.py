@@ -133,11 +133,12 @@ class FrameFill:
         self.preprocessor.free()
 
 
-def frame_fill(runner: Any, spec: ModelSpec, on_frame: Callable[[Any], None] = lambda frame: None
-               ) -> FrameFill | None:
-    """A :class:`FrameFill` when the runner is a GPU runner and the kernel serves the spec here, else None."""
-    from .decode import device_preprocessing_problems
+def frame_fill(runner: Any, spec: ModelSpec, on_frame: Callable[[Any], None] = lambda frame: None,
+               decoder: str | None = None) -> FrameFill | None:
+    """A :class:`FrameFill` when the frame choice (:func:`~.decode.select_decoder` with ``frames=True``)
+    says GPU, else None; ``decoder`` "gpu" where that is not possible raises BackendUnavailable."""
+    from .decode import select_decoder
 
-    if not hasattr(runner, "run_on_device") or device_preprocessing_problems(spec):
+    if select_decoder(decoder, runner=runner, spec=spec, frames=True).kind != "gpu":
         return None
     return FrameFill(spec, runner.ctx, on_frame)

@@ -1,0 +1,121 @@
+"""The Ray engine's inference actor: one runner per actor, activated once, over batches of images.
+
+:class:`RayInfer` takes either model-ready tensors (the CPU route: Ray's CPU tasks
+decoded and preprocessed them) or checked encoded files (the GPU route, ``decoder``
+given), which it decodes on its GPU straight into the runner's input buffer with the
+local engine's fill (:func:`vggedge.apps.batch.local.gpu_fill`: per-file CPU fallback,
+an error row for a file nobody decodes). An actor whose runner cannot decode on the
+GPU (``decoder="auto"``) decodes on its CPU instead (:func:`.ray_tasks.decode_checked`).
+Every batch comes back as one Arrow table in :func:`staged_schema`.
+"""
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from ...runtime.base import RunnerOptions
+from ...runtime.select import select_runner
+from .decode import Limits
+from .rows import RowMaker, columns
+from .ray_tasks import decode_checked, worker
+from .writers import arrow_schema
+
+#: staged columns beside the result row's: why a file failed, and who decoded and inferred it
+EXTRA_COLUMNS = (("error", "string"), ("kind", "string"), ("worker", "string"), ("worker_rss_mb", "float64"),
+                 ("decode_worker", "string"), ("decode_rss_mb", "float64"), ("decoder", "string"),
+                 ("decoder_reason", "string"))
+
+
+def staged_schema(features: bool):
+    """Result columns plus the error, per-worker memory and decoder columns Ray stages."""
+    import pyarrow as pa
+
+    base = arrow_schema(columns(features))
+    return pa.schema(list(base) + [pa.field(n, getattr(pa, t)()) for n, t in EXTRA_COLUMNS])
+
+
+class RayInfer:
+    """Ray actor: one runner, activated once, over batches of prepared tensors or checked encoded files.
+
+    ``decoder`` None: batches carry ``tensor`` (the CPU route). Else the decoder asked
+    for ("auto" or "gpu", resolved on the driver): batches carry checked ``bytes`` and
+    this actor decodes them, on its GPU where the choice says so (a "gpu" that cannot
+    is a BackendUnavailable naming why), else on its CPU.
+    """
+
+    def __init__(self, model: str, backend: str, precision: str, batch_size: int, top_k: int, features: bool,
+                 threads: int | None, decoder: str | None = None, limits: Limits = Limits()) -> None:
+        selection = select_runner(model, backend, precision=precision,
+                                  options=RunnerOptions(max_batch=batch_size, threads=threads))
+        self.spec = selection.require_spec()  # of the file this actor runs (an engine's from its sidecar)
+        self.rows = RowMaker(self.spec, Path(model).name, self.spec.precision, selection.backend, top_k, features)
+        self.limits, self.encoded, self.fill = limits, decoder is not None, None
+        self.decoder, self.reason = "cpu", ""
+        if self.encoded:
+            from .local import choose_decoder
+
+            choice = choose_decoder(decoder, selection.runner, self.spec)  # before the session loads
+            self.decoder, self.reason = choice.kind, choice.reason
+        self.runner = selection.runner.activate()
+        if self.decoder == "gpu":
+            from .local import gpu_fill
+
+            self.fill = gpu_fill(self.spec, self.runner)
+
+    def __call__(self, batch: dict[str, np.ndarray]):
+        import pyarrow as pa
+
+        if self.encoded and self.fill is None:  # checked files, decoded here on the CPU
+            batch = decode_checked(batch, self.spec, self.limits)
+        errors = [str(e) for e in batch["error"]]
+        kinds = [str(k) for k in batch["kind"]]
+        good = [i for i, e in enumerate(errors) if not e]
+        rows = self._on_gpu(batch, good, errors, kinds) if self.fill is not None else self._infer(batch, good)
+        who, rss = worker()
+        table = []
+        for i, path in enumerate(batch["path"]):
+            row = rows.get(i) or {"path": str(path)}
+            row.update(error=errors[i] or None, kind=kinds[i] or None, worker=who, worker_rss_mb=rss,
+                       decode_worker=str(batch["decode_worker"][i]), decode_rss_mb=float(batch["decode_rss_mb"][i]),
+                       decoder=self.decoder, decoder_reason=self.reason)
+            table.append(row)
+        return pa.Table.from_pylist(table, schema=staged_schema(self.rows.features))
+
+    def _infer(self, batch: dict[str, np.ndarray], good: list[int]) -> dict[int, dict[str, Any]]:
+        """Rows of the good offsets from prepared tensors (blocking ``infer``)."""
+        if not good:
+            return {}
+        t0 = time.perf_counter()
+        tensors = np.ascontiguousarray(batch["tensor"][good])
+        low = self.runner.batch_range()[0]
+        if len(good) < low:  # a fixed-batch model: pad with the last image, drop the extra rows after
+            tensors = np.concatenate([tensors, np.repeat(tensors[-1:], low - len(good), axis=0)])
+        outputs = self.runner.infer({self.spec.input_name: tensors})[self.spec.output_name][:len(good)]
+        made = self.rows.rows([str(batch["path"][i]) for i in good], outputs,
+                              [float(batch["decode_s"][i]) for i in good], time.perf_counter() - t0)
+        return dict(zip(good, made))
+
+    def _on_gpu(self, batch: dict[str, np.ndarray], good: list[int], errors: list[str],
+                kinds: list[str]) -> dict[int, dict[str, Any]]:
+        """Rows of the good offsets, decoded on the GPU into the runner's input; files nobody decodes get their
+        error in ``errors``/``kinds`` (keyed by offset, so a path given twice stays two rows)."""
+        from .local import Batch
+
+        if not good:
+            return {}
+        job = Batch(keys=[str(i) for i in good], tensors=[np.frombuffer(batch["bytes"][i], np.uint8) for i in good],
+                    decode_s=[float(batch["decode_s"][i]) for i in good])
+        t0 = time.perf_counter()
+        with self.runner.run_on_device([job], self.fill, copy=True) as results:  # type: ignore[attr-defined]
+            out = next(iter(results))
+        for failed in job.errors:  # the GPU decoder and the CPU fallback both refused it
+            errors[int(failed["path"])], kinds[int(failed["path"])] = failed["reason"], failed["kind"]
+        if not job.keys:
+            return {}
+        offsets = [int(k) for k in job.keys]
+        outputs = out.outputs[self.spec.output_name][:len(offsets)]
+        made = self.rows.rows([str(batch["path"][i]) for i in offsets], outputs, job.decode_s, time.perf_counter() - t0)
+        return dict(zip(offsets, made))
