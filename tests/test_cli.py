@@ -1,7 +1,9 @@
 """Tests for vggedge.cli: sub-commands through main(), error reporting, and the console script."""
 from __future__ import annotations
 
+import errno
 import json
+import logging
 import subprocess
 import sys
 from pathlib import Path
@@ -11,7 +13,7 @@ import pytest
 from small_models import link_model, remove
 
 from vggedge.cli import main
-from vggedge.errors import EXIT_PARTIAL
+from vggedge.errors import EXIT_PARTIAL, VggEdgeError
 from vggedge.model.labels import imagenet_labels
 from vggedge.spec import ModelSpec
 
@@ -126,6 +128,31 @@ def test_user_error_is_one_line(tmp_path: Path, capsys: pytest.CaptureFixture[st
     captured = capsys.readouterr()
     assert captured.err.startswith(f"vggedge: error: {missing}: no spec sidecar")
     assert "Traceback" not in captured.err and captured.out == ""
+
+
+@pytest.mark.parametrize("raised", [
+    OSError(errno.ECONNREFUSED, "Connection refused", "http://user:secret@127.0.0.1:9/x.jpg"),
+    VggEdgeError("cannot open rtsp://admin:secret@cam/s: refused")], ids=["OSError", "VggEdgeError"])
+def test_an_error_line_never_shows_credentials(raised: Exception, monkeypatch: pytest.MonkeyPatch,
+                                               capsys: pytest.CaptureFixture[str]) -> None:
+    """Any error reaching the CLI, ours or the OS's, is one line with passwords redacted; exit 1."""
+    from vggedge.cli import COMMANDS
+
+    def fails(args) -> int:
+        raise raised
+    monkeypatch.setitem(COMMANDS, "info", fails)
+    assert main(["info"]) == 1
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and err.startswith("vggedge: error: ") and "secret" not in err
+    assert "user:***@127.0.0.1:9" in err or "admin:***@cam" in err
+
+
+def test_log_lines_never_show_credentials() -> None:
+    from vggedge.cli import RedactingFormatter
+
+    record = logging.LogRecord("vggedge", logging.INFO, __file__, 1, "output %s: %s", ("http://u:secret@h:1", "x"),
+                               None)
+    assert RedactingFormatter("%(levelname)s: %(message)s").format(record) == "INFO: output http://u:***@h:1: x"
 
 
 def test_classify_unreadable_image(model_path: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:

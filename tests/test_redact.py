@@ -14,6 +14,9 @@ from vggedge.video.sources import SourceError, open_source
     ("https://h/v.mp4?X-Amz-Signature=abc&part=1&access_token=t", "https://h/v.mp4?X-Amz-Signature=***&part=1&access_token=***"),
     ("cannot open http://a:b@h:80/p: refused", "cannot open http://a:***@h:80/p: refused"),
     ("clip.mp4", "clip.mp4"), ("/dev/video0", "/dev/video0"), ("http://h/a@b.jpg", "http://h/a@b.jpg"),
+    # a URL that went through pathlib ("http://" collapsed to "http:/"), as in "FILE: cannot read image file"
+    ("http:/user:s3cret@h:9/x.jpg: cannot read", "http:/user:***@h:9/x.jpg: cannot read"),
+    ("photos:/a/b@c.jpg", "photos:/a/b@c.jpg"), ("http:/h/a:b@c.jpg", "http:/h/a:b@c.jpg"),
 ])
 def test_redact_uri(uri: str, shown: str) -> None:
     assert redact_uri(uri) == shown

@@ -16,7 +16,7 @@ import importlib
 from typing import TYPE_CHECKING, Any
 
 from .errors import (BackendUnavailable, CalibrationError, ConfigError, DownloadError, EngineMismatch,
-                     ImageError, InputError, ModelError, VggEdgeError, WeightsError)
+                     ImageError, InputError, ModelError, OutputClosed, OutputError, VggEdgeError, WeightsError)
 from .preprocess import preprocess, read_image
 
 if TYPE_CHECKING:  # what the lazy names are, for type checkers and IDEs
@@ -69,7 +69,7 @@ def __dir__() -> list[str]:
 __all__ = [
     "BackendUnavailable", "BatchOutput", "CalibrationError", "Classified", "Classifier", "ConfigError", "DownloadError", "EngineMismatch",
     "Exported", "ImageError", "InputError", "LoadedWeights", "ModelError", "ModelSpec", "OrtOptions",
-    "OrtRunner", "Prediction", "Preprocessing", "Runner", "RunnerOptions", "TensorMeta", "VGG16Options", "VggEdgeError",
+    "OrtRunner", "OutputClosed", "OutputError", "Prediction", "Preprocessing", "Runner", "RunnerOptions", "TensorMeta", "VGG16Options", "VggEdgeError",
     "WeightsError", "__version__", "availability", "batch", "build_onnx", "export_vgg16", "find_engine", "load_weights",
     "preprocess", "read_image", "select_runner", "stream", "top_k",
 ]

@@ -46,6 +46,24 @@ class CalibrationError(VggEdgeError):
     """A calibration set is empty, unreadable or unusable."""
 
 
+class OutputError(VggEdgeError):
+    """An output failed while being written (a full disk, a file or folder gone, a sink that stopped).
+
+    ``output`` is the output's name as shown (credentials redacted); the message names it and the OS error.
+    """
+
+    def __init__(self, message: str, output: str = "") -> None:
+        super().__init__(message)
+        self.output = output
+
+
+class OutputClosed(OutputError):
+    """The reader of an output went away (a closed pipe, EPIPE: ``vggedge ... | head -1``).
+
+    Not a failure: the command stops quietly with status 0, as Unix tools do when their reader exits.
+    """
+
+
 # Exit statuses of the command line (documented in the README, "Errors and exit codes").
 EXIT_OK = 0  #: everything succeeded
 EXIT_ERROR = 1  #: a VggEdgeError stopped the command; its message names the cause

@@ -13,6 +13,8 @@ import re
 
 MASK = "***"
 _USERINFO = re.compile(r"(?i)\b([a-z][a-z0-9+.\-]*://)([^/?#\s]*)@")
+#: a URI whose ``//`` a path join collapsed (``Path("http://u:p@h/x")`` prints ``http:/u:p@h/x``): user:password only
+_COLLAPSED = re.compile(r"(?i)\b([a-z][a-z0-9+.\-]*:/)([^/?#\s:@]+):[^/?#\s]*@")
 _SECRET_PARAM = re.compile(r"(?i)([?&;](?:[a-z0-9_\-.]*(?:pass(?:word|wd)?|pwd|secret|token|key|sig(?:nature)?|"
                            r"auth|credential|session)[a-z0-9_\-.]*)=)[^&#;\s]*")
 
@@ -25,4 +27,5 @@ def redact_uri(text: object) -> str:
         user, sep, _ = match.group(2).partition(":")
         return f"{match.group(1)}{user}:{MASK}@" if sep else f"{match.group(1)}{MASK}@"
 
-    return _SECRET_PARAM.sub(rf"\1{MASK}", _USERINFO.sub(userinfo, text))
+    text = _COLLAPSED.sub(rf"\1\2:{MASK}@", _USERINFO.sub(userinfo, text))
+    return _SECRET_PARAM.sub(rf"\1{MASK}", text)

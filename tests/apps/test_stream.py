@@ -146,6 +146,33 @@ def test_callback_sink_and_max_frames(stream_model: Path, calib_clip: Path) -> N
     assert "5 classified" in text and "e2e" in text and "p95" in text
 
 
+def test_a_failing_output_stops_a_looping_stream(stream_model: Path, calib_clip: Path) -> None:
+    """A sink that fails (here: a full disk after 3 frames) ends iteration with OutputError naming it, even
+    for a source that never ends; capture threads and the output thread are stopped."""
+    import errno
+    import threading
+
+    from vggedge.errors import OutputError
+
+    seen: list = []
+
+    def full_disk(result) -> None:
+        if len(seen) == 3:
+            raise OSError(errno.ENOSPC, "No space left on device")
+        seen.append(result)
+
+    run = stream([str(calib_clip)], stream_model, sinks=[CallbackSink(full_disk)], loop=True)
+    yielded = 0
+    with pytest.raises(OutputError, match=r"output callback full_disk: cannot write \(No space left on device"):
+        for _ in run:
+            yielded += 1
+            assert yielded < 500, "the stream went on after its output failed"
+    run.close()
+    assert len(seen) == 3 and run.summary()["classified"] >= 3
+    assert stream_mod.wait_for(lambda: not [t for t in threading.enumerate()
+                                            if t.name == "stream-output" or t.name.startswith("capture-")], 10)
+
+
 def test_smoother_time_constant() -> None:
     smoother = ScoreSmoother(tau=1.0)
     a, b = np.array([1.0, 0.0], np.float32), np.array([0.0, 1.0], np.float32)

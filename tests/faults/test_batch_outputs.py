@@ -5,16 +5,22 @@ the rows kept, and that no lock or temporary is left behind.
 """
 from __future__ import annotations
 
+import base64
+import http.server
+import json
 import os
 import shutil
 import stat
+import threading
 from pathlib import Path
+from typing import Iterator
 
 import pytest
 
 from faultkit import start, vggedge
-from vggedge.apps.batch.writers import read_rows
-from vggedge.errors import EXIT_ERROR
+from vggedge.apps.batch.readers import read_rows
+from vggedge.apps.batch.writers import errors_path_for
+from vggedge.errors import EXIT_ERROR, EXIT_PARTIAL
 
 #: names the OS allows that broke outputs: bytes that are not UTF-8, a newline, a form feed, U+2028, a comma, a quote
 ODD_NAMES = [b"latin1-\xe9t\xe9.jpg", b"line\nbreak.jpg", b"form\x0cfeed.jpg", "para\u2028sep.jpg".encode(),
@@ -194,3 +200,69 @@ def test_a_full_disk_is_a_one_line_error_and_resume_finishes(model_copy: Path, p
     again = batch(photos, "--out", out, "--model", model_copy, "--resume")
     assert again.returncode == 0, again.stderr
     assert sorted(r["path"] for r in read_rows(out)) == sorted(str(p) for p in photos.glob("*.jpg"))
+
+
+class _Photos(http.server.BaseHTTPRequestHandler):
+    """Serves ``folder/NAME`` at ``/NAME`` to requests carrying Basic auth ``user:secret`` (401 otherwise);
+    every path asked for is recorded in ``served``."""
+
+    folder: Path
+    served: list[str]
+
+    def log_message(self, *args) -> None:
+        pass
+
+    def do_GET(self) -> None:
+        self.served.append(self.path)
+        path = self.folder / self.path.lstrip("/")
+        if self.headers.get("Authorization") != "Basic " + base64.b64encode(b"user:secret").decode():
+            self.send_error(401)
+        elif not path.is_file():
+            self.send_error(404)
+        else:
+            data = path.read_bytes()
+            self.send_response(200)
+            self.send_header("Content-Length", str(len(data)))
+            self.end_headers()
+            self.wfile.write(data)
+
+
+@pytest.fixture
+def photo_server(photos: Path) -> Iterator[tuple[int, list[str]]]:
+    """A local HTTP server of the photos behind a password: (port, paths requested)."""
+    served: list[str] = []
+    handler = type("Handler", (_Photos,), {"folder": photos, "served": served})
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    server.daemon_threads = True
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    yield server.server_address[1], served
+    server.shutdown()
+    server.server_close()
+
+
+@pytest.mark.parametrize("suffix", [".jsonl", ".csv", ".parquet", ".npy"])
+def test_url_credentials_are_never_stored_and_resume_still_skips(model_copy: Path, photos: Path, tmp_path: Path,
+                                                                 photo_server: tuple[int, list[str]],
+                                                                 suffix: str) -> None:
+    """Rows and error rows of URL inputs are keyed without the password, in every format and every file beside
+    the output; a --resume matches the inputs (read with their password) to those keys and fetches nothing."""
+    port, served = photo_server
+    names = sorted(p.name for p in photos.glob("*.jpg"))[:3] + ["missing.jpg"]
+    urls = [f"http://user:secret@127.0.0.1:{port}/{name}" for name in names]
+    out = tmp_path / "out" / f"r{suffix}"
+    first = batch(*urls, "--out", out, "--model", model_copy, "--json")
+    assert first.returncode == EXIT_PARTIAL, first.stderr
+    assert sorted(served) == sorted(f"/{name}" for name in names)  # read with the password: authorised
+    written = {p.name: p.read_bytes() for p in out.parent.iterdir() if p.is_file()}
+    assert f"r{suffix}" in written and f"r{suffix}.errors.jsonl" in written
+    assert [name for name, data in written.items() if b"secret" in data] == []
+    assert "secret" not in first.stdout + first.stderr
+    shown = f"http://user:***@127.0.0.1:{port}/"
+    assert sorted(r["path"] for r in read_rows(out)) == [shown + name for name in names[:3]]
+    assert [r["path"] for r in read_rows(errors_path_for(out))] == [shown + "missing.jpg"]
+    served.clear()
+    again = batch(*urls, "--out", out, "--model", model_copy, "--json", "--resume")
+    assert again.returncode == 0, again.stderr
+    summary = json.loads(again.stdout)
+    assert (summary["images"], summary["failed"], summary["skipped"]) == (0, 0, 4) and served == []
+    assert len(read_rows(out)) == 3 and leftovers(out.parent) == []

@@ -1,18 +1,20 @@
 """Sinks: annotated video files that open with the expected frame count, JSON lines, the output worker."""
 from __future__ import annotations
 
+import errno
 import io
 import json
+import re
 from pathlib import Path
 
 import cv2
 import numpy as np
 import pytest
 
-from vggedge.apps.stream import StreamResult
-from vggedge.errors import ConfigError
+from vggedge.apps.stream import StreamResult, wait_for
+from vggedge.errors import ConfigError, OutputClosed, OutputError
 from vggedge.model.labels import Prediction
-from vggedge.video.sinks import CallbackSink, JsonLinesSink, OutputWorker, VideoFileSink, annotate
+from vggedge.video.sinks import CallbackSink, JsonLinesSink, OutputWorker, VideoFileSink, annotate, output_failure
 
 
 def result(source: int = 0, frame: int = 0, shade: int = 90) -> StreamResult:
@@ -56,21 +58,54 @@ def test_annotation_draws_label() -> None:
     assert np.array_equal(plain.image, np.full((120, 160, 3), 90, np.uint8))  # the frame itself is untouched
 
 
-def test_json_lines_and_worker_survives_failing_sink(tmp_path: Path) -> None:
+def test_json_lines_through_the_worker(tmp_path: Path) -> None:
     buffer = io.StringIO()
     seen = []
-
-    def broken(_):
-        raise RuntimeError("disk full")
-
-    worker = OutputWorker([JsonLinesSink(buffer), CallbackSink(broken), CallbackSink(seen.append)])
+    worker = OutputWorker([JsonLinesSink(buffer), CallbackSink(seen.append)])
     with worker:
         for i in range(4):
             worker.put(result(0, i))
     rows = [json.loads(line) for line in buffer.getvalue().splitlines()]
-    assert [r["frame"] for r in rows] == [0, 1, 2, 3] and len(seen) == 4
+    assert [r["frame"] for r in rows] == [0, 1, 2, 3] and len(seen) == 4 and worker.failure is None
     assert rows[0]["top_k"] == [{"index": 281, "label": "tabby", "score": 0.9}] and rows[0]["latency_ms"] == 42.0
-    assert len(worker.errors) == 1 and "disk full" in worker.errors[0]
+
+
+def failing_after(frames: int, exc: BaseException):
+    """A sink function that takes ``frames`` results, then raises ``exc``."""
+    seen: list = []
+
+    def write(r) -> None:
+        if len(seen) == frames:
+            raise exc
+        seen.append(r)
+    return write, seen
+
+
+@pytest.mark.parametrize("exc,kind,words", [
+    (OSError(errno.ENOSPC, "No space left on device"), OutputError, "cannot write (No space left on device, ENOSPC)"),
+    (RuntimeError("codec gone"), OutputError, "cannot write (codec gone)"),
+    (BrokenPipeError(errno.EPIPE, "Broken pipe"), OutputClosed, "its reader closed it")])
+def test_a_failing_sink_ends_the_output(exc: BaseException, kind: type, words: str) -> None:
+    """The first failure stops every sink's writing, is reported once (on_failure) and raised by put()."""
+    write, seen = failing_after(2, exc)
+    after: list = []
+    stopped: list = []
+    worker = OutputWorker([CallbackSink(write), CallbackSink(after.append)], on_failure=stopped.append)
+    with worker:
+        for i in range(3):
+            worker.put(result(0, i))
+        assert wait_for(lambda: worker.failure is not None, 10)
+        with pytest.raises(kind, match=re.escape(words)) as info:
+            worker.put(result(0, 3))
+    assert len(seen) == 2 and len(after) == 2  # the result that failed went to no later sink either
+    assert stopped == [info.value] and type(info.value) is kind and "callback write" in str(info.value)
+
+
+def test_failures_name_the_output_with_credentials_redacted() -> None:
+    failure = output_failure("http://user:s3cret@host:8080", ConnectionResetError(errno.ECONNRESET, "reset"))
+    assert str(failure).startswith("output http://user:***@host:8080: cannot write (reset, ECONNRESET)")
+    assert "s3cret" not in str(failure) and failure.output == "http://user:***@host:8080"
+    assert isinstance(output_failure("stdout", BrokenPipeError()), OutputClosed)
 
 
 def test_open_sink_picks_the_sink_by_uri(tmp_path) -> None:

@@ -12,10 +12,10 @@ import logging
 import sys
 from typing import Sequence
 
-from ..errors import EXIT_ERROR, EXIT_INTERRUPTED, VggEdgeError
+from ..errors import EXIT_ERROR, EXIT_INTERRUPTED, EXIT_OK, OutputClosed, VggEdgeError
 from ..signals import sigterm_as_interrupt
 from . import batch, build, inference, models, stream, tune
-from .common import COMMANDS, command
+from .common import COMMANDS, command, error_line
 
 __all__ = ["COMMANDS", "build_parser", "command", "main", "run"]
 
@@ -38,32 +38,52 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """Parse, dispatch, and turn VggEdgeError into a one-line message and exit status 1 (Ctrl-C, SIGTERM: 130)."""
+    """Parse, dispatch, and turn errors into one line and an exit status: VggEdgeError or OSError 1,
+    Ctrl-C or SIGTERM 130, a closed stdout or pipe (``| head -1``) 0, quietly. Credentials in URIs never show."""
     parser = build_parser()
     args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,
-                        format="vggedge: %(levelname)s: %(message)s", stream=sys.stderr)
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(RedactingFormatter("vggedge: %(levelname)s: %(message)s"))
+    logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO, handlers=[handler])
     try:
         from ..env import check as check_environment
 
         check_environment()  # environment overrides are refused before any work starts
         with sigterm_as_interrupt():  # `kill` stops every command as Ctrl-C does: temporaries removed, exit 130
-            return COMMANDS[args.command](args)
-    except VggEdgeError as exc:
-        print(f"vggedge: error: {exc}", file=sys.stderr)
+            status = COMMANDS[args.command](args)
+        sys.stdout.flush()  # a reader that left shows here, not in the interpreter's last flush
+        return status
+    except (BrokenPipeError, OutputClosed):  # the reader left (`vggedge classify ... | head -1`): stop quietly
+        _end_quietly()
+        return EXIT_OK
+    except (VggEdgeError, OSError) as exc:
+        log.debug("traceback of the error below", exc_info=True)
+        error_line(exc)
         return EXIT_ERROR
     except KeyboardInterrupt:  # raised after every `finally` below has removed its temporaries
         print("vggedge: interrupted; partial files were removed and finished ones kept", file=sys.stderr)
         return EXIT_INTERRUPTED
-    except BrokenPipeError:  # stdout closed by the reader (`vggedge classify ... | head -1`): stop quietly
-        _silence_stdout()
-        return EXIT_ERROR
 
 
-def _silence_stdout() -> None:
-    """Point stdout at /dev/null so the interpreter's final flush does not raise again (Python's documented fix)."""
+class RedactingFormatter(logging.Formatter):
+    """Log lines with credentials in URIs replaced by ``***`` (vggedge/redact.py)."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        from ..redact import redact_uri
+
+        return redact_uri(super().format(record))
+
+
+def _end_quietly() -> None:
+    """Flush what stdout still holds; when its reader has left, point it at /dev/null so the interpreter's
+    final flush does not raise again ("Exception ignored ... BrokenPipeError"; Python's documented fix)."""
     import os
 
+    try:
+        sys.stdout.flush()
+        return
+    except (OSError, ValueError):
+        pass
     try:
         devnull = os.open(os.devnull, os.O_WRONLY)
         os.dup2(devnull, sys.stdout.fileno())

@@ -52,13 +52,19 @@ def add_decoder_option(p: argparse.ArgumentParser, help: str = DECODER_HELP) -> 
     p.add_argument("--decoder", choices=["auto", "gpu", "cpu"], default=None, help=help)
 
 
+def error_line(message: object) -> None:
+    """Print ``vggedge: error: MESSAGE`` on stderr, credentials in any URI it holds redacted."""
+    from ..redact import redact_uri
+
+    print(f"vggedge: error: {redact_uri(message)}", file=sys.stderr, flush=True)
+
+
 def partial_exit(failed: int, total: int) -> int:
     """EXIT_PARTIAL (with a summary line) when some inputs failed, else EXIT_OK."""
     if not failed:
         return EXIT_OK
     kept = "results for the others were kept" if failed < total else "no results"
-    print(f"vggedge: error: {failed} of {total} images could not be read (each named above); {kept}",
-          file=sys.stderr)
+    error_line(f"{failed} of {total} images could not be read (each named above); {kept}")
     return EXIT_PARTIAL
 
 

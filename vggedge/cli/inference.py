@@ -7,7 +7,7 @@ import sys
 from pathlib import Path
 
 from ..errors import VggEdgeError
-from .common import PRECISION_CHOICES, PRECISION_HELP, add_decoder_option, command, partial_exit
+from .common import PRECISION_CHOICES, PRECISION_HELP, add_decoder_option, command, error_line, partial_exit
 
 
 def add_demo(sub: argparse._SubParsersAction) -> None:
@@ -54,6 +54,7 @@ def _classify(args: argparse.Namespace) -> int:
     from ..apps.batches import expand_images
     from ..apps.classify import Classifier
     from ..model.prepare import prepare_model
+    from ..redact import redact_uri
 
     model = Path(args.model) if args.model else prepare_model(args.weights)[0]
     images = expand_images(args.images)
@@ -66,15 +67,15 @@ def _classify(args: argparse.Namespace) -> int:
                 print(f"vggedge: decoder: {decoder}", file=sys.stderr, flush=True)
             if not result.ok:
                 failed += 1
-                print(f"vggedge: error: {result.error}", file=sys.stderr, flush=True)
-                rows.append({"image": str(result.source), "error": str(result.error), "decoder": decoder})
+                error_line(result.error)
+                rows.append({"image": redact_uri(result.source), "error": redact_uri(result.error), "decoder": decoder})
             elif args.json:
-                rows.append({"image": str(result.source), "top_k": [
+                rows.append({"image": redact_uri(result.source), "top_k": [
                     {"index": p.index, "label": p.label, "score": p.score} for p in result.predictions],
                     "decoder": decoder})
             else:
-                print(f"{result.source}:\n" + "\n".join(f"  {p.score:8.4f}  {p.label} ({p.index})"
-                                                        for p in result.predictions), flush=True)
+                print(f"{redact_uri(result.source)}:\n" + "\n".join(
+                    f"  {p.score:8.4f}  {p.label} ({p.index})" for p in result.predictions), flush=True)
     if args.json:
         print(json.dumps(rows, indent=2))
     return partial_exit(failed, len(images))
@@ -121,7 +122,7 @@ def _compare(args: argparse.Namespace) -> int:
                                 batch_size=args.batch_size, augment=args.augment, strict=args.strict,
                                 calibration=args.calib, allow_overlap=args.allow_overlap)
         for failure in report.failed:
-            print(f"vggedge: error: {failure['error']}", file=sys.stderr)
+            error_line(failure["error"])
     print(report.to_json() if args.json else format_report(report))
     if args.min_top1_agreement is not None:
         check_min_top1(report, args.min_top1_agreement / 100.0)

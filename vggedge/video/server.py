@@ -9,6 +9,7 @@ top-5 list, updated by server-sent events from ``/events``; ``/video/N.mjpg``:
 from __future__ import annotations
 
 import asyncio
+import errno
 import json
 import logging
 import threading
@@ -100,6 +101,8 @@ class PreviewServer:
         ok, data = cv2.imencode(".jpg", annotate(result.image, result), [cv2.IMWRITE_JPEG_QUALITY, self.quality])
         if not ok:
             return
+        if self._thread is not None and not self._thread.is_alive():  # its event loop ended: nobody is served
+            raise ConnectionAbortedError(errno.ECONNABORTED, "the preview server stopped serving")
         state = {"source": result.source, "uri": redact_uri(result.uri), "frame": result.frame,
                  "top_k": [{"index": p.index, "label": p.label, "score": float(p.score)} for p in result.top_k[:5]],
                  "fps": float(result.fps), "latency_ms": result.latency_s * 1000.0, "timestamp": result.timestamp}
@@ -133,6 +136,11 @@ class PreviewServer:
     @property
     def url(self) -> str:
         return f"http://{self.host}:{self.port}/"
+
+    @property
+    def uri(self) -> str:
+        """The sink's name in messages."""
+        return f"http://{self.host}:{self.port}"
 
     def _serve(self) -> None:
         loop = asyncio.new_event_loop()

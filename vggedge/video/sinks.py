@@ -1,12 +1,16 @@
 """Where stream results go: JSON lines, an annotated video file, the live preview.
 
-A sink has ``write(result)`` and ``close()``; :class:`OutputWorker` feeds every
-sink from its own thread so writing never holds up capture or inference.
+A sink has ``write(result)``, ``close()`` and a ``uri`` naming it; :class:`OutputWorker`
+feeds every sink from its own thread so writing never holds up capture or inference.
+A sink whose write fails stops the stream with :class:`~vggedge.errors.OutputError`
+naming it (credentials redacted) and the OS error; a closed pipe (EPIPE, ``| head``)
+is :class:`~vggedge.errors.OutputClosed`, the quiet end of a stream whose reader left.
 Results are :class:`vggedge.apps.stream.StreamResult` objects (``source``,
 ``frame``, ``timestamp``, ``top_k``, ``latency_s``, ``image``, ``fps``).
 """
 from __future__ import annotations
 
+import errno
 import json
 import logging
 import queue
@@ -18,13 +22,16 @@ from pathlib import Path
 from typing import IO, Any, Callable, Protocol, Sequence
 
 
-from ..errors import ConfigError, VggEdgeError
+from ..errors import ConfigError, OutputClosed, OutputError, VggEdgeError
+from ..redact import redact_uri
 from .annotate import annotate
 
 log = logging.getLogger(__name__)
 
 
 class Sink(Protocol):
+    uri: str
+
     def write(self, result: Any) -> None: ...
 
     def close(self) -> None: ...
@@ -34,6 +41,8 @@ class JsonLinesSink:
     """One JSON object per classified frame, to stdout (``-``) or a file."""
 
     def __init__(self, target: str | Path | IO[str] = "-") -> None:
+        self.uri = "stdout" if target == "-" else f"json://{target}" if isinstance(target, (str, Path)) \
+            else f"json lines to {type(target).__name__}"
         if target == "-":
             self._file, self._own = sys.stdout, False
         elif isinstance(target, (str, Path)):
@@ -66,6 +75,7 @@ class VideoFileSink:
     def __init__(self, path: str | Path, sources: int = 1,
                  fps: Sequence[float | None] | Callable[[int], float | None] | None = None) -> None:
         self.path = Path(path)
+        self.uri = f"file://{self.path}"
         self.sources = sources
         self.check(path, sources)  # before any work: a video that cannot be written is an error, not a log line
         self.fps = fps if callable(fps) else list(fps or [None] * sources)
@@ -107,7 +117,7 @@ class VideoFileSink:
             fourcc = cv2.VideoWriter_fourcc(*self.CODECS[self.path.suffix.lower()])
             writer = cv2.VideoWriter(str(path), fourcc, float(fps), (frame.shape[1], frame.shape[0]))
             if not writer.isOpened():
-                raise VggEdgeError(f"{path}: OpenCV cannot write this video file")
+                raise VggEdgeError(f"OpenCV cannot open {path.name} for writing")
             self._writers[result.source], self.frames[result.source] = writer, 0
             self._size = frame.shape[:2]
         if frame.shape[:2] != self._size:
@@ -140,6 +150,7 @@ class CallbackSink:
 
     def __init__(self, fn: Callable[[Any], None]) -> None:
         self.fn = fn
+        self.uri = f"callback {getattr(fn, '__name__', type(fn).__name__)}"
 
     def write(self, result: Any) -> None:
         self.fn(result)
@@ -217,18 +228,41 @@ def open_sink(uri: str | Path, context: SinkContext | None = None) -> Sink:
     return sink
 
 
+def sink_name(sink: Any) -> str:
+    """How a sink is shown in messages: its URI with credentials redacted (else its type)."""
+    return redact_uri(getattr(sink, "uri", None) or type(sink).__name__)
+
+
+def output_failure(name: str, exc: BaseException) -> OutputError:
+    """What a failed write to the output ``name`` means: OutputClosed when its reader went away (EPIPE),
+    else OutputError naming the output and the OS error."""
+    shown = redact_uri(name)
+    if isinstance(exc, OutputError):
+        return exc
+    if isinstance(exc, BrokenPipeError) or getattr(exc, "errno", None) == errno.EPIPE:
+        return OutputClosed(f"output {shown}: its reader closed it", shown)
+    if isinstance(exc, OSError) and exc.errno:
+        why = f"{exc.strerror or exc}, {errno.errorcode.get(exc.errno, exc.errno)}"
+    else:
+        why = redact_uri(exc) or type(exc).__name__
+    return OutputError(f"output {shown}: cannot write ({why}); the stream was stopped", shown)
+
+
 class OutputWorker:
     """Feeds results to every sink from one thread through a bounded queue; closes the sinks on stop.
 
-    ``record(seconds)`` receives the time each result took to write. A sink that
-    raises is reported once and removed; the others go on.
+    ``record(seconds)`` receives the time each result took to write. The first sink
+    that fails ends the output: :attr:`failure` holds the :class:`OutputError` (an
+    :class:`OutputClosed` for a closed pipe), ``on_failure`` is called with it (the
+    stream stops), later results are dropped, and :meth:`put` raises it.
     """
 
     def __init__(self, sinks: Sequence[Sink], record: Callable[[float], None] | None = None,
-                 depth: int = 64) -> None:
+                 depth: int = 64, on_failure: Callable[[OutputError], None] | None = None) -> None:
         self.sinks = list(sinks)
-        self.errors: list[str] = []
+        self.failure: OutputError | None = None
         self._record = record
+        self._on_failure = on_failure
         self._queue: queue.Queue = queue.Queue(maxsize=depth)
         self._thread = threading.Thread(target=self._loop, name="stream-output", daemon=True)
         self._closed = False
@@ -242,11 +276,15 @@ class OutputWorker:
         self.close()
 
     def put(self, result: Any) -> None:
+        """Queue ``result`` for every sink; raises the output's failure once one has failed."""
+        if self.failure is not None:
+            raise self.failure
         if self.sinks:
             self._queue.put(result)
 
     def close(self) -> None:
-        """Write what is queued, stop the thread and close every sink (safe twice)."""
+        """Write what is queued, stop the thread and close every sink (safe twice). A sink that fails to
+        close is recorded in :attr:`failure` (when none failed before); the others are still closed."""
         if self._closed:
             return
         self._closed = True
@@ -257,25 +295,29 @@ class OutputWorker:
             try:
                 sink.close()
             except Exception as exc:  # one sink failing to close must not keep the others open
-                log.error("closing %s failed: %s", type(sink).__name__, exc)
+                self._fail(sink, exc)
+
+    def _fail(self, sink: Any, exc: BaseException) -> None:
+        failure = output_failure(sink_name(sink), exc)
+        log.debug("%s", failure)
+        if self.failure is None:
+            self.failure = failure
+            if self._on_failure is not None:
+                self._on_failure(failure)
 
     def _loop(self) -> None:
         while True:
             result = self._queue.get()
             if result is None:
                 return
+            if self.failure is not None:
+                continue  # the output has ended: what is still queued is dropped
             t0 = time.perf_counter()
-            for sink in list(self.sinks):
+            for sink in self.sinks:
                 try:
                     sink.write(result)
                 except Exception as exc:
-                    message = f"output {type(sink).__name__} failed and was stopped: {exc}"
-                    log.error("%s", message)
-                    self.errors.append(message)
-                    self.sinks.remove(sink)
-                    try:
-                        sink.close()
-                    except Exception:
-                        pass
+                    self._fail(sink, exc)
+                    break
             if self._record is not None:
                 self._record(time.perf_counter() - t0)

@@ -17,7 +17,8 @@ from batch_images import MAX_PIXELS, PHOTOS
 
 import vggedge
 from vggedge.apps.batch.rows import TIMING_COLUMNS
-from vggedge.apps.batch.writers import parts_dir_for, without
+from vggedge.apps.batch.readers import without
+from vggedge.apps.batch.writers import parts_dir_for
 from vggedge.apps.classify import Classifier
 from vggedge.batch import errors_path_for, read_rows, run
 from vggedge.cli import main

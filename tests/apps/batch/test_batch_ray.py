@@ -11,7 +11,7 @@ import pytest
 from batch_images import MAX_PIXELS
 
 from vggedge.apps.batch.rows import TIMING_COLUMNS
-from vggedge.apps.batch.writers import without
+from vggedge.apps.batch.readers import without
 from vggedge.batch import errors_path_for, read_rows, run
 from vggedge.errors import EXIT_PARTIAL, BackendUnavailable, ConfigError
 from vggedge.spec import ModelSpec

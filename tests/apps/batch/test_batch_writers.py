@@ -6,8 +6,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from vggedge.apps.batch.rows import columns
-from vggedge.apps.batch.writers import errors_path_for, open_writer, parts_dir_for, read_rows
+from vggedge.apps.batch.names import DoneKeys, row_key
+from vggedge.apps.batch.readers import read_rows
+from vggedge.apps.batch.rows import columns, error_row
+from vggedge.apps.batch.writers import errors_path_for, open_writer, parts_dir_for
 from vggedge.errors import ConfigError
 
 
@@ -29,6 +31,23 @@ def test_line_formats_cut_a_half_written_line_on_resume(tmp_path: Path, suffix: 
         writer.write(rows(3, 2))
         writer.finish()
     assert read_rows(out) == rows(0, 5)
+
+
+def test_row_keys_hold_no_credentials_and_done_keys_match_the_inputs() -> None:
+    """URLs are stored without their password (a remote shard's member name kept as the shard holds it); local
+    names exactly as given, whatever they hold; an input read with its password is found among the keys written without it,
+    and among keys an older output stored with it."""
+    url = "http://user:pw@host:8000/a.jpg"
+    assert row_key(url) == "http://user:***@host:8000/a.jpg"
+    assert row_key("https://u:pw@h/x.tar::odd;token=1.jpg") == "https://u:***@h/x.tar::odd;token=1.jpg"
+    for local in ("/data/user:pw@host/a.jpg", "/data/x;token=abc.jpg", "photos:/u:p@h.jpg"):
+        assert row_key(local) == local
+    done = DoneKeys([row_key(url)]) | DoneKeys(["/data/x;token=abc.jpg"])
+    assert url in done and "/data/x;token=abc.jpg" in done and "http://user:other@host:8000/b.jpg" not in done
+    assert url in DoneKeys([url]) and done == {"http://user:***@host:8000/a.jpg", "/data/x;token=abc.jpg"}
+    assert error_row(url, "unreadable", f"cannot read {url}") == {
+        "path": "http://user:***@host:8000/a.jpg", "kind": "unreadable",
+        "reason": "cannot read http://user:***@host:8000/a.jpg"}
 
 
 def test_parquet_is_written_as_parts_and_combined_only_at_the_end(tmp_path: Path) -> None:

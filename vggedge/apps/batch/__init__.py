@@ -35,7 +35,8 @@ from .inputs import count_items, expand, iter_items
 from .jobfile import OutputLock, check_job, job_identity
 from .rows import RowMaker
 from .summary import BatchSummary, peak_rss_mb
-from .writers import errors_path_for, format_of, open_errors, open_writer, read_rows
+from .readers import format_of, read_rows
+from .writers import errors_path_for, open_errors, open_writer
 
 log = logging.getLogger(__name__)
 ENGINES = ("local", "ray")

@@ -1,7 +1,8 @@
 """One result row per image, the same for every engine and output format.
 
 Classification rows: ``path``, ``top_k_index``, ``top_k_label``, ``top_k_score``;
-feature rows: ``path``, ``features``. Both carry ``model``, ``precision``,
+feature rows: ``path``, ``features``. ``path`` is the input's row key (a URL without
+its credentials: :func:`~vggedge.apps.batch.names.row_key`). Both carry ``model``, ``precision``,
 ``backend`` and the timing columns ``decode_ms`` (this image's read, decode and
 preprocessing) and ``infer_ms`` (its share of the batch's inference).
 """
@@ -13,7 +14,9 @@ from typing import Any, Sequence
 import numpy as np
 
 from ...model.labels import labels_for, top_k
+from ...redact import redact_uri
 from ...spec import ModelSpec
+from .names import row_key
 
 TIMING_COLUMNS = ("decode_ms", "infer_ms")
 META_COLUMNS = ("model", "precision", "backend")
@@ -55,10 +58,10 @@ class RowMaker:
             result = [{"top_k_index": [p.index for p in preds], "top_k_label": [p.label for p in preds],
                        "top_k_score": [float(p.score) for p in preds]}
                       for preds in top_k(outputs, self.labels, self.k)]
-        return [{"path": key, **res, **meta, "decode_ms": 1000.0 * d, "infer_ms": infer_ms}
+        return [{"path": row_key(key), **res, **meta, "decode_ms": 1000.0 * d, "infer_ms": infer_ms}
                 for key, res, d in zip(keys, result, decode_s)]
 
 
 def error_row(key: str, kind: str | None, reason: str | None) -> dict[str, Any]:
-    """One line of the errors file."""
-    return {"path": key, "kind": kind or "error", "reason": reason or "unknown error"}
+    """One line of the errors file (keyed by the input's row key; URLs in the reason redacted too)."""
+    return {"path": row_key(key), "kind": kind or "error", "reason": redact_uri(reason) if reason else "unknown error"}

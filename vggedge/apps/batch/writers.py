@@ -17,16 +17,14 @@ import os
 import shutil
 from abc import ABC, abstractmethod
 from pathlib import Path
-from typing import Any, Iterable, Iterator
+from typing import Any
 
 import numpy as np
 
 from ...errors import ConfigError
-from .names import json_line, npy_paths_file, parquet_path, read_npy_paths
+from .names import DoneKeys, json_line, npy_paths_file, parquet_path, read_npy_paths
+from .readers import LIST_COLUMNS, format_of, iter_rows, pyarrow_modules
 from .rows import ERROR_COLUMNS, columns
-
-LIST_COLUMNS = ("top_k_index", "top_k_label", "top_k_score", "features")
-
 
 def beside(out: str | Path, suffix: str) -> Path:
     """A file that belongs to an output, named after it: ``results.jsonl`` -> ``results.jsonl<suffix>``."""
@@ -41,16 +39,6 @@ def errors_path_for(out: str | Path) -> Path:
 
 def parts_dir_for(out: str | Path) -> Path:
     return beside(out, ".parts")
-
-
-def format_of(out: str | Path) -> str:
-    """``jsonl``, ``csv``, ``parquet`` or ``npy`` from the output's extension."""
-    suffix = Path(out).suffix.lower()
-    kinds = {".jsonl": "jsonl", ".ndjson": "jsonl", ".csv": "csv", ".parquet": "parquet", ".pq": "parquet",
-             ".npy": "npy"}
-    if suffix not in kinds:
-        raise ConfigError(f"output {out}: unknown extension {suffix!r}; expected .jsonl, .csv, .parquet or .npy")
-    return kinds[suffix]
 
 
 class Writer(ABC):
@@ -70,8 +58,8 @@ class Writer(ABC):
         self.written = 0
 
     @abstractmethod
-    def done(self) -> set[str]:
-        """Paths already written (read back on resume)."""
+    def done(self) -> DoneKeys:
+        """Row keys already written (read back on resume); ``input key in done`` matches by row key."""
 
     @abstractmethod
     def write(self, rows: list[dict[str, Any]]) -> None:
@@ -125,8 +113,8 @@ class LineWriter(Writer):
     @abstractmethod
     def _line(self, row: dict[str, Any]) -> str: ...
 
-    def done(self) -> set[str]:
-        """Paths already written; a line that is not a result row stops the resume with a one-line error."""
+    def done(self) -> DoneKeys:
+        """Row keys already written; a line that is not a result row stops the resume with a one-line error."""
         keys: set[str] = set()
         if not self.path.stat().st_size:
             return keys
@@ -143,17 +131,7 @@ class LineWriter(Writer):
             if not isinstance(row, dict) or not isinstance(row.get("path"), str) or not row["path"]:
                 raise self._not_a_row(number, "it has no path")
             keys.add(row["path"])
-        return keys
-        try:
-            for number, row in enumerate(iter_rows(self.path), 1 + (format_of(self.path) == "csv")):
-                if not isinstance(row, dict) or not isinstance(row.get("path"), str):
-                    raise ValueError("no path")
-                keys.add(row["path"])
-        except (ValueError, csv.Error) as exc:
-            raise ConfigError(f"output {self.path}: line {number + 1 if 'number' in locals() else 1} is not a "
-                              f"result row ({str(exc)[:80]}); cannot resume from it: repair or remove that "
-                              "line, or start again with --overwrite") from None
-        return keys
+        return DoneKeys(keys)
 
     def _not_a_row(self, number: int, why: str) -> ConfigError:
         return ConfigError(f"output {self.path}: line {number} is not a result row ({why[:80]}); cannot resume "
@@ -251,18 +229,9 @@ class PartsWriter(Writer):
     def _combine(self, parts: list[Path], tmp: Path) -> None: ...
 
 
-def _pyarrow():
-    try:
-        import pyarrow as pa
-        import pyarrow.parquet as pq
-    except ImportError:
-        raise ConfigError("Parquet output needs pyarrow: pip install 'vggedge[batch]'") from None
-    return pa, pq
-
-
 def arrow_schema(fields: tuple[str, ...]):
     """The Parquet schema of result rows (every part and the final file share it)."""
-    pa, _ = _pyarrow()
+    pa, _ = pyarrow_modules()
     types = {"path": pa.string(), "top_k_index": pa.list_(pa.int64()), "top_k_label": pa.list_(pa.string()),
              "top_k_score": pa.list_(pa.float64()), "features": pa.list_(pa.float32()), "model": pa.string(),
              "precision": pa.string(), "backend": pa.string(), "decode_ms": pa.float64(), "infer_ms": pa.float64(),
@@ -283,23 +252,23 @@ class ParquetWriter(PartsWriter):
     def _adopt_final(self) -> None:
         os.replace(self.path, self.parts / f"part-000000{self.suffix}")
 
-    def done(self) -> set[str]:
-        _, pq = _pyarrow()
+    def done(self) -> DoneKeys:
+        _, pq = pyarrow_modules()
         keys: set[str] = set()
         for part in self._part_files():
             table = pq.read_table(part)
             raw = table.column("path_bytes").to_pylist() if "path_bytes" in table.column_names else None
             for i, key in enumerate(table.column("path").to_pylist()):
                 keys.add(os.fsdecode(raw[i]) if raw and raw[i] is not None else key)
-        return keys
+        return DoneKeys(keys)
 
     def _write_part(self, rows: list[dict[str, Any]], tmp: Path) -> None:
-        pa, pq = _pyarrow()
+        pa, pq = pyarrow_modules()
         rows = [{**row, **parquet_path(row["path"])} for row in rows]
         pq.write_table(pa.Table.from_pylist(rows, schema=arrow_schema(self.columns)), tmp)
 
     def _combine(self, parts: list[Path], tmp: Path) -> None:
-        _, pq = _pyarrow()
+        _, pq = pyarrow_modules()
         with pq.ParquetWriter(tmp, arrow_schema(self.columns)) as out:
             for part in parts:
                 out.write_table(pq.read_table(part).cast(arrow_schema(self.columns)))
@@ -321,12 +290,12 @@ class NpyWriter(PartsWriter):
                  features=np.load(self.path))
         self.paths_file.unlink(missing_ok=True)
 
-    def done(self) -> set[str]:
+    def done(self) -> DoneKeys:
         keys: set[str] = set()
         for part in self._part_files():
             with np.load(part) as data:
                 keys.update(str(k) for k in data["paths"])
-        return keys
+        return DoneKeys(keys)
 
     def _write_part(self, rows: list[dict[str, Any]], tmp: Path) -> None:
         with open(tmp, "wb") as handle:
@@ -359,45 +328,3 @@ def open_writer(out: str | Path, features: bool, *, resume: bool = False, overwr
 def open_errors(out: str | Path, *, resume: bool = False, overwrite: bool = False) -> JsonlWriter:
     """The errors file next to ``out`` (JSON lines: path, kind, reason)."""
     return JsonlWriter(errors_path_for(out), ERROR_COLUMNS, resume=resume, overwrite=overwrite)
-
-
-def read_rows(path: str | Path) -> list[dict[str, Any]]:
-    """Rows of any output format as dicts (CSV lists decoded, numbers as numbers), in file order."""
-    return list(iter_rows(path))
-
-
-def iter_rows(path: str | Path) -> Iterator[dict[str, Any]]:
-    path = Path(path)
-    kind = format_of(path) if path.suffix.lower() != ".jsonl" else "jsonl"
-    if kind == "jsonl":
-        with open(path, encoding="utf-8") as handle:
-            yield from (json.loads(line) for line in handle if line.endswith("\n"))
-    elif kind == "csv":
-        with open(path, encoding="utf-8", errors="surrogateescape", newline="") as handle:
-            yield from (_csv_row(row) for row in csv.DictReader(handle))
-    elif kind == "parquet":
-        _, pq = _pyarrow()
-        for row in pq.read_table(path).to_pylist():
-            raw = row.pop("path_bytes", None)
-            yield {**row, "path": os.fsdecode(raw)} if raw is not None else row
-    else:
-        keys = read_npy_paths(path)
-        yield from ({"path": k, "features": [float(v) for v in f]} for k, f in zip(keys, np.load(path)))
-
-
-def _csv_row(row: dict[str, str]) -> dict[str, Any]:
-    out: dict[str, Any] = {}
-    for key, value in row.items():
-        if key in LIST_COLUMNS:
-            out[key] = json.loads(value)
-        elif key.endswith("_ms"):
-            out[key] = float(value)
-        else:
-            out[key] = value
-    return out
-
-
-def without(rows: Iterable[dict[str, Any]], names: Iterable[str]) -> list[dict[str, Any]]:
-    """Rows without some columns (e.g. timing, to compare runs)."""
-    drop = set(names)
-    return [{k: v for k, v in row.items() if k not in drop} for row in rows]

@@ -112,7 +112,9 @@ class Stream:
     """A running stream: iterate it for :class:`StreamResult` objects; ``close()`` (or ``with``) stops it.
 
     Sources are opened when iteration starts; one that never opens raises
-    SourceError naming it. :meth:`summary` gives frames, classified, dropped,
+    SourceError naming it. An output that fails stops the stream and iteration
+    raises :class:`~vggedge.errors.OutputError` naming it (``OutputClosed`` when a
+    pipe's reader left). :meth:`summary` gives frames, classified, dropped,
     FPS and latency p50/p95/p99 per stage at any time.
     """
 
@@ -189,8 +191,8 @@ class Stream:
 
     # the pipeline -----------------------------------------------------------
     def _results(self) -> Iterator[StreamResult]:
-        out_name = self.spec.output_name
-        worker = OutputWorker(self.sinks, record=lambda s: self.stats.record("output", s))
+        worker = OutputWorker(self.sinks, record=lambda s: self.stats.record("output", s),
+                              on_failure=lambda failure: self._stop.set())  # a failed output stops the stream
         try:
             with self.selection.runner as runner, worker:
                 self._start_captures()  # after activation, so a live source drops nothing while sessions load
@@ -198,25 +200,32 @@ class Stream:
                 log.info("stream: %d source(s) on %s, batch %d, frames preprocessed on the %s (%s)",
                          len(self.sources), runner.describe(), self.batch_size, self.decoder.kind,
                          self.decoder.reason)
-                with self._run(runner) as outputs:
-                    try:
-                        for out in outputs:
-                            self._want.set()
-                            self.stats.batch(out.times)
-                            for row, frame in zip(out.outputs[out_name], out.tag):
-                                result = self._result(frame, row, out.times)
-                                worker.put(result)
-                                yield result
-                                if self.options.max_frames and self.stats.classified >= self.options.max_frames:
-                                    return
-                    finally:
-                        self._stop.set()  # the muxer (in the prepare worker) sees it before run() waits for it
+                yield from self._classified(runner, worker)
         finally:
             self._stop.set()
             self._stop_captures()
             worker.close()
             self.stats.finished = monotonic()
             self._sync_counts()
+        if worker.failure is not None:  # an output failed (or its reader left) after the last result was queued
+            raise worker.failure
+
+    def _classified(self, runner: Any, worker: OutputWorker) -> Iterator[StreamResult]:
+        """Results of the running pipeline, each queued for the outputs before it is yielded."""
+        out_name = self.spec.output_name
+        with self._run(runner) as outputs:
+            try:
+                for out in outputs:
+                    self._want.set()
+                    self.stats.batch(out.times)
+                    for row, frame in zip(out.outputs[out_name], out.tag):
+                        result = self._result(frame, row, out.times)
+                        worker.put(result)  # raises the outputs' failure (OutputError, OutputClosed)
+                        yield result
+                        if self.options.max_frames and self.stats.classified >= self.options.max_frames:
+                            return
+            finally:
+                self._stop.set()  # the muxer (in the prepare worker) sees it before run() waits for it
 
     def _result(self, frame: Frame, scores: np.ndarray, times: dict[str, float]) -> StreamResult:
         smoothed = self._smoother.update(frame.source, frame.pts, scores)
