@@ -73,12 +73,17 @@ def test_classify_text(model_path: Path, capsys: pytest.CaptureFixture[str]) -> 
 
 
 def test_classify_decoder_option_reports_the_choice(model_path: Path, monkeypatch: pytest.MonkeyPatch,
-                                                    capsys: pytest.CaptureFixture[str]) -> None:
+                                                    capsys: pytest.CaptureFixture[str],
+                                                    caplog: pytest.LogCaptureFixture) -> None:
     monkeypatch.delenv("VGGEDGE_DECODER", raising=False)
     assert main(["classify", "--model", str(model_path), "--decoder", "cpu", "--json", PHOTOS[0]]) == 0
     assert [row["decoder"] for row in json.loads(capsys.readouterr().out)] == ["cpu"]
-    assert main(["classify", "--model", str(model_path), "--top-k", "1", PHOTOS[0]]) == 0
-    assert capsys.readouterr().err.splitlines() == ["vggedge: decoder: cpu"]  # auto on a CPU runner
+    caplog.clear()
+    with caplog.at_level(logging.INFO, logger="vggedge"):
+        assert main(["classify", "--model", str(model_path), "--top-k", "1", PHOTOS[0]]) == 0
+    decoder_lines = [r.getMessage() for r in caplog.records if r.getMessage().startswith("decoder ")]
+    assert len(decoder_lines) == 1 and decoder_lines[0].startswith("decoder cpu: ")  # auto on a CPU runner, and why
+    assert capsys.readouterr().err == ""  # nothing printed outside the log
 
 
 def test_classify_decoder_gpu_on_a_cpu_runner_is_one_line_naming_why(model_path: Path,

@@ -3,11 +3,14 @@ from __future__ import annotations
 
 import argparse
 import json
+import logging
 import sys
 from pathlib import Path
 
 from ..errors import VggEdgeError
 from .common import PRECISION_CHOICES, PRECISION_HELP, add_decoder_option, command, error_line, partial_exit
+
+log = logging.getLogger(__name__)
 
 
 def add_demo(sub: argparse._SubParsersAction) -> None:
@@ -63,8 +66,8 @@ def _classify(args: argparse.Namespace) -> int:
                     decoder=args.decoder) as clf:
         decoder = clf.decoder_choice.kind
         for result in clf.classify_iter(images, k=args.top_k, strict=args.strict):
-            if result.index == 0 and not args.json:  # once, with the first result (options checked by then)
-                print(f"vggedge: decoder: {decoder}", file=sys.stderr, flush=True)
+            if result.index == 0:  # once, with the first result (options checked by then), as an INFO line
+                log.info("decoder %s: %s", decoder, clf.decoder_choice.reason)
             if not result.ok:
                 failed += 1
                 error_line(result.error)
