@@ -7,6 +7,7 @@ from pathlib import Path
 from types import SimpleNamespace
 from typing import Iterator
 
+import numpy as np
 import pytest
 from batch_images import MAX_PIXELS
 
@@ -124,6 +125,22 @@ def test_staged_blocks_of_a_killed_ray_run_are_collected_once(tmp_path: Path) ->
     assert read_rows(errors_path_for(tmp_path / "out.jsonl")) == [
         {"path": "/b.jpg", "kind": "empty", "reason": "file is empty (0 bytes)"}]
     assert rss == {"h:1": 310.0, "h:2": 95.0}
+
+
+def test_what_an_actor_stages_on_disk_holds_no_credentials(tmp_path: Path, batch_model: Path) -> None:
+    """A URL that failed is staged (Parquet in ``<out>.ray/``, kept if the run is killed) under its row key,
+    with the reason redacted: the password never reaches the disk."""
+    pytest.importorskip("pyarrow", reason="needs pyarrow (pip install 'vggedge[batch]')")
+    from vggedge.apps.batch.ray_actor import RayInfer
+
+    url = "http://user:s3cret@127.0.0.1:9/a.jpg"
+    actor = RayInfer(str(batch_model), "ort-cpu", "as-given", 2, 3, False, 1)
+    table = actor({"path": np.array([url]), "error": np.array([f"{url}: HTTP 401 Unauthorized"]),
+                   "kind": np.array(["http"]), "decode_worker": np.array(["h:2"]), "decode_rss_mb": np.array([90.0])})
+    [row] = table.to_pylist()
+    assert row["path"] == "http://user:***@127.0.0.1:9/a.jpg"
+    assert "s3cret" not in row["error"] and row["error"].endswith("HTTP 401 Unauthorized")
+    assert "s3cret" not in str(table.to_pydict())
 
 
 class FakeDataset:

@@ -16,9 +16,11 @@ from typing import Any
 
 import numpy as np
 
+from ...redact import redact_uri
 from ...runtime.base import RunnerOptions
 from ...runtime.select import select_runner
 from .decode import Limits
+from .names import row_key
 from .rows import RowMaker, columns
 from .ray_tasks import decode_checked, worker
 from .writers import arrow_schema
@@ -77,8 +79,8 @@ class RayInfer:
         who, rss = worker()
         table = []
         for i, path in enumerate(batch["path"]):
-            row = rows.get(i) or {"path": str(path)}
-            row.update(error=errors[i] or None, kind=kinds[i] or None, worker=who, worker_rss_mb=rss,
+            row = rows.get(i) or {"path": row_key(str(path))}  # staged on disk: no credentials, as in the output
+            row.update(error=redact_uri(errors[i]) or None, kind=kinds[i] or None, worker=who, worker_rss_mb=rss,
                        decode_worker=str(batch["decode_worker"][i]), decode_rss_mb=float(batch["decode_rss_mb"][i]),
                        decoder=self.decoder, decoder_reason=self.reason)
             table.append(row)
