@@ -86,6 +86,38 @@ def test_the_gpu_route_gives_the_same_rows(ray_instance, tmp_path: Path, batch_m
     assert len(summary.worker_peak_rss_mb) >= 2  # the checking tasks and the actor
 
 
+def test_an_actor_that_cannot_load_the_model_is_one_error_naming_it(ray_instance, tmp_path: Path,
+                                                                   batch_model: Path, image_set) -> None:
+    """The driver planned a good model, but what the actors load is broken (as on a node whose copy is): the
+    worker's own ModelError comes back as that class with its message, not Ray's ActorDiedError traceback."""
+    from vggedge.apps.batch import BatchOptions
+    from vggedge.apps.batch.ray_engine import run_ray
+    from vggedge.errors import ModelError
+    from vggedge.runtime.base import RunnerOptions
+    from vggedge.runtime.select import plan_selection
+
+    broken = tmp_path / "broken.onnx"
+    broken.write_bytes(b"not an onnx file")
+    plan = plan_selection(batch_model, "ort-cpu", options=RunnerOptions(max_batch=4))
+    with pytest.raises(ModelError) as caught:
+        run_ray(image_set[1][:4], tmp_path / "o.jsonl", broken, plan, BatchOptions(decoder="cpu", **OPTS))
+    message = str(caught.value)
+    assert "broken.onnx" in message and message.startswith("a Ray worker stopped the job: ")
+    assert "\n" not in message and "ActorDiedError" not in message and "--resume" in message
+
+
+def test_other_ray_failures_are_one_line_and_bugs_keep_their_traceback(tmp_path: Path) -> None:
+    from vggedge.apps.batch.ray_engine import ray_failure
+    from vggedge.errors import VggEdgeError
+
+    ray_error = type("ObjectStoreFullError", (Exception,), {"__module__": "ray.exceptions"})
+    failure = ray_failure(ray_error("\x1b[36mobject store is full\x1b[39m\n  details"), tmp_path / "o.ray")
+    assert type(failure) is VggEdgeError
+    assert str(failure).startswith("the Ray job failed (ObjectStoreFullError: object store is full); blocks")
+    bug = KeyError("x")
+    assert ray_failure(bug, tmp_path / "o.ray") is bug
+
+
 def test_ray_refuses_tar_shards(ray_instance, tmp_path: Path, batch_model: Path) -> None:
     shard = tmp_path / "s.tar"
     shard.write_bytes(b"")

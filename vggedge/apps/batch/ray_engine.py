@@ -20,6 +20,7 @@ peak RSS of the processes that decoded and inferred it, reported per worker.
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import sys
 import time
@@ -188,8 +189,14 @@ def run_ray(entries: list[str], out: Path, model: Path, plan: Plan, opts) -> Bat
             errors.write(bad)
             failed += len(bad)
             if todo:
-                _pipeline(ray, todo, model, spec, opts, batch_size, features, route, resources
-                          ).write_parquet(str(staged))
+                try:
+                    _pipeline(ray, todo, model, spec, opts, batch_size, features, route, resources
+                              ).write_parquet(str(staged))
+                except Exception as exc:  # Ray re-raises what its workers raised as its own types
+                    failure = ray_failure(exc, staged)
+                    if failure is exc:
+                        raise
+                    raise failure from exc
                 more = collect_staged(staged, writer, errors, worker_rss, stages, decoders)
                 images, failed = images + more[0], failed + more[1]
             writer.finish()
@@ -206,6 +213,38 @@ def run_ray(entries: list[str], out: Path, model: Path, plan: Plan, opts) -> Bat
                         peak_rss_mb=peak_rss_mb(), worker_peak_rss_mb=worker_rss,
                         decoder="+".join(sorted(decoders)) or route,
                         decoder_reason="; ".join([why, *(f"an actor: {r}" for r in reasons)]))
+
+
+_WORKER_ERROR = re.compile(r"^vggedge\.errors\.(\w+): (.+)$", re.MULTILINE)
+_ANSI = re.compile(r"\x1b\[[0-9;]*m")
+
+
+def ray_failure(exc: BaseException, staged: Path) -> BaseException:
+    """The error to raise for a Ray run that stopped: a VggEdgeError a worker raised (an actor that could not
+    load the model, a backend refused on that node) as the same class with its own one-line message; another
+    Ray failure as one VggEdgeError line; anything else (a bug) unchanged, with its traceback.
+
+    Ray keeps only the text of what a worker raised (``ActorDiedError``, ``RayTaskError``), so the vggedge error
+    is read back from the traceback text, the last one wins (the innermost)."""
+    from ... import errors
+
+    if isinstance(exc, errors.VggEdgeError) and type(exc).__module__ == errors.__name__:
+        return exc
+    chain, seen = [], exc
+    while seen is not None and len(chain) < 8:
+        chain.append(_ANSI.sub("", str(seen)))
+        seen = seen.__cause__ or seen.__context__
+    found = [m for text in chain for m in _WORKER_ERROR.finditer(text)]
+    kept = f"blocks already finished are kept in {staged}: --resume continues the job"
+    if found:
+        name, message = found[-1].group(1), found[-1].group(2).strip()
+        cls = getattr(errors, name, None)
+        cls = cls if isinstance(cls, type) and issubclass(cls, errors.VggEdgeError) else errors.VggEdgeError
+        return cls(f"a Ray worker stopped the job: {message} ({kept})")
+    if not type(exc).__module__.startswith("ray."):
+        return exc
+    first = next((line.strip() for line in chain[0].splitlines() if line.strip()), "no message")
+    return errors.VggEdgeError(f"the Ray job failed ({type(exc).__name__}: {first}); {kept}")
 
 
 def _pipeline(ray, todo: list[str], model: Path, spec: ModelSpec, opts, batch_size: int, features: bool,
