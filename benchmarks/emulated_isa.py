@@ -164,18 +164,16 @@ def emulate(cpu: str, fp32: Path, x: np.ndarray, folder: Path, slow_views: int) 
 def compare(outputs: dict[str, np.ndarray], names: list[str], indices: dict[str, list[int]]) -> dict[str, dict]:
     """Top-1 agreement with FP32 (and flips), and closeness to the unfused evaluation, per row (on the views
     ``indices`` names for it; all of them for the rest)."""
-    from vggedge.precision.agreement import wilson_interval
+    from vggedge.precision.agreement import measure
 
     rows = {}
     for name, out in outputs.items():
         pick = indices.get(name, list(range(len(names))))
-        ref, unfused = outputs[FP32_REF][pick].argmax(1), outputs[UNFUSED][pick]
-        top = out.argmax(1)
-        same = int((top == ref).sum())
+        unfused = outputs[UNFUSED][pick]
+        agreement = measure(outputs[FP32_REF][pick], out, [names[i] for i in pick], output_kind="logits")
         cos = (out * unfused).sum(1) / (np.linalg.norm(out, axis=1) * np.linalg.norm(unfused, axis=1))
-        low, high = wilson_interval(same, len(top))
-        rows[name] = {"views": len(pick), "agree": same / len(top), "interval": [low, high],
-                      "flips": [names[i] for i, a, b in zip(pick, top, ref) if a != b],
+        rows[name] = {"views": len(pick), "agree": agreement.top1, "interval": [agreement.low, agreement.high],
+                      "flips": [f.view for f in agreement.flips],
                       "cosine_min_vs_unfused": float(cos.min()),
                       "max_abs_vs_unfused": float(np.abs(out - unfused).max()),
                       "logit_range": float(unfused.max() - unfused.min())}
@@ -207,21 +205,22 @@ def all_views(fp32: Path) -> dict[str, dict]:
     AVX2 CPU computes when nothing saturates) and of the TensorRT-style file unfused (``build``'s report)."""
     from vggedge.apps.accuracy import evaluation_set, run_evaluation
     from vggedge.preprocess import preprocess
-    from vggedge.precision.agreement import wilson_interval
+    from vggedge.precision.agreement import measure
     from vggedge.spec import load_spec_for
 
     views_all = evaluation_set(ROOT / "eval", calibration=[ROOT / "calib"]).views
-    ref = run_evaluation(fp32, views_all).argmax(1)
+    names = [str(i) for i in range(len(views_all))]
+    ref = run_evaluation(fp32, views_all)
     rr = cpuv.variant_path(fp32, "cpu-rr")
-    tops = {"reduce-range INT8, fused (what auto runs on an AVX2 CPU)": np.concatenate(
-                [ort_default(rr, preprocess(views_all[i:i + 32], load_spec_for(rr))).argmax(1)
-                 for i in range(0, len(views_all), 32)]),
-            "TensorRT-style INT8, unfused (build's report, every CPU)":
-                run_evaluation(cpuv.variant_path(fp32, "tensorrt"), views_all).argmax(1)}
+    outputs = {"reduce-range INT8, fused (what auto runs on an AVX2 CPU)": np.concatenate(
+                   [ort_default(rr, preprocess(views_all[i:i + 32], load_spec_for(rr)))
+                    for i in range(0, len(views_all), 32)]),
+               "TensorRT-style INT8, unfused (build's report, every CPU)":
+                   run_evaluation(cpuv.variant_path(fp32, "tensorrt"), views_all)}
     out = {}
-    for name, top in tops.items():
-        same = int((top == ref).sum())
-        out[name] = {"agree": same / len(ref), "interval": list(wilson_interval(same, len(ref))), "flips": len(ref) - same}
+    for name, result in outputs.items():
+        a = measure(ref, result, names, output_kind="logits")
+        out[name] = {"agree": a.top1, "interval": [a.low, a.high], "flips": len(a.flips)}
     return out
 
 
