@@ -209,8 +209,54 @@ def jobs_check(model: Path, files: list[Path], quick: bool) -> dict:
                              "e2e_img_s": done / (time.perf_counter() - t0)})
         except VggEdgeError as exc:  # e.g. --decoder gpu where nvImageCodec is missing: the row says why
             rows.append({"job": "all", "decoder": decoder, "error": str(exc)})
+    rows += stream_rows(model, files, quick)
     return {"rows": rows, "files": len(files), "model": Path(model).name,
-            "note": "images/s end to end on distinct 1080p JPEG files (decode + preprocess + infer + outputs)"}
+            "note": "images/s end to end on distinct 1080p JPEG files (decode + preprocess + infer + outputs); "
+                    "stream: frames/s of a 1080p clip, and a paced (live) clip that must not stall"}
+
+
+def stream_rows(model: Path, files: list[Path], quick: bool) -> list[dict[str, Any]]:
+    """``stream`` on a 1080p MJPG clip made from ``files``: frames/s read as a file (batches of 32, frames
+    uploaded once and preprocessed on the device, or on the CPU), and a paced clip (a live source: the next
+    frame is taken only when the model has the last one back) that must deliver its frames within 60 s."""
+    import threading
+
+    import cv2
+
+    from vggedge.apps.stream import stream
+    from vggedge.errors import VggEdgeError
+
+    clip = files[0].parent / "clip.avi"
+    if not clip.exists():
+        first = cv2.imread(str(files[0]))
+        writer = cv2.VideoWriter(str(clip), cv2.VideoWriter_fourcc(*"MJPG"), 30.0, first.shape[1::-1])
+        for path in files[:64 if quick else 256]:
+            writer.write(cv2.imread(str(path)))
+        writer.release()
+    rows: list[dict[str, Any]] = []
+    for decoder in ("gpu", "cpu"):
+        try:
+            run = stream([str(clip)], model, backend="ort-cuda", precision="as-given", batch_size=32,
+                         decoder=decoder)
+            frames = sum(1 for _ in run)
+            summary = run.summary()  # frames/s from the first frame on, after the session loaded
+            rows.append({"job": "stream", "decoder": run.decoder.kind, "batch": 32, "e2e_img_s": summary["fps"],
+                         "frames": frames})
+            paced_ms = None
+            live: list[Any] = []
+            paced = stream([str(clip)], model, backend="ort-cuda", precision="as-given", decoder=decoder,
+                           pace=True, max_frames=20)
+            worker = threading.Thread(target=lambda: live.extend(paced), daemon=True)
+            worker.start()
+            worker.join(60)
+            if not worker.is_alive():
+                paced_ms = paced.summary()["latency_ms"].get("e2e", {}).get("p50")
+            rows.append({"job": "stream --pace", "decoder": paced.decoder.kind, "batch": 1, "frames": len(live),
+                         "latency_p50_ms": paced_ms,
+                         **({"error": "stalled: fewer than 20 frames in 60 s"} if worker.is_alive() else {})})
+        except VggEdgeError as exc:
+            rows.append({"job": "stream", "decoder": decoder, "error": str(exc)})
+    return rows
 
 
 # ------------------------------------------------------------------------------------------------ peers

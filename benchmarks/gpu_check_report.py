@@ -199,7 +199,7 @@ def render_markdown(summary: dict[str, Any]) -> str:
         lines += ["", f"## {name}", ""]
         rows = result.get("rows")
         if rows:
-            keys = list(rows[0])
+            keys = list(dict.fromkeys(k for row in rows for k in row))  # every row's columns, first seen first
             lines += ["| " + " | ".join(keys) + " |", "|" + "---|" * len(keys)]
             lines += ["| " + " | ".join(_fmt(row.get(k)) for k in keys) + " |" for row in rows]
         for key, value in result.items():

@@ -16,7 +16,7 @@ from vggedge.apps.classify import Classifier
 from vggedge.apps.stream import StreamOptions, stream
 from vggedge.apps.stream.stats import ScoreSmoother, format_summary
 from vggedge.errors import ConfigError
-from vggedge.runtime.base import Runner, TensorMeta
+from vggedge.runtime.base import BatchOutput, Runner, TensorMeta
 from vggedge.runtime.select import Selection
 from vggedge.spec import load_spec_for
 from vggedge.video.sinks import CallbackSink
@@ -108,6 +108,48 @@ def test_latest_frame_policy_with_slow_runner(stream_model: Path, tmp_path: Path
     assert max(latencies[2:]) < 4 * 0.08 + 0.25, latencies
     assert np.mean(latencies[-5:]) < np.mean(latencies[2:7]) + 0.15
     assert all(b == 1 for b in runner.batches)  # one live source: only its newest frame each step
+
+
+class HoldingRunner(SlowRunner):
+    """Schedules run() as the GPU slots do (and OpenVINO's requests): a batch is handed back only when the
+    next one is submitted into a full set of slots, the source ends, or the source yields IDLE."""
+
+    name = "holding"
+
+    def _run(self, items, prepare, copy):
+        from vggedge.runtime.gpu.pipeline import SlotScheduler, drive
+
+        buffers = [self._host_buffers() for _ in range(2)]
+
+        def fill(slot: int, item) -> tuple[int, object]:
+            return int(prepare(item, buffers[slot])), item
+
+        def collect(slot: int, token: tuple[int, object]) -> BatchOutput:
+            n, item = token
+            return BatchOutput(self._infer({"images": buffers[slot]["images"][:n]}), n, item, {"infer": 0.0})
+
+        yield from drive(items, SlotScheduler(2), fill, lambda slot, token: None, collect)
+
+
+def test_a_live_stream_on_a_run_that_holds_batches_goes_on(stream_model: Path, tmp_path: Path,
+                                                           monkeypatch: pytest.MonkeyPatch) -> None:
+    """A live source takes its next frame only once the model has the last one back: on a run that holds a
+    batch until the next is submitted (GPU slots, OpenVINO requests) the muxer yields IDLE instead of
+    waiting, or the stream would wait for itself (it did, on OpenVINO native, before)."""
+    import threading
+
+    clip = write_clip(tmp_path / "live.avi", calib_frames(), hold=5, fps=50.0)
+    runner = HoldingRunner(0.0)
+    spec = load_spec_for(stream_model)
+    monkeypatch.setattr(stream_mod, "select_runner",
+                        lambda *a, **k: Selection("holding", runner, spec=spec, options=k["options"]))
+    results: list = []
+    worker = threading.Thread(target=lambda: results.extend(stream([str(clip)], stream_model, pace=True,
+                                                                   max_frames=6)), daemon=True)
+    worker.start()
+    worker.join(60)
+    assert not worker.is_alive(), "the live stream waited for a result its own run was holding"
+    assert len(results) == 6 and all(r.top_k[0].index == 7 for r in results)
 
 
 def test_corrupt_frame_skipped_and_counted(stream_model: Path, tmp_path: Path,

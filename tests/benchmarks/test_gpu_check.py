@@ -154,3 +154,12 @@ def test_markdown_lists_the_targets() -> None:
     text = pure.render_markdown(summary)
     assert "| inference b32 vs raw | 7200 | 7000 | 1.029 | >= 1.0 | yes |" in text
     assert "| b1 | None | 1 | None | >= 1.0 | ? |" in text
+
+
+def test_markdown_rows_keep_every_rows_columns() -> None:
+    """A row with a column the first row lacks (a stalled live stream's error) still shows it."""
+    rows = [{"job": "stream", "decoder": "gpu", "batch": 32, "e2e_img_s": 900.0},
+            {"job": "stream --pace", "decoder": "gpu", "batch": 1, "frames": 3, "error": "stalled"}]
+    text = pure.render_markdown({"sections": {"jobs": {"status": "ok", "result": {"rows": rows}}}})
+    assert "| job | decoder | batch | e2e_img_s | frames | error |" in text
+    assert "| stream --pace | gpu | 1 | None | 3 | stalled |" in text

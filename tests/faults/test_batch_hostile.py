@@ -281,12 +281,19 @@ def test_a_killed_worker_process_is_a_one_line_error(model_copy: Path, photos: P
     out = tmp_path / "out.jsonl"
     proc = start(["batch", folder, f"{slow_server}/drip.jpg", "--out", out, "--model", model_copy,
                   "--no-progress", "--read-timeout", "30", "--workers", "1", "--worker-kind", "process"])
-    children: list[int] = []
+    def cmdline(pid: int) -> bytes:
+        try:
+            return Path(f"/proc/{pid}/cmdline").read_bytes()
+        except OSError:
+            return b""
+
+    children: list[int] = []  # forked decode workers: same command line as the CLI (not a library's helper)
     deadline = time.monotonic() + 60
     while not children and time.monotonic() < deadline and proc.poll() is None:
         time.sleep(0.2)
         for task in Path(f"/proc/{proc.pid}/task").iterdir():
-            children += [int(c) for c in (task / "children").read_text().split()]
+            children += [int(c) for c in (task / "children").read_text().split()
+                         if cmdline(int(c)) == cmdline(proc.pid)]
     assert children, "no worker process started"
     time.sleep(1.0)  # the worker is inside the slow read
     for child in children:

@@ -106,3 +106,34 @@ def test_variant_runner_and_tuner_use_it(files: dict[str, Path], monkeypatch) ->
 def test_micro_batch_of_one_compiles_for_latency() -> None:
     runner = OpenVinoRunner("m.onnx", RunnerOptions(max_batch=8, micro_batch=1))
     assert runner.config()["PERFORMANCE_HINT"] == "LATENCY" and "LATENCY" in runner.describe()
+
+
+SIGNAL_AFTER_FIFO_RELEASE = r"""
+import os, signal, sys
+from vggedge.runtime.base import RunnerOptions
+from vggedge.runtime.cpu import signal_stack
+from vggedge.runtime.cpu.openvino_native import OpenVinoRunner
+before = signal_stack.current()
+a = OpenVinoRunner(sys.argv[1], RunnerOptions(max_batch=2)).activate()
+b = OpenVinoRunner(sys.argv[1], RunnerOptions(max_batch=2)).activate()
+a.deactivate(); b.deactivate()  # first in, first out: not the order OpenVINO restores signal stacks in
+print("stack kept", signal_stack.current() == before, flush=True)
+seen = []
+signal.signal(signal.SIGTERM, lambda signum, frame: seen.append(signum))
+os.kill(os.getpid(), signal.SIGTERM)
+print("handled", seen, flush=True)
+"""
+
+
+@needs_openvino
+def test_a_signal_after_runners_are_released_out_of_order_is_handled(files: dict[str, Path]) -> None:
+    """OpenVINO's CPU plugin swaps the thread's signal stack per compiled model; two runners released first-in
+    first-out left it on an unmapped stack, and the next signal (SIGTERM, Ctrl-C) was a SIGSEGV (OpenVINO
+    2026.4). The runner keeps the thread's own stack, so the signal reaches its handler."""
+    import subprocess
+    import sys
+
+    proc = subprocess.run([sys.executable, "-c", SIGNAL_AFTER_FIFO_RELEASE, str(files["fp32"])],
+                          capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, (proc.returncode, proc.stderr[-2000:])
+    assert proc.stdout.split("\n")[:2] == ["stack kept True", "handled [15]"]

@@ -71,7 +71,17 @@ class BatchOutput:
     times: dict[str, float] = field(default_factory=dict)
 
 
-_END = object()
+class _Idle:
+    """The type of :data:`IDLE` (one instance; its repr names it)."""
+
+    def __repr__(self) -> str:
+        return "vggedge.runtime.base.IDLE"
+
+
+#: An item source of :meth:`Runner.run` that has no next batch yet may yield IDLE: the run then hands
+#: back the oldest batch in flight, if any, instead of holding it until more input comes (a source fed
+#: by callers that each wait for their own result, :class:`vggedge.runtime.feed.RunFeed`).
+IDLE = _Idle()
 
 
 @dataclass(frozen=True)
@@ -135,6 +145,8 @@ class Runner(ABC):
 
     #: registry name, e.g. "ort-cpu"
     name = "runner"
+    #: the backend (``--backend``) this runner serves: its own name, unless it runs variants of another backend
+    backend = ""
 
     def __init__(self, options: RunnerOptions | None = None) -> None:
         self.runner_options: RunnerOptions = options or RunnerOptions()
@@ -227,7 +239,9 @@ class Runner(ABC):
         (``{name: array}``, or one array for a single-input model). A short batch
         below the model's minimum (fixed-batch models) is padded on submission and
         its outputs cut back to the rows given. ``copy=False`` may return views
-        of reused buffers, valid until the next result is requested.
+        of reused buffers, valid until the next result is requested. A source
+        that has no next batch yet may yield :data:`IDLE` (nothing is submitted;
+        finished batches are handed back instead of waiting for more input).
 
         Only one ``run()`` may be active per runner, counted from this call.
         The base implementation prepares in one bounded worker thread (OpenCV and
@@ -266,6 +280,8 @@ class Runner(ABC):
         def worker() -> None:
             try:
                 for item in items:
+                    if item is IDLE:  # results are handed back as soon as inferred here: nothing to flush
+                        continue
                     buffers = free.get()
                     if stop.is_set():
                         return

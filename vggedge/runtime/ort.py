@@ -106,8 +106,11 @@ class OrtRunner(Runner):
             openvino_ep.acquire()  # counted before the session exists: never unregistered under it
         if self.note:
             log.warning("%s", self.note)
+        from .cpu.signal_stack import kept_signal_stack
+
         try:
-            self.session = ort.InferenceSession(source, self.options.session_options(), providers=providers)
+            with kept_signal_stack():  # the OpenVINO plugin EP compiles here (see cpu/signal_stack.py)
+                self.session = ort.InferenceSession(source, self.options.session_options(), providers=providers)
             self._check_providers()
         except VggEdgeError:
             self._deactivate()
@@ -124,7 +127,10 @@ class OrtRunner(Runner):
             raise BackendUnavailable(f"{self.name}: asked for {wanted} but onnxruntime runs {got}")
 
     def _deactivate(self) -> None:
-        self.session = None
+        from .cpu.signal_stack import kept_signal_stack
+
+        with kept_signal_stack():
+            self.session = None
         if self.options.openvino is not None:
             from .cpu import openvino_ep
 

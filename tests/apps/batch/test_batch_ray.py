@@ -175,6 +175,39 @@ def test_what_an_actor_stages_on_disk_holds_no_credentials(tmp_path: Path, batch
     assert "s3cret" not in str(table.to_pydict())
 
 
+def test_an_actors_concurrent_calls_each_get_their_own_rows(tmp_path: Path, batch_model: Path, image_set) -> None:
+    """Ray runs an actor's calls at once (``max_concurrent_calls_per_actor``), all through one open run (the
+    actor's RunFeed): each call's rows are its own, equal to the same batches called one at a time."""
+    pytest.importorskip("pyarrow", reason="needs pyarrow (pip install 'vggedge[batch]')")
+    import threading
+
+    from vggedge.apps.batch.decode import Limits
+    from vggedge.apps.batch.ray_actor import RayInfer
+    from vggedge.apps.batch.ray_tasks import decode_batch, prepare_batch, ragged
+
+    _, good, _ = image_set
+    paths = (good * 3)[:9]
+    actor = RayInfer(str(batch_model), "ort-cpu", "as-given", 4, 3, False, 1)
+    batches = []
+    for part in (paths[:4], paths[4:5], paths[5:9]):
+        raw = {"path": np.array(part, dtype=object),
+               "bytes": ragged([Path(p).read_bytes() for p in part])}
+        batches.append(prepare_batch(decode_batch(raw, Limits(max_pixels=MAX_PIXELS)), actor.spec))
+    alone = [actor(b).to_pylist() for b in batches]
+    together: dict[int, list] = {}
+    threads = [threading.Thread(target=lambda i=i, b=b: together.setdefault(i, actor(b).to_pylist()), daemon=True)
+               for i, b in enumerate(batches)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(60)
+    actor.close()
+    assert not actor.runner.active and sorted(together) == [0, 1, 2]
+    for i, rows in together.items():
+        assert [r["path"] for r in rows] == [r["path"] for r in alone[i]]
+        assert comparable(rows, approx=True) == comparable(alone[i])
+
+
 class FakeDataset:
     """Records the Ray Data plan: (stage name, keyword arguments) per stage."""
 

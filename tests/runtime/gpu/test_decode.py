@@ -279,7 +279,9 @@ def test_ray_actor_decodes_checked_files_on_its_gpu(ort_env, fake_cuda: FakeDriv
     assert [str(k) for k in checked["kind"]] == ["", "", "", "", "empty", ""]  # the check reads, never decodes
     actor = ray_actor.RayInfer("m.onnx", "auto", "auto", 8, 2, False, None, decoder="auto")
     rows = actor(checked).to_pylist()
-    runner.deactivate()
+    assert actor.fill is not None and actor.decoder == "gpu"
+    actor.close()
+    assert not runner.active
     assert [r["path"] for r in rows] == paths and {r["decoder"] for r in rows} == {"gpu"}
     assert [r["kind"] for r in rows] == [None, None, "not-an-image", None, "empty", None]
     assert rows[2]["error"].startswith("not a decodable image (")  # the reason, not the offset the actor names it by
@@ -290,7 +292,6 @@ def test_ray_actor_decodes_checked_files_on_its_gpu(ort_env, fake_cuda: FakeDriv
         want = reference(kernel_twin(bgr, SPEC, "BGR")[None])[0]
         assert row["top_k_index"][0] == int(np.argmax(want))
     assert sum(n for n, _ in module.calls) == 4  # a, c (nobody decodes it), d (refused: the CPU decodes it), a2
-    assert actor.fill is not None and actor.decoder == "gpu"
 
 
 def test_stream_frames_go_to_the_device_once_and_are_preprocessed_there(ort_env, fake_cuda: FakeDriver) -> None:

@@ -13,6 +13,7 @@ import pytest
 from gpu_fakes import IN, OUT, FakeDriver, batches, double_plus_one, reference
 
 from vggedge.errors import InputError, VggEdgeError
+from vggedge.runtime.base import IDLE
 from vggedge.runtime.gpu import cuda as vcuda
 from vggedge.runtime.gpu.pipeline import Pipeline, SlotScheduler, drive
 
@@ -72,6 +73,17 @@ def test_next_batch_is_filled_while_others_are_in_flight() -> None:
     assert consumed == [0, 1, 2, 3]  # three submitted before the first collect; the fourth waits for a slot
     assert rec.log[:4] == [("fill", 0, 0), ("fill", 1, 1), ("fill", 2, 2), ("collect", 0, 0)]
     assert list(gen) == [i * 10 for i in range(1, 10)]
+
+
+def test_idle_hands_back_the_oldest_batch_instead_of_waiting_for_more_input() -> None:
+    """A source with nothing ready yields IDLE: the oldest batch in flight is collected at once (one per IDLE,
+    in order); with nothing in flight IDLE is a no-op. Without it, batch 0 would wait for a third item."""
+    rec = Recorder(3)
+    items = [IDLE, 0, 1, IDLE, 2, IDLE, IDLE, IDLE, 3]
+    results = list(drive(items, SlotScheduler(3), rec.fill, rec.submit, rec.collect))
+    assert results == [0, 10, 20, 30]
+    assert rec.log == [("fill", 0, 0), ("fill", 1, 1), ("collect", 0, 0), ("fill", 2, 2), ("collect", 1, 1),
+                       ("collect", 2, 2), ("fill", 0, 3), ("collect", 0, 3)]
 
 
 def test_failed_fill_releases_the_slot() -> None:

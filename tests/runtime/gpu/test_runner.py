@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import threading
+import time
 
 import numpy as np
 import pytest
@@ -124,3 +125,42 @@ def test_primary_context_retained_once_and_never_detached(fake_cuda: FakeDriver)
     other.start()
     other.join()
     assert fake_cuda.retains == 1 and not fake_cuda.detached
+
+
+def test_a_feed_fills_the_next_slot_while_one_is_in_flight_and_never_holds_a_lone_batch(fake_cuda: FakeDriver) -> None:
+    """RunFeed on the slots (a Ray actor's concurrent calls): the second caller's batch is written into the
+    free slot on the device before the first is collected, and each caller gets its own rows; a lone caller
+    is handed back its batch at once (IDLE), not held until another arrives."""
+    from vggedge.runtime.feed import RunFeed
+
+    data, log = batches((2, 3)), []
+
+    def fill(batch: np.ndarray, slot) -> int:
+        if not log:  # the first batch waits until the second caller has queued its own
+            deadline = time.monotonic() + 30
+            while feed._queue.qsize() < 1 and time.monotonic() < deadline:
+                time.sleep(0.001)
+        log.append(f"fill {len(batch)}")
+        fake_cuda.view(slot.device["images"].ptr, np.float32, batch.shape)[...] = batch
+        return len(batch)
+
+    def submit(i: int, item: np.ndarray) -> threading.Thread:
+        thread = threading.Thread(target=lambda: results.setdefault(i, feed.submit(item)), daemon=True)
+        thread.start()
+        return thread
+
+    results: dict[int, BatchOutput] = {}
+    with FakeRunner(fake_cuda, RunnerOptions(slots=2)) as runner, RunFeed(runner, device_fill=fill) as feed:
+        first = submit(0, data[0])
+        deadline = time.monotonic() + 30
+        while not feed._waiting and time.monotonic() < deadline:
+            time.sleep(0.001)
+        callers = [first, submit(1, data[1])]
+        for caller in callers:
+            caller.join(30)
+        alone = submit(2, data[0])  # nobody else is coming: handed back without a second batch
+        alone.join(30)
+        assert not any(t.is_alive() for t in [*callers, alone]), "a caller never got its result"
+    assert log == ["fill 2", "fill 3", "fill 2"] and feed.max_in_flight == 2
+    for i, batch in ((0, data[0]), (1, data[1]), (2, data[0])):
+        np.testing.assert_allclose(results[i].outputs["scores"], reference(batch), rtol=1e-6)

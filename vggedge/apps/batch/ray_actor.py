@@ -10,7 +10,6 @@ Every batch comes back as one Arrow table in :func:`staged_schema`.
 """
 from __future__ import annotations
 
-import time
 from pathlib import Path
 from typing import Any
 
@@ -18,6 +17,7 @@ import numpy as np
 
 from ...redact import redact_uri
 from ...runtime.base import RunnerOptions
+from ...runtime.feed import RunFeed
 from ...runtime.select import select_runner
 from .decode import Limits
 from .names import row_key
@@ -46,6 +46,11 @@ class RayInfer:
     for ("auto" or "gpu", resolved on the driver): batches carry checked ``bytes`` and
     this actor decodes them, on its GPU where the choice says so (a "gpu" that cannot
     is a BackendUnavailable naming why), else on its CPU.
+
+    Every call goes through one :class:`~vggedge.runtime.feed.RunFeed`, the runner's
+    overlapped ``run()`` kept open across calls: with several calls running at once
+    (``max_concurrent_calls_per_actor``), the next batch is decoded into a free slot
+    while the previous one is inferred, as in the local engine.
     """
 
     def __init__(self, model: str, backend: str, precision: str, batch_size: int, top_k: int, features: bool,
@@ -62,10 +67,32 @@ class RayInfer:
             choice = choose_decoder(decoder, selection.runner, self.spec)  # before the session loads
             self.decoder, self.reason = choice.kind, choice.reason
         self.runner = selection.runner.activate()
-        if self.decoder == "gpu":
-            from .local import gpu_fill
+        try:
+            if self.decoder == "gpu":
+                from .local import gpu_fill
 
-            self.fill = gpu_fill(self.spec, self.runner)
+                self.fill = gpu_fill(self.spec, self.runner)
+                self.feed = RunFeed(self.runner, device_fill=self.fill, name="vggedge-ray-feed").start()
+            else:
+                self.feed = RunFeed(self.runner, _copy_rows(self.spec.input_name), name="vggedge-ray-feed").start()
+        except BaseException:
+            self.close()
+            raise
+
+    def close(self) -> None:
+        """End the feed, free the GPU fill and release the runner (safe twice; Ray calls it through ``__del__``)."""
+        feed, fill, self.feed, self.fill = getattr(self, "feed", None), self.fill, None, None
+        try:
+            if feed is not None:
+                feed.close()
+            if fill is not None:
+                fill.free()
+        finally:
+            self.runner.deactivate()
+
+    def __del__(self) -> None:
+        if getattr(self, "runner", None) is not None:
+            self.close()
 
     def __call__(self, batch: dict[str, np.ndarray]):
         import pyarrow as pa
@@ -87,17 +114,12 @@ class RayInfer:
         return pa.Table.from_pylist(table, schema=staged_schema(self.rows.features))
 
     def _infer(self, batch: dict[str, np.ndarray], good: list[int]) -> dict[int, dict[str, Any]]:
-        """Rows of the good offsets from prepared tensors (blocking ``infer``)."""
+        """Rows of the good offsets from prepared tensors (the runner pads a fixed-batch model's short batch)."""
         if not good:
             return {}
-        t0 = time.perf_counter()
-        tensors = np.ascontiguousarray(batch["tensor"][good])
-        low = self.runner.batch_range()[0]
-        if len(good) < low:  # a fixed-batch model: pad with the last image, drop the extra rows after
-            tensors = np.concatenate([tensors, np.repeat(tensors[-1:], low - len(good), axis=0)])
-        outputs = self.runner.infer({self.spec.input_name: tensors})[self.spec.output_name][:len(good)]
-        made = self.rows.rows([str(batch["path"][i]) for i in good], outputs,
-                              [float(batch["decode_s"][i]) for i in good], time.perf_counter() - t0)
+        out = self.feed.submit(batch["tensor"][good])
+        made = self.rows.rows([str(batch["path"][i]) for i in good], out.outputs[self.spec.output_name],
+                              [float(batch["decode_s"][i]) for i in good], out.times.get("infer", 0.0))
         return dict(zip(good, made))
 
     def _on_gpu(self, batch: dict[str, np.ndarray], good: list[int], errors: list[str],
@@ -110,14 +132,24 @@ class RayInfer:
             return {}
         job = Batch(keys=[str(i) for i in good], tensors=[np.frombuffer(batch["bytes"][i], np.uint8) for i in good],
                     decode_s=[float(batch["decode_s"][i]) for i in good])
-        t0 = time.perf_counter()
-        with self.runner.run_on_device([job], self.fill, copy=True) as results:  # type: ignore[attr-defined]
-            out = next(iter(results))
+        out = self.feed.submit(job)  # the fill has run when this returns: job.keys and job.errors are final
         for failed in job.errors:  # the GPU decoder and the CPU fallback both refused it
             errors[int(failed["path"])], kinds[int(failed["path"])] = failed["reason"], failed["kind"]
         if not job.keys:
             return {}
         offsets = [int(k) for k in job.keys]
         outputs = out.outputs[self.spec.output_name][:len(offsets)]
-        made = self.rows.rows([str(batch["path"][i]) for i in offsets], outputs, job.decode_s, time.perf_counter() - t0)
+        made = self.rows.rows([str(batch["path"][i]) for i in offsets], outputs, job.decode_s,
+                              out.times.get("infer", 0.0))
         return dict(zip(offsets, made))
+
+
+def _copy_rows(input_name: str):
+    """``prepare`` for the feed: copy one call's tensors into the runner's host input (no reference to the actor,
+    so the actor is collected, and closed, when Ray drops it)."""
+
+    def prepare(tensors: np.ndarray, inputs: dict[str, np.ndarray]) -> int:
+        inputs[input_name][:len(tensors)] = tensors
+        return len(tensors)
+
+    return prepare

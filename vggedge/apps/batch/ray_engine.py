@@ -14,7 +14,7 @@ them on their GPU (:mod:`.ray_actor`); otherwise the CPU tasks decode and
 preprocess (:mod:`.ray_tasks`) and the actors receive tensors.
 
 What is in flight is bounded by Ray Data's object-store limit
-(``ray_object_store_mb``) and two tasks per actor, and every row carries the
+(``ray_object_store_mb``) and :data:`ACTOR_CALLS` calls per actor, and every row carries the
 peak RSS of the processes that decoded and inferred it, reported per worker.
 """
 from __future__ import annotations
@@ -271,8 +271,25 @@ def _pipeline(ray, todo: list[str], model: Path, spec: ModelSpec, opts, batch_si
     return ds.map_batches(
         RayInfer, batch_size=batch_size, batch_format="numpy", num_gpus=per_actor or None, num_cpus=1,
         memory=actor_memory(model),  # placed where the model fits; also keeps decoding out of the actors
-        compute=data.ActorPoolStrategy(size=actors, max_tasks_in_flight_per_actor=2),
-        fn_constructor_kwargs=kwargs)
+        compute=actor_pool(data, actors), fn_constructor_kwargs=kwargs)
+
+
+#: calls an inference actor runs at once: one being inferred, one being decoded into the other slot, one queued
+ACTOR_CALLS = 3
+
+
+def actor_pool(data: Any, actors: int) -> Any:
+    """The actors' ``ActorPoolStrategy``: ``ACTOR_CALLS`` calls in flight and running at once per actor, so its
+    :class:`~vggedge.runtime.feed.RunFeed` overlaps the next batch's decoding with this one's inference.
+
+    A Ray Data without ``enable_true_multi_threading`` runs one call at a time per actor:
+    still correct (the feed hands each batch back when no other is waiting), without the overlap.
+    """
+    try:
+        return data.ActorPoolStrategy(size=actors, max_tasks_in_flight_per_actor=ACTOR_CALLS,
+                                      max_concurrent_calls_per_actor=ACTOR_CALLS, enable_true_multi_threading=True)
+    except TypeError:
+        return data.ActorPoolStrategy(size=actors, max_tasks_in_flight_per_actor=2)
 
 
 def actor_memory(model: Path) -> int:

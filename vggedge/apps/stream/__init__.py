@@ -30,7 +30,7 @@ from ...env import decoder_wanted
 from ...errors import ConfigError, ModelError
 from ...model.labels import Prediction, labels_for, top_k
 from ...preprocess import prepare
-from ...runtime.base import RunnerOptions
+from ...runtime.base import IDLE, RunnerOptions
 from ...runtime.device_path import select_frame_path
 from ...runtime.select import select_runner
 from ...video.capture import Capture, Frame
@@ -260,12 +260,16 @@ class Stream:
         return len(frames)
 
     def _batches(self) -> Iterator[list[Frame]]:
-        """The stream muxer: lists of ready frames, at most one per live source, up to the batch size."""
+        """The stream muxer: lists of ready frames, at most one per live source, up to the batch size (IDLE while
+        the model still has the last batch and no next one is wanted yet)."""
         timeout = self.options.source.read_timeout
         any_live = any(c.latest for c in self._captures)
         turn = 0
         while not self._stop.is_set():
-            if not self.prefetch:
+            if not self.prefetch and not self._want.is_set():
+                # the model has the last batch: a run that holds batches until the next one comes (GPU slots,
+                # OpenVINO requests) hands it back on IDLE, and its result sets _want
+                yield IDLE
                 while not self._want.wait(0.1):
                     if self._stop.is_set():
                         return

@@ -26,7 +26,8 @@ from typing import Any, Iterator, Mapping
 import numpy as np
 
 from ...errors import BackendUnavailable, ModelError
-from ..base import BatchOutput, PrepareFn, Runner, RunnerOptions, TensorMeta
+from .signal_stack import kept_signal_stack
+from ..base import IDLE, BatchOutput, PrepareFn, Runner, RunnerOptions, TensorMeta
 
 log = logging.getLogger(__name__)
 PACKAGE = "openvino"
@@ -50,6 +51,7 @@ class OpenVinoRunner(Runner):
     """An ONNX file compiled by OpenVINO for the CPU (see the module docstring)."""
 
     name = "ov-native"
+    backend = "ort-cpu"  # a CPU variant of the ort-cpu backend (chosen by its planner), not a backend of its own
 
     def __init__(self, model: str | Path, runner_options: RunnerOptions | None = None, *,
                  inference_precision: str = "f32", variant: str | None = None, evaluation: str | None = None) -> None:
@@ -87,7 +89,8 @@ class OpenVinoRunner(Runner):
 
         try:
             core = ov.Core()
-            self._compiled = core.compile_model(core.read_model(str(self.model)), "CPU", self.config())
+            with kept_signal_stack():  # see signal_stack.py: OpenVINO swaps this thread's signal stack
+                self._compiled = core.compile_model(core.read_model(str(self.model)), "CPU", self.config())
         except RuntimeError as exc:  # OpenVINO raises RuntimeError for unreadable or unsupported models
             raise ModelError(f"{self.model}: OpenVINO could not compile the model ({exc})") from None
         self._request = self._compiled.create_infer_request()
@@ -100,8 +103,9 @@ class OpenVinoRunner(Runner):
     def _deactivate(self) -> None:
         for request in self._async:
             request.wait()
-        self._async, self._split = [], []
-        self._request = self._compiled = None
+        with kept_signal_stack():  # the compiled model is destroyed here unless something else holds it
+            self._async, self._split, self._outputs = [], [], []  # ports hold the compiled model too
+            self._request = self._compiled = None
 
     def _input_metadata(self) -> dict[str, TensorMeta]:
         meta = {}
@@ -146,6 +150,10 @@ class OpenVinoRunner(Runner):
         buffers = self._host_buffers() if prepare is not None else None
         try:
             for item in items:
+                if item is IDLE:  # the source has nothing yet: hand back what is in flight, oldest first
+                    if pending:
+                        yield self._collect(pending.popleft(), free)
+                    continue
                 t0 = time.perf_counter()
                 if prepare is None:
                     feed = self._as_feed(item)

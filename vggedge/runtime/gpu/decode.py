@@ -252,7 +252,8 @@ def select_decoder(want: str | None = None, *, runner: Any = None, spec: Any = N
     if want == "cpu":
         return DecoderChoice("cpu", "asked for the CPU " + ("preprocessing" if frames else "decode pool"))
     if runner is None or not hasattr(runner, "run_on_device"):  # nothing else matters (nor is worth installing)
-        problems = [f"the backend ({getattr(runner, 'name', 'none')}) runs on the CPU"]
+        backend = getattr(runner, "backend", "") or getattr(runner, "name", "none")
+        problems = [f"the backend ({backend}) runs on the CPU"]
     else:
         reason = None if frames else (available or nvimgcodec_reason)()
         problems = ([reason] if reason else []) + device_preprocessing_problems(spec)

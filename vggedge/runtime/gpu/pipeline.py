@@ -21,6 +21,7 @@ from typing import Any, Callable, Iterable, Iterator, Mapping, TypeVar
 import numpy as np
 
 from ...errors import InputError, VggEdgeError
+from ..base import IDLE
 from .cuda import CudaContext, CudaEvent, CudaStream, DeviceBuffer, PinnedBuffer
 
 T = TypeVar("T")
@@ -76,7 +77,9 @@ def drive(items: Iterable[T], scheduler: SlotScheduler, fill: Callable[[int, T],
 
     Results come out in the order of ``items``. A slot is refilled only after its
     result was yielded, so a consumer holding a result past the next iteration
-    must copy it if it views slot memory.
+    must copy it if it views slot memory. An item that is :data:`~vggedge.runtime.base.IDLE`
+    (the source has no next batch yet) fills nothing: the oldest batch in flight is
+    collected and yielded instead of waiting for the slots to fill up.
     """
     tokens: dict[int, Any] = {}
 
@@ -87,6 +90,10 @@ def drive(items: Iterable[T], scheduler: SlotScheduler, fill: Callable[[int, T],
         return result
 
     for item in items:
+        if item is IDLE:
+            if scheduler.in_flight:
+                yield oldest()
+            continue
         slot = scheduler.acquire()
         while slot is None:
             yield oldest()
