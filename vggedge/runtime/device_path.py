@@ -28,15 +28,21 @@ def select_decoder(want: str | None = None, *, runner: Any = None, spec: ModelSp
 def image_fill(runner: Any, spec: ModelSpec, decoder: str | None = None,
                read: Callable[[Any], bytes] | None = None) -> Any:
     """``fill(batch, slot)`` decoding image files on the GPU straight into the slot's input buffer, when the
-    decoder choice says GPU; else None (the CPU decode pool prepares the batch)."""
+    decoder choice says GPU; else None (the CPU decode pool prepares the batch). Under ``auto``, a GPU decoder
+    that cannot start leaves decoding to the CPU (uploaded, preprocessed on the device) with one warning."""
+    from ..env import decoder_wanted
+
     choice = select_decoder(decoder, runner=runner, spec=spec)
     log.debug("decoding on the %s: %s", choice.kind, choice.reason)
     if choice.kind != "gpu":
         return None
+    from .gpu.decode import GpuDecoder
     from .gpu.device_prepare import DeviceImageFill
 
+    device = runner.runner_options.device
     extra = {} if read is None else {"read": read}
-    return DeviceImageFill(spec, runner.ctx, device=runner.runner_options.device, **extra)
+    return DeviceImageFill(spec, runner.ctx, device=device,
+                           decoder=GpuDecoder(device, fallback=decoder_wanted(decoder) == "auto"), **extra)
 
 
 def select_frame_path(want: str | None = None, *, runner: Any = None, spec: ModelSpec | None = None) -> Any:

@@ -132,15 +132,17 @@ class _EncodedBatch:
     errors: dict[int, Exception] = field(default_factory=dict)
 
 
-def gpu_fill(spec: ModelSpec, runner: Runner) -> Callable[[Batch, Any], int]:
+def gpu_fill(spec: ModelSpec, runner: Runner, want: str | None = "gpu") -> Callable[[Batch, Any], int]:
     """Fill for ``run_on_device``: decode a batch's encoded files on the GPU into the slot's input buffer.
 
     Files the GPU decoder and the CPU fallback both refuse leave the batch: their keys
     move to ``batch.errors`` (kind ``not-an-image``) and ``batch.keys`` keeps the good ones in row order.
+    ``want`` is the decoder the user asked for: under "auto" a GPU decoder that cannot start
+    leaves every file to the CPU fallback (one warning) instead of stopping the job.
     """
     from ...runtime.device_path import image_fill
 
-    fill = image_fill(runner, spec, "gpu", read=lambda encoded: encoded.tobytes())
+    fill = image_fill(runner, spec, want, read=lambda encoded: encoded.tobytes())
 
     def fill_batch(batch: Batch, slot: Any) -> int:
         encoded = _EncodedBatch(batch.tensors, batch.keys)
@@ -195,7 +197,7 @@ def run_local(items: Iterable[Item], spec: ModelSpec, runner: Runner, rows: RowM
     pool = make_pool(worker_kind, workers)
     try:
         return _run_pool(pool, items, load, ahead, spec, runner, rows, writer, errors, batch_size, stages,
-                         on_progress, gpu_fill(spec, runner) if on_gpu else None)
+                         on_progress, gpu_fill(spec, runner, decoder) if on_gpu else None)
     except BrokenProcessPool:
         raise VggEdgeError(f"a decode worker process died (killed, or out of memory); the rows written so far "
                            f"are kept in {writer.path}: run again with --resume") from None

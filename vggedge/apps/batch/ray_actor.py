@@ -71,7 +71,7 @@ class RayInfer:
             if self.decoder == "gpu":
                 from .local import gpu_fill
 
-                self.fill = gpu_fill(self.spec, self.runner)
+                self.fill = gpu_fill(self.spec, self.runner, decoder)
                 self.feed = RunFeed(self.runner, device_fill=self.fill, name="vggedge-ray-feed").start()
             else:
                 self.feed = RunFeed(self.runner, _copy_rows(self.spec.input_name), name="vggedge-ray-feed").start()

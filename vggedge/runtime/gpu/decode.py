@@ -15,7 +15,15 @@ never stops for one file.
 
 nvImageCodec's own log goes quiet at default verbosity (``PYNVIMGCODEC_VERBOSITY=0``
 unless set, or 2 when vggedge logs at DEBUG): every failure it would print is
-handled here and reported per file.
+handled here and reported per file. What it prints regardless, straight to stderr,
+is caught: its optional JPEG 2000 and TIFF decoders missing (on every import) goes to
+the DEBUG log, nvJPEG missing becomes one warning with the fix, and any other line is
+shown as printed, or is part of the error when the call failed.
+
+Images over :data:`vggedge.preprocess.MAX_DECODE_PIXELS` are refused from their
+header, as the CPU decoder refuses them, before any device memory is allocated. A
+decoder that cannot start (a driver older than the wheel's CUDA) makes ``auto``
+decode on the CPU with one warning, and ``gpu`` a BackendUnavailable naming why.
 
 :func:`select_decoder` is the one place that chooses GPU or CPU decoding for an
 app; nvImageCodec is imported lazily, and its absence is a reason, never an error.
@@ -26,20 +34,28 @@ import importlib
 import importlib.util
 import logging
 import os
+import re
 from dataclasses import dataclass
 from typing import Any, Callable, Sequence
 
 import numpy as np
 
 from ...errors import BackendUnavailable, ConfigError, ImageError
-from ...image_header import jpeg_sof
+from ...image_header import image_size, jpeg_sof
 from ...image_meta import is_jpeg
+from .native_stderr import caught_stderr
 
 log = logging.getLogger(__name__)
 MODULE = "nvidia.nvimgcodec"
 INSTALL_HINT = ("pip install nvidia-nvimgcodec-cu13 nvidia-nvjpeg (servers, CUDA 13; -cu12 for CUDA 12) "
                 "or the nvidia-nvimgcodec-tegra-* wheels on Jetson, or pip install 'vggedge[gpu]'")
 _SOF_NAMES = {0xC0: "baseline", 0xC1: "extended", 0xC2: "progressive", 0xC3: "lossless"}
+NVJPEG_HINT = "pip install nvidia-nvjpeg (CUDA 13 builds, e.g. nvidia-nvjpeg==13.2.3.58; JetPack ships its own)"
+#: cudaError_t codes an nvImageCodec decoder fails to start with, and what they mean to a user
+_CUDA_START_ERRORS = {35: "no NVIDIA driver, or one older than this nvImageCodec build's CUDA (the -cu13 wheels "
+                          "need driver 580 or newer; install nvidia-nvimgcodec-cu12 for a CUDA 12 driver)",
+                      100: "no CUDA device is visible", 101: "the GPU ordinal is not a visible device",
+                      999: "the CUDA driver failed"}
 
 
 def jpeg_frame(data: bytes | memoryview) -> tuple[int, int] | None:
@@ -59,6 +75,9 @@ def gpu_reason(data: bytes | memoryview, *, progressive: bool = True) -> str | N
     if frame is None:
         return "JPEG without a readable frame header"
     marker, components = frame
+    size = image_size(memoryview(data))
+    if size is not None and size[0] * size[1] > _max_pixels():
+        return f"{size[0]}x{size[1]} pixels, over the decode limit"  # the CPU decoder refuses it, naming the limit
     if marker not in (0xC0, 0xC1, 0xC2):
         return f"{_SOF_NAMES.get(marker, 'arithmetic-coded')} JPEG (SOF 0x{marker:02X})"
     if marker == 0xC2 and not progressive:
@@ -66,6 +85,12 @@ def gpu_reason(data: bytes | memoryview, *, progressive: bool = True) -> str | N
     if components not in (1, 3):
         return f"{components}-component JPEG (CMYK/YCCK)"
     return None
+
+
+def _max_pixels() -> int:
+    from ...preprocess import MAX_DECODE_PIXELS
+
+    return MAX_DECODE_PIXELS
 
 
 def nvimgcodec_reason() -> str | None:
@@ -77,13 +102,54 @@ def nvimgcodec_reason() -> str | None:
     return None if found else f"nvImageCodec is not installed ({INSTALL_HINT})"
 
 
+class _NvimgcodecLines:
+    """``claim`` for :func:`caught_stderr` around an nvImageCodec call: takes the lines known to be noise."""
+
+    def __init__(self) -> None:
+        self.nvjpeg_missing = False
+
+    def __call__(self, line: str) -> bool:
+        low = line.lower()
+        if "nvjpeg2k" in low or "nvjpeg2000" in low or "nvtiff" in low:  # decoders of formats vggedge keeps on the CPU
+            log.debug("nvImageCodec: %s", line)
+            return True
+        if "failed to load nvjpeg" in low:  # said once, with the right package, by import_nvimgcodec
+            log.debug("nvImageCodec: %s", line)
+            self.nvjpeg_missing = True
+            return True
+        return False
+
+
+def _printed(lines: list[str]) -> str:
+    return f"; it printed: {' '.join(lines)}" if lines else ""
+
+
 def import_nvimgcodec() -> Any:
     """``nvidia.nvimgcodec``, imported with its log quiet unless vggedge logs at DEBUG; BackendUnavailable if absent."""
     os.environ.setdefault("PYNVIMGCODEC_VERBOSITY", "2" if log.isEnabledFor(logging.DEBUG) else "0")
+    lines = _NvimgcodecLines()
     try:
-        return importlib.import_module(MODULE)
+        with caught_stderr(lines) as unclaimed:
+            module = importlib.import_module(MODULE)
     except Exception as exc:  # ImportError, or its CUDA libraries missing
-        raise BackendUnavailable(f"nvImageCodec cannot be imported ({exc}); {INSTALL_HINT}") from None
+        raise BackendUnavailable(f"nvImageCodec cannot be imported ({exc}{_printed(unclaimed)}); "
+                                 f"{INSTALL_HINT}") from None
+    if lines.nvjpeg_missing:
+        log.warning("nvImageCodec cannot load nvJPEG, so JPEGs are not decoded by the GPU's JPEG decoder (its CPU "
+                    "backend decodes them instead): %s", NVJPEG_HINT)
+    return module
+
+
+def decoder_start_error(exc: BaseException, device: int, printed: Sequence[str] = ()) -> str:
+    """One line for an nvImageCodec decoder that could not start on GPU ``device``: the error, what a CUDA
+    error code means, and what the library printed on the way (``printed``)."""
+    text = str(exc).strip().split(" at /")[0]  # drop the build machine's source path
+    found = re.search(r"#(\d+)", text)
+    meaning = _CUDA_START_ERRORS.get(int(found.group(1))) if found else None
+    if meaning is None and any("libcuda" in line for line in printed):
+        meaning = "no NVIDIA driver is loaded (libcuda.so)"
+    return (f"nvImageCodec cannot start a decoder on GPU {device} ({text}" + (f": {meaning}" if meaning else "")
+            + f"{_printed(list(printed))})")
 
 
 @dataclass
@@ -141,14 +207,18 @@ class GpuDecoder:
     the CPU (for decoders without them); ``cpu_decode(data, name)`` is the fallback
     decoder (the one CPU decoder by default); ``fancy_upsampling`` (on, as libjpeg's
     default) brings chroma close to the CPU decoder's. Cheap to construct:
-    nvImageCodec is imported and its decoder made on first use.
+    nvImageCodec is imported and its decoder made on first use. When that fails,
+    ``fallback=True`` (decoder ``auto``) sends every image to the CPU decoder with one
+    warning; ``fallback=False`` raises BackendUnavailable.
     """
 
     def __init__(self, device: int = 0, *, progressive: bool = True, cpu_decode: CpuDecode = _cpu_decode,
-                 module: Any = None, fancy_upsampling: bool = True) -> None:
+                 module: Any = None, fancy_upsampling: bool = True, fallback: bool = False) -> None:
         self.device, self.progressive, self.cpu_decode = device, progressive, cpu_decode
-        self.fancy_upsampling = fancy_upsampling
+        self.fancy_upsampling, self.fallback = fancy_upsampling, fallback
         self._module, self._decoder, self._params = module, None, None
+        #: why nvImageCodec cannot decode here (it could not start and ``fallback`` is on); None while it can
+        self.unavailable: str | None = None
         self.counts = {"gpu": 0, "cpu": 0, "failed": 0}
 
     def _ready(self) -> tuple[Any, Any, Any]:
@@ -157,17 +227,37 @@ class GpuDecoder:
             params = nvimgcodec.DecodeParams(apply_exif_orientation=True)  # colour: sRGB (interleaved RGB)
             self._module, self._params = nvimgcodec, params
             # libjpeg (OpenCV's decoder) upsamples chroma smoothly by default; nvImageCodec's default does not
-            self._decoder = nvimgcodec.Decoder(device_id=self.device,
-                                               options=f":fancy_upsampling={int(self.fancy_upsampling)}")
+            try:
+                with caught_stderr(_NvimgcodecLines()) as unclaimed:
+                    self._decoder = nvimgcodec.Decoder(device_id=self.device,
+                                                       options=f":fancy_upsampling={int(self.fancy_upsampling)}")
+            except Exception as exc:  # RuntimeError("CUDA Runtime failure: '#35' ...") and the like
+                raise BackendUnavailable(decoder_start_error(exc, self.device, unclaimed)) from None
         return self._module, self._decoder, self._params
+
+    def _start(self) -> bool:
+        """True when nvImageCodec decodes here; False (said once) when it cannot and ``fallback`` is on."""
+        if self.unavailable is None:
+            try:
+                self._ready()
+            except BackendUnavailable as exc:
+                if not self.fallback:
+                    raise
+                self.unavailable = str(exc)
+                log.warning("%s; images are decoded on the CPU instead", exc)
+        return self.unavailable is None
 
     def decode(self, items: Sequence[bytes], names: Sequence[str] | None = None, stream: int = 0) -> list[Decoded]:
         """Decode every source; GPU work is ordered on ``stream`` (a CUDA stream handle)."""
         names = list(names) if names is not None else [f"<image {i}>" for i in range(len(items))]
         out: list[Decoded | None] = [None] * len(items)
         gpu: list[int] = []
+        started = None
         for i, data in enumerate(items):
             reason = gpu_reason(data, progressive=self.progressive) if data else "empty file"
+            if reason is None:
+                started = self._start() if started is None else started
+                reason = None if started else self.unavailable
             if reason is None:
                 gpu.append(i)
             else:
