@@ -47,13 +47,18 @@ def read_image(path: str | Path, *, need: tuple[int, int, int] | None = None) ->
     empty files raise ImageError naming the file.
     """
     path = Path(path)
+    return decode_image(read_file(path), need=need, source=str(path))
+
+
+def read_file(path: str | Path) -> np.ndarray:
+    """An image file's bytes (uint8); ImageError naming the file when it is missing, unreadable or not a
+    regular file (a pipe or /dev/zero would be read forever). Every decoder, CPU or GPU, reads through here."""
     try:
-        if not stat.S_ISREG(os.stat(path).st_mode):  # a pipe or /dev/zero would be read forever
+        if not stat.S_ISREG(os.stat(path).st_mode):
             raise ImageError(f"{path}: not a regular file (a pipe, device or socket); not read")
-        data = np.fromfile(path, dtype=np.uint8)
+        return np.fromfile(path, dtype=np.uint8)
     except OSError as exc:
         raise ImageError(f"{path}: cannot read image file ({exc.strerror or exc})") from None
-    return decode_image(data, need=need, source=str(path))
 
 
 def decode_image(data: bytes | memoryview | np.ndarray, *, need: tuple[int, int, int] | None = None,

@@ -1,5 +1,5 @@
-"""nvImageCodec at its edges: what it prints on its own, a decoder that cannot start, and images too large to
-decode. The real library where it installs (its wheel imports on a machine without a GPU), else the fake."""
+"""nvImageCodec at its edges: what it prints on its own, a decoder that cannot start, images too large to decode
+and batches too large to hold. The real library where it installs (its wheel imports without a GPU), else the fake."""
 from __future__ import annotations
 
 import io
@@ -8,6 +8,7 @@ import os
 import subprocess
 import sys
 import textwrap
+import threading
 import types
 from pathlib import Path
 
@@ -273,3 +274,79 @@ def test_the_real_library_decodes_what_our_decoder_asks_as_the_cpu_decoder_does(
         assert [g.shape for g in got] == [w.shape for w in want] and got[2].shape == (600, 400, 3)  # upright
         worst[fancy] = max(int(np.abs(g.astype(int) - w).max()) for g, w in zip(got, want))
     assert worst[True] == 0 and worst[False] > 8
+
+
+def test_a_batch_over_the_pixel_budget_is_decoded_in_parts_each_freed_before_the_next(
+        ort_env, fake_cuda, monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    """Six 600x400 photos with a budget of two: three decode calls, the stream synchronised and the last part's
+    device images freed before each next one, and the same rows and outputs as one call. A slot refilled
+    frees its last batch's images before decoding new ones."""
+    import weakref
+
+    from gpu_fakes import fake_kernel
+
+    from vggedge.apps.batches import image_batches
+    from vggedge.runtime.gpu.device_prepare import DeviceImageFill, pixel_parts
+
+    assert [list(r) for r in pixel_parts([5, 5, 1, 9, 20, 0], 10)] == [[0, 1], [2, 3], [4], [5]]
+    assert pixel_parts([], 10) == []
+    ort_env()
+    paths = [tmp_path / f"{i}.jpg" for i in range(6)]
+    photo = cv2.imread(str(PHOTO))
+    for i, path in enumerate(paths):
+        cv2.imwrite(str(path), np.roll(photo, 40 * i, axis=1))
+    syncs: list[int] = []
+    monkeypatch.setattr(fake_cuda.Stream, "synchronize", lambda self: syncs.append(self.handle))
+    outputs = {}
+    for budget in (2 * 600 * 400, 10**9):
+        module = fake_nvimgcodec(fake_cuda)
+        alive: weakref.WeakSet = weakref.WeakSet()
+        calls: list[tuple[int, int, int]] = []  # (images asked for, earlier images alive, synchronisations)
+        real_decode = module.Decoder.decode
+
+        def tracking(self, src, params=None, cuda_stream=0, real_decode=real_decode, alive=alive, calls=calls):
+            calls.append((len(src), len(alive), len(syncs)))
+            images = real_decode(self, src, params, cuda_stream)
+            alive.update(images)
+            return images
+
+        module.Decoder.decode = tracking
+        syncs.clear()
+        with OrtCudaRunner(b"onnx", RunnerOptions(max_batch=6, slots=1)) as runner:
+            fill = DeviceImageFill(SPEC, runner.ctx, decoder=GpuDecoder(module=module), pixel_budget=budget)
+            fill.preprocessor._kernel = fake_kernel(fake_cuda, SPEC)
+            results = list(runner.run_on_device(image_batches(paths * (budget // 10**9 + 1), 6), fill))
+            fill.free()
+        assert [r.tag.rows for r in results] == [list(range(6))] * len(results)
+        outputs[budget] = results[0].outputs["scores"]
+        if budget < 10**9:
+            assert calls == [(2, 0, 0), (2, 0, 1), (2, 0, 2)]  # each part alone in device memory
+        else:  # two batches through one slot: the first batch's images are gone before the second's decode
+            assert [(n, earlier) for n, earlier, _ in calls] == [(6, 0), (6, 0)]
+    np.testing.assert_array_equal(*outputs.values())
+
+
+def test_the_gpu_path_never_reads_a_pipe(ort_env, fake_cuda, tmp_path: Path) -> None:
+    """A FIFO among the sources (read forever, or until memory runs out, by a plain read) is that file's error."""
+    from gpu_fakes import fake_kernel
+
+    from vggedge.apps.batches import image_batches
+    from vggedge.runtime.gpu.device_prepare import DeviceImageFill
+
+    ort_env()
+    fifo = tmp_path / "camera.jpg"
+    os.mkfifo(fifo)
+    # a writer that closes at once: a reader that opens the pipe gets an empty file instead of hanging the test
+    writer = threading.Thread(target=lambda: os.close(os.open(fifo, os.O_WRONLY)), daemon=True)
+    writer.start()
+    try:
+        with OrtCudaRunner(b"onnx", RunnerOptions(max_batch=2)) as runner:
+            fill = DeviceImageFill(SPEC, runner.ctx, decoder=GpuDecoder(module=fake_nvimgcodec(fake_cuda)))
+            fill.preprocessor._kernel = fake_kernel(fake_cuda, SPEC)
+            (result,) = list(runner.run_on_device(image_batches([fifo, PHOTO], 2), fill))
+            fill.free()
+    finally:
+        os.close(os.open(fifo, os.O_RDONLY | os.O_NONBLOCK))  # lets the writer's open() return
+        writer.join(5)
+    assert result.tag.rows == [1]
+    assert str(result.tag.errors[0]) == f"{fifo}: not a regular file (a pipe, device or socket); not read"

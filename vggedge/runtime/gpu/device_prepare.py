@@ -8,17 +8,20 @@ on the slot's stream, and launches the preprocessing kernel per image straight i
 ``slot.device[input]``. Files the GPU cannot decode are decoded on the CPU and
 uploaded; files nobody can decode become that file's error; the batch goes on.
 Decoded device images stay referenced by the slot until it is filled again (by then
-its stream was synchronised by ``collect``).
+its stream was synchronised by ``collect``). A batch whose images together exceed
+``pixel_budget`` decoded pixels is decoded in parts, in order: before the next part the
+slot's stream is synchronised and the last part's images are freed, so a batch of
+huge images cannot hold more than about the budget in device memory at once.
 """
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Any, Callable
 
 import numpy as np
 
 from ...decode_pool import shared_pool
 from ...errors import ImageError
+from ...image_header import image_size
 from ...spec import ModelSpec
 from .decode import GpuDecoder
 from .gpu_preprocess import GpuPreprocessor
@@ -31,10 +34,32 @@ def read_source(source: Any) -> bytes | np.ndarray:
         return source
     if isinstance(source, (bytes, bytearray, memoryview)):
         return bytes(source)
-    try:
-        return Path(source).read_bytes()
-    except OSError as exc:
-        raise ImageError(f"{source}: cannot read image file ({exc.strerror or exc})") from None
+    from ...preprocess import read_file
+
+    return read_file(source).tobytes()
+
+
+#: decoded pixels one part of a batch may hold at once (3 bytes each: 1.5 GiB); twice the largest image allowed
+PIXEL_BUDGET = 2**29
+
+
+def pixel_parts(sizes: list[int], budget: int) -> list[range]:
+    """Consecutive index ranges whose ``sizes`` (pixels) add up to at most ``budget``; one item at least each."""
+    parts, start, total = [], 0, 0
+    for i, size in enumerate(sizes):
+        if i > start and total + size > budget:
+            parts.append(range(start, i))
+            start, total = i, 0
+        total += size
+    if sizes:
+        parts.append(range(start, len(sizes)))
+    return parts
+
+
+def pixels_of(data: bytes) -> int:
+    """Width x height from the image's header (0 when it names none: the decoders refuse or size it)."""
+    size = image_size(memoryview(data))
+    return size[0] * size[1] if size else 0
 
 
 def as_uint8(image: np.ndarray) -> np.ndarray:
@@ -55,21 +80,22 @@ class DeviceImageFill:
 
     def __init__(self, spec: ModelSpec, ctx: Any, *, decoder: GpuDecoder | None = None,
                  preprocessor: GpuPreprocessor | None = None, device: int = 0,
-                 read: Callable[[Any], bytes | np.ndarray] = read_source) -> None:
-        self.spec, self.read = spec, read
+                 read: Callable[[Any], bytes | np.ndarray] = read_source, pixel_budget: int = PIXEL_BUDGET) -> None:
+        self.spec, self.read, self.pixel_budget = spec, read, pixel_budget
         self.decoder = decoder or GpuDecoder(device)
         self.preprocessor = preprocessor or GpuPreprocessor(spec, ctx=ctx)
 
     def __call__(self, batch: Any, slot: Slot) -> int:
         target = slot.device[self.spec.input_name].ptr
+        slot.state.pop("decoded", None)  # this slot's last batch was collected: its images can go before new ones
         batch.rows.clear()
         batch.errors.clear()
         loaded = shared_pool().map(self._load, batch.sources)
         encoded = [i for i, item in enumerate(loaded) if isinstance(item, bytes)]
         names = getattr(batch, "names", None) or [str(source) for source in batch.sources]
-        decoded = self.decoder.decode([loaded[i] for i in encoded], [names[i] for i in encoded], slot.stream.handle)
-        by_offset = dict(zip(encoded, decoded))
-        keep = []
+        parts = iter(pixel_parts([pixels_of(loaded[i]) for i in encoded], self.pixel_budget))
+        by_offset: dict[int, Any] = {}
+        keep: list[Any] = []
         for offset, item in enumerate(loaded):
             if isinstance(item, ImageError):
                 batch.errors[offset] = item
@@ -79,7 +105,14 @@ class DeviceImageFill:
                 if isinstance(item, np.ndarray):  # a frame already decoded on the host (BGR)
                     self.preprocessor(as_uint8(item), target, slot.stream, batch_index=row)
                 else:
-                    image = by_offset[offset]
+                    if offset not in by_offset:  # the next part: decode it (parts run in offset order)
+                        if keep:  # the kernels reading the last part must finish before its memory goes
+                            slot.stream.synchronize()
+                            keep, image = [], None
+                        part = [encoded[i] for i in next(parts)]
+                        by_offset.update(zip(part, self.decoder.decode([loaded[i] for i in part],
+                                                                       [names[i] for i in part], slot.stream.handle)))
+                    image = by_offset.pop(offset)
                     if image.error is not None:
                         raise image.error
                     if image.on_device:
@@ -93,7 +126,7 @@ class DeviceImageFill:
                 batch.errors[offset] = exc
                 continue
             batch.rows.append(offset)
-        slot.state["decoded"] = keep  # the previous batch's images are released: that slot was collected
+        slot.state["decoded"] = keep  # until this slot is collected and filled again
         if not batch.rows:  # nothing decodable: one blank row keeps the batch (and the order) flowing
             self.preprocessor(np.zeros((1, 1, 3), np.uint8), target, slot.stream, batch_index=0)
             return 1
