@@ -13,6 +13,9 @@ import struct
 from typing import Optional
 
 Size = Optional[tuple[int, int]]
+#: Larger images are refused from their header, before a decoder allocates (2**28: the largest WebP; 0.8 GB as BGR).
+#: Every decoder checks it: the CPU decoder (preprocess.decode_image) and the GPU's (runtime/gpu/decode.py).
+MAX_DECODE_PIXELS = 2**28
 _JPEG_SOF = {0xC0, 0xC1, 0xC2, 0xC3, 0xC5, 0xC6, 0xC7, 0xC9, 0xCA, 0xCB, 0xCD, 0xCE, 0xCF}
 _JPEG_MARKER = re.compile(rb"\xff[^\x00\xd0-\xd7\xff]")  # a marker inside entropy-coded data
 

@@ -18,7 +18,7 @@ import numpy as np
 from . import image_meta
 from .env import reduced_decode as _reduced_from_environment
 from .errors import ImageError
-from .image_header import image_size
+from .image_header import MAX_DECODE_PIXELS, image_size
 from .spec import ModelSpec, Preprocessing
 
 ImageLike = Union[str, Path, np.ndarray]
@@ -26,9 +26,6 @@ INTERPOLATION = {"linear": cv2.INTER_LINEAR, "area": cv2.INTER_AREA,
                  "cubic": cv2.INTER_CUBIC, "nearest": cv2.INTER_NEAREST}
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".gif", ".tif", ".tiff", ".webp", ".ppm", ".pgm", ".pnm")
 
-
-#: Larger images are refused from their header, before a decoder allocates (2**28: the largest WebP; 0.8 GB as BGR)
-MAX_DECODE_PIXELS = 2**28
 
 #: Decode JPEGs at a reduced scale (libjpeg's DCT scaling) when the model needs at most half the size.
 #: Off by default: on the FP32 model its top-1 agreement with full-size decoding was below 100% (README).
@@ -50,13 +47,13 @@ def read_image(path: str | Path, *, need: tuple[int, int, int] | None = None) ->
     return decode_image(read_file(path), need=need, source=str(path))
 
 
-def read_file(path: str | Path) -> np.ndarray:
-    """An image file's bytes (uint8); ImageError naming the file when it is missing, unreadable or not a
-    regular file (a pipe or /dev/zero would be read forever). Every decoder, CPU or GPU, reads through here."""
+def read_file(path: str | Path) -> bytes:
+    """An image file's bytes; ImageError naming the file when it is missing, unreadable or not a regular
+    file (a pipe or /dev/zero would be read forever). Every decoder, CPU or GPU, reads through here."""
     try:
         if not stat.S_ISREG(os.stat(path).st_mode):
             raise ImageError(f"{path}: not a regular file (a pipe, device or socket); not read")
-        return np.fromfile(path, dtype=np.uint8)
+        return Path(path).read_bytes()
     except OSError as exc:
         raise ImageError(f"{path}: cannot read image file ({exc.strerror or exc})") from None
 

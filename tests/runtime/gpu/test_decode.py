@@ -46,7 +46,7 @@ def encoded(kind: str, seed: int = 0) -> bytes:
     params = [cv2.IMWRITE_JPEG_PROGRESSIVE, 1] if kind == "progressive" else []
     data = bytearray(cv2.imencode(".jpg", image, params)[1].tobytes())
     if kind == "cmyk":  # patch the frame header's component count: a 4-component (CMYK) JPEG to a parser
-        marker, _ = jpeg_frame(bytes(data))
+        marker = jpeg_frame(bytes(data)).marker
         at = bytes(data).index(bytes([0xFF, marker]))
         data[at + 9] = 4
     if kind == "corrupt":
@@ -56,7 +56,7 @@ def encoded(kind: str, seed: int = 0) -> bytes:
 
 def test_gpu_reason_sorts_what_the_gpu_decoder_takes() -> None:
     assert gpu_reason(encoded("jpeg")) is None
-    assert jpeg_frame(encoded("jpeg"))[1] == 3
+    assert jpeg_frame(encoded("jpeg")).components == 3
     assert gpu_reason(encoded("progressive")) is None
     assert gpu_reason(encoded("progressive"), progressive=False) == "progressive JPEG"
     assert gpu_reason(encoded("png")) == "not a JPEG"

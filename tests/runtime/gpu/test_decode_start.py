@@ -18,7 +18,7 @@ import pytest
 from gpu_fakes import fake_nvimgcodec
 
 from vggedge.errors import BackendUnavailable, ImageError
-from vggedge.preprocess import MAX_DECODE_PIXELS
+from vggedge.image_header import MAX_DECODE_PIXELS
 from vggedge.runtime.base import RunnerOptions
 from vggedge.runtime.gpu.decode import GpuDecoder, gpu_reason, jpeg_frame, nvimgcodec_reason
 from vggedge.runtime.gpu.native_stderr import caught_stderr
@@ -35,7 +35,7 @@ real_nvimgcodec = pytest.mark.skipif(nvimgcodec_reason() is not None,
 def huge_jpeg(height: int, width: int) -> bytes:
     """A small real JPEG whose frame header declares ``height`` x ``width`` (as a decompression bomb does)."""
     data = bytearray(cv2.imencode(".jpg", np.full((16, 16, 3), 90, np.uint8))[1].tobytes())
-    marker, _ = jpeg_frame(bytes(data))
+    marker = jpeg_frame(bytes(data)).marker
     at = bytes(data).index(bytes([0xFF, marker]))
     data[at + 5:at + 9] = height.to_bytes(2, "big") + width.to_bytes(2, "big")
     return bytes(data)

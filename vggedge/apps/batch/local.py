@@ -132,7 +132,7 @@ class _EncodedBatch:
     errors: dict[int, Exception] = field(default_factory=dict)
 
 
-def gpu_fill(spec: ModelSpec, runner: Runner, want: str | None = "gpu") -> Callable[[Batch, Any], int]:
+def gpu_fill(spec: ModelSpec, runner: Runner, want: str | None) -> Callable[[Batch, Any], int]:
     """Fill for ``run_on_device``: decode a batch's encoded files on the GPU into the slot's input buffer.
 
     Files the GPU decoder and the CPU fallback both refuse leave the batch: their keys

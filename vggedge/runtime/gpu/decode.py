@@ -20,7 +20,7 @@ is caught: its optional JPEG 2000 and TIFF decoders missing (on every import) go
 the DEBUG log, nvJPEG missing becomes one warning with the fix, and any other line is
 shown as printed, or is part of the error when the call failed.
 
-Images over :data:`vggedge.preprocess.MAX_DECODE_PIXELS` are refused from their
+Images over :data:`vggedge.image_header.MAX_DECODE_PIXELS` are refused from their
 header, as the CPU decoder refuses them, before any device memory is allocated. A
 decoder that cannot start (a driver older than the wheel's CUDA) makes ``auto``
 decode on the CPU with one warning, and ``gpu`` a BackendUnavailable naming why.
@@ -36,12 +36,12 @@ import logging
 import os
 import re
 from dataclasses import dataclass
-from typing import Any, Callable, Sequence
+from typing import Any, Callable, NamedTuple, Sequence
 
 import numpy as np
 
 from ...errors import BackendUnavailable, ConfigError, ImageError
-from ...image_header import image_size, jpeg_sof
+from ...image_header import MAX_DECODE_PIXELS, jpeg_sof
 from ...image_meta import is_jpeg
 from .native_stderr import caught_stderr
 
@@ -58,13 +58,24 @@ _CUDA_START_ERRORS = {35: "no NVIDIA driver, or one older than this nvImageCodec
                       999: "the CUDA driver failed"}
 
 
-def jpeg_frame(data: bytes | memoryview) -> tuple[int, int] | None:
-    """(SOF marker, number of components) of a JPEG, read from its markers; None when none is found."""
-    view = bytes(data[:1 << 20])  # headers live at the front; EXIF blocks are at most 64 KiB each
+class JpegFrame(NamedTuple):
+    """What a JPEG's frame header (SOFn) says."""
+
+    marker: int
+    components: int
+    width: int
+    height: int
+
+
+def jpeg_frame(data: bytes | memoryview) -> JpegFrame | None:
+    """The frame header of a JPEG, read from its markers (no copy); None when none is found."""
+    view = memoryview(data)[:1 << 20]  # headers live at the front; EXIF blocks are at most 64 KiB each
     found = jpeg_sof(view)
     if found is None or found[1] + 10 > len(view):
         return None
-    return found[0], view[found[1] + 9]
+    at = found[1]
+    return JpegFrame(found[0], view[at + 9], int.from_bytes(view[at + 7:at + 9], "big"),
+                     int.from_bytes(view[at + 5:at + 7], "big"))
 
 
 def gpu_reason(data: bytes | memoryview, *, progressive: bool = True) -> str | None:
@@ -74,10 +85,9 @@ def gpu_reason(data: bytes | memoryview, *, progressive: bool = True) -> str | N
     frame = jpeg_frame(data)
     if frame is None:
         return "JPEG without a readable frame header"
-    marker, components = frame
-    size = image_size(memoryview(data))
-    if size is not None and size[0] * size[1] > _max_pixels():
-        return f"{size[0]}x{size[1]} pixels, over the decode limit"  # the CPU decoder refuses it, naming the limit
+    marker, components, width, height = frame
+    if width * height > MAX_DECODE_PIXELS:
+        return f"{width}x{height} pixels, over the decode limit"  # the CPU decoder refuses it, naming the limit
     if marker not in (0xC0, 0xC1, 0xC2):
         return f"{_SOF_NAMES.get(marker, 'arithmetic-coded')} JPEG (SOF 0x{marker:02X})"
     if marker == 0xC2 and not progressive:
@@ -85,12 +95,6 @@ def gpu_reason(data: bytes | memoryview, *, progressive: bool = True) -> str | N
     if components not in (1, 3):
         return f"{components}-component JPEG (CMYK/YCCK)"
     return None
-
-
-def _max_pixels() -> int:
-    from ...preprocess import MAX_DECODE_PIXELS
-
-    return MAX_DECODE_PIXELS
 
 
 def nvimgcodec_reason() -> str | None:
@@ -252,12 +256,10 @@ class GpuDecoder:
         names = list(names) if names is not None else [f"<image {i}>" for i in range(len(items))]
         out: list[Decoded | None] = [None] * len(items)
         gpu: list[int] = []
-        started = None
         for i, data in enumerate(items):
             reason = gpu_reason(data, progressive=self.progressive) if data else "empty file"
-            if reason is None:
-                started = self._start() if started is None else started
-                reason = None if started else self.unavailable
+            if reason is None and not self._start():
+                reason = self.unavailable
             if reason is None:
                 gpu.append(i)
             else:

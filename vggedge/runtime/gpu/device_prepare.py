@@ -36,7 +36,7 @@ def read_source(source: Any) -> bytes | np.ndarray:
         return bytes(source)
     from ...preprocess import read_file
 
-    return read_file(source).tobytes()
+    return read_file(source)
 
 
 #: decoded pixels one part of a batch may hold at once (3 bytes each: 1.5 GiB); twice the largest image allowed
