@@ -33,6 +33,17 @@ def test_native_variants_on_every_vendor() -> None:
     assert native(ZEN3) == ["ov-native-fp32"]  # no INT8 where U8S8 products can saturate
     amx = [v.key for v in cpuv.variants_for(dataclasses.replace(SAPPHIRE, openvino_native=True))]
     assert amx[0] == "ov-native-int8"  # 3-4x onnxruntime's INT8 on AMX (issue 22)
+
+
+def test_native_int8_comes_first_on_x86_where_it_is_offered() -> None:
+    """Untuned (VGGEDGE_TUNE=0) order: on a Zen 4 OpenVINO's INT8 ran 1.18x/1.11x onnxruntime's at batch 1/8
+    (benchmarks/results/cpu-engines-zen4-2026-12-06.md), so the order says what tuning finds there."""
+    def order(features: cpuf.CpuFeatures) -> list[str]:
+        return [v.key for v in cpuv.variants_for(dataclasses.replace(features, openvino_native=True))]
+
+    assert order(ZEN4)[:3] == ["ov-native-int8", "int8", "int8-trt"]
+    assert order(ZEN3)[0] == "int8" and "ov-native-int8" not in order(ZEN3)  # reduce-range file, no saturation
+    assert order(GRAVITON)[:2] == ["int8", "int8-trt"]  # Arm: onnxruntime's dot-product kernels first
     assert not [v for v in cpuv.variants_for(ZEN4) if v.engine == "openvino"]  # not installed: none
 
 

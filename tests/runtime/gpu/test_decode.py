@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import os
 import sys
+import threading
 import types
 from pathlib import Path
 
@@ -88,6 +89,58 @@ def test_decode_partitions_falls_back_per_file_and_keeps_order(drop_failures: bo
     assert isinstance(out[3].error, ImageError) and "d.jpg" in str(out[3].error)  # nobody decodes it: its error
     assert isinstance(out[5].error, ImageError) and "f.jpg: image file is empty" in str(out[5].error)
     assert decoder.counts == {"gpu": 2, "cpu": 2, "failed": 2}
+
+
+def test_cpu_fallbacks_decode_on_the_pool_at_once_and_beside_the_gpu_batch() -> None:
+    """PNGs among GPU JPEGs (and every image when the decoder cannot start) are decoded on the shared decode
+    pool, several at a time and while nvImageCodec decodes its batch; results stay in order."""
+    from vggedge import decode_pool
+
+    pool = decode_pool.DecodePool(3)
+    meet = threading.Barrier(3, timeout=20)  # two CPU decodes and the GPU batch, all running at once
+    threads: list[str] = []
+
+    def cpu_decode(data: bytes, name: str) -> np.ndarray:
+        threads.append(threading.current_thread().name)
+        meet.wait()  # a serial fallback never gets here twice: BrokenBarrierError
+        return gdecode._cpu_decode(data, name)
+
+    module = fake_nvimgcodec()
+    real = module.Decoder.decode
+
+    def gpu_decode(self, src, params=None, cuda_stream=0):
+        meet.wait()
+        return real(self, src, params, cuda_stream)
+
+    module.Decoder.decode = gpu_decode
+    decoder = GpuDecoder(module=module, cpu_decode=cpu_decode, pool=pool)
+    items = [encoded("png", 1), encoded("jpeg"), encoded("png", 2)]
+    with pool:
+        out = decoder.decode(items, ["a.png", "b.jpg", "c.png"])
+    assert [d.on_device for d in out] == [False, True, False]
+    np.testing.assert_array_equal(out[0].host, cv2.imdecode(np.frombuffer(items[0], np.uint8), cv2.IMREAD_COLOR))
+    np.testing.assert_array_equal(out[2].host, cv2.imdecode(np.frombuffer(items[2], np.uint8), cv2.IMREAD_COLOR))
+    assert len(threads) == 2 and all(t.startswith(decode_pool.THREAD_PREFIX) for t in threads), threads
+    assert decoder.counts == {"gpu": 1, "cpu": 2, "failed": 0}
+
+    # a decoder that cannot start (auto): every image goes to the pool, still two at a time
+    def cannot_start(**kwargs):
+        raise RuntimeError("CUDA Runtime failure: '#35'")
+
+    broken = fake_nvimgcodec()
+    broken.Decoder = cannot_start
+    meet, threads[:] = threading.Barrier(2, timeout=20), []
+    with decode_pool.DecodePool(2) as two:
+        fallback = GpuDecoder(module=broken, cpu_decode=cpu_decode, fallback=True, pool=two)
+        out = fallback.decode([encoded("jpeg"), encoded("jpeg", 2)], ["a.jpg", "b.jpg"])
+    assert all(d.host is not None for d in out) and fallback.unavailable and len(threads) == 2
+    assert fallback.counts == {"gpu": 0, "cpu": 2, "failed": 0}
+
+    # by default: the shared pool over every core
+    meet, threads[:] = threading.Barrier(1), []
+    GpuDecoder(module=module, cpu_decode=cpu_decode).decode([encoded("png")], ["d.png"])
+    inline = decode_pool.shared_pool().workers == 1
+    assert threads[0].startswith(decode_pool.THREAD_PREFIX) or inline, threads
 
 
 def test_a_whole_batch_failure_costs_only_the_bad_files() -> None:

@@ -84,9 +84,10 @@ def variants_for(features: CpuFeatures) -> list[CpuVariant]:
     """Every configuration this CPU can run, in feature-detection order (expected fastest first)."""
     openvino = _openvino_variants(features)
     native = _native_variants(features)
+    native_int8 = [v for v in native if v.precision == "int8"]  # x86: only where VNNI keeps U8S8 exact
     out = [v for v in openvino if v.key == "ov-int8"]
-    if features.amx:  # OpenVINO's INT8 on AMX: 3-4x onnxruntime's (issue 22)
-        out += [v for v in native if v.precision == "int8"]
+    if features.x86:  # OpenVINO's INT8 beats onnxruntime's: 3-4x on AMX (issue 22), 1.1-1.2x on Zen 4
+        out += native_int8  # (benchmarks/results/cpu-engines-zen4-2026-12-06.md)
     bf16 = [v for v in openvino if v.key == "ov-bf16"]
     if features.amx:  # bf16 matrix units: the bf16 variant beats plain-provider INT8 (issue 12's table)
         out += bf16
@@ -98,7 +99,8 @@ def variants_for(features: CpuFeatures) -> list[CpuVariant]:
                               _ort_options(features)))
     if not features.amx:
         out += bf16
-        out += [v for v in native if v.precision == "int8"]
+    if not features.x86:  # Arm: not measured against onnxruntime's dot-product kernels; after them
+        out += native_int8
     out += [v for v in native if v.precision != "int8"]
     out.append(CpuVariant("fp32", "FP32 on onnxruntime CPU, tuned session", "fp32", "fp32", _ort_options(features)))
     return out

@@ -3,9 +3,10 @@
 :class:`GpuDecoder` decodes a batch of encoded images into device memory
 (interleaved RGB, uint8; on the GPU's hardware JPEG decoder where it has one),
 with EXIF orientation applied so the pixels equal the CPU decoder's. What it
-cannot take goes to the CPU decoder (:func:`vggedge.preprocess.decode_image`) one
-by one, and what nobody can decode comes back as that file's ImageError: the job
-never stops for one file.
+cannot take goes to the CPU decoder (:func:`vggedge.preprocess.decode_image`) on the
+shared decode pool, all cores in parallel and while the GPU decodes the rest, and
+what nobody can decode comes back as that file's ImageError: the job never stops
+for one file.
 
 - sorted out before the GPU sees them (:func:`gpu_reason`): non-JPEG files (PNG,
   WebP, BMP, TIFF...), CMYK/YCCK and lossless or arithmetic-coded JPEGs, and
@@ -35,11 +36,13 @@ import importlib.util
 import logging
 import os
 import re
+from concurrent.futures import Future
 from dataclasses import dataclass
 from typing import Any, Callable, NamedTuple, Sequence
 
 import numpy as np
 
+from ...decode_pool import DecodePool, shared_pool
 from ...errors import BackendUnavailable, ConfigError, ImageError
 from ...image_header import MAX_DECODE_PIXELS, jpeg_sof
 from ...image_meta import is_jpeg
@@ -213,12 +216,14 @@ class GpuDecoder:
     default) brings chroma close to the CPU decoder's. Cheap to construct:
     nvImageCodec is imported and its decoder made on first use. When that fails,
     ``fallback=True`` (decoder ``auto``) sends every image to the CPU decoder with one
-    warning; ``fallback=False`` raises BackendUnavailable.
+    warning; ``fallback=False`` raises BackendUnavailable. CPU decodes run on ``pool``
+    (default: the shared decode pool over every core).
     """
 
     def __init__(self, device: int = 0, *, progressive: bool = True, cpu_decode: CpuDecode = _cpu_decode,
-                 module: Any = None, fancy_upsampling: bool = True, fallback: bool = False) -> None:
-        self.device, self.progressive, self.cpu_decode = device, progressive, cpu_decode
+                 module: Any = None, fancy_upsampling: bool = True, fallback: bool = False,
+                 pool: DecodePool | None = None) -> None:
+        self.device, self.progressive, self.cpu_decode, self.pool = device, progressive, cpu_decode, pool
         self.fancy_upsampling, self.fallback = fancy_upsampling, fallback
         self._module, self._decoder, self._params = module, None, None
         #: why nvImageCodec cannot decode here (it could not start and ``fallback`` is on); None while it can
@@ -252,10 +257,16 @@ class GpuDecoder:
         return self.unavailable is None
 
     def decode(self, items: Sequence[bytes], names: Sequence[str] | None = None, stream: int = 0) -> list[Decoded]:
-        """Decode every source; GPU work is ordered on ``stream`` (a CUDA stream handle)."""
+        """Decode every source; GPU work is ordered on ``stream`` (a CUDA stream handle).
+
+        Sources for the CPU decoder run on the shared decode pool (every core), started
+        before the GPU batch so both decode at once.
+        """
         names = list(names) if names is not None else [f"<image {i}>" for i in range(len(items))]
         out: list[Decoded | None] = [None] * len(items)
         gpu: list[int] = []
+        on_cpu: list[tuple[int, Future]] = []
+        pool = self.pool or shared_pool()
         for i, data in enumerate(items):
             reason = gpu_reason(data, progressive=self.progressive) if data else "empty file"
             if reason is None and not self._start():
@@ -263,15 +274,18 @@ class GpuDecoder:
             if reason is None:
                 gpu.append(i)
             else:
-                out[i] = self._on_cpu(items[i], names[i], reason)
+                on_cpu.append((i, pool.submit(self._on_cpu, items[i], names[i], reason)))
         if gpu:
             for i, image in zip(gpu, self._gpu_batch([items[i] for i in gpu], stream)):
                 view = device_view(image) if image is not None else None
                 if view is None:
-                    out[i] = self._on_cpu(items[i], names[i], "nvImageCodec could not decode it")
+                    on_cpu.append((i, pool.submit(self._on_cpu, items[i], names[i], "nvImageCodec could not decode it")))
                 else:
                     self.counts["gpu"] += 1
                     out[i] = Decoded(*view, keep=image)
+        for i, future in on_cpu:  # counted here, on the caller's thread
+            out[i] = future.result()
+            self.counts["cpu" if out[i].error is None else "failed"] += 1
         return out  # type: ignore[return-value]
 
     def _gpu_batch(self, datas: list[bytes], stream: int) -> list[Any]:
@@ -295,12 +309,11 @@ class GpuDecoder:
             return None
 
     def _on_cpu(self, data: bytes, name: str, reason: str) -> Decoded:
+        """One source on the CPU decoder (a decode-pool thread): the host image, or its ImageError."""
         try:
             image = self.cpu_decode(data, name)
         except ImageError as exc:
-            self.counts["failed"] += 1
             return Decoded(error=exc, why_cpu=reason)
-        self.counts["cpu"] += 1
         return Decoded(height=image.shape[0], width=image.shape[1], host=image, why_cpu=reason)
 
 
