@@ -109,6 +109,81 @@ def test_shell_script_parses_and_refuses_outside_the_repository(tmp_path: Path) 
     assert "run from the repository root" in (tmp_path / "out" / "log").read_text()
 
 
+#: an in-tree PEP 517 backend (no setuptools or wheel needed): a wheel holding pycuda/__init__.py and driver.py
+_BACKEND = """
+import base64, hashlib, zipfile
+
+FILES = {"pycuda/__init__.py": "", "pycuda/driver.py": "def init():\\n    pass\\n"}
+DIST = "pycuda-0.0.dist-info"
+
+
+def build_wheel(wheel_directory, config_settings=None, metadata_directory=None):
+    name = "pycuda-0.0-py3-none-any.whl"
+    files = dict(FILES)
+    files[DIST + "/METADATA"] = "Metadata-Version: 2.1\\nName: pycuda\\nVersion: 0.0\\n"
+    files[DIST + "/WHEEL"] = "Wheel-Version: 1.0\\nGenerator: stand-in\\nRoot-Is-Purelib: true\\nTag: py3-none-any\\n"
+    record = []
+    with zipfile.ZipFile(wheel_directory + "/" + name, "w") as whl:
+        for path, text in files.items():
+            whl.writestr(path, text)
+            digest = base64.urlsafe_b64encode(hashlib.sha256(text.encode()).digest()).rstrip(b"=").decode()
+            record.append(f"{path},sha256={digest},{len(text.encode())}")
+        whl.writestr(DIST + "/RECORD", "\\n".join(record + [DIST + "/RECORD,,"]) + "\\n")
+    return name
+"""
+
+
+def _stand_in_pycuda_sdist(folder: Path) -> None:
+    """A pycuda sdist whose configure.py prints its arguments and whose wheel holds a pycuda.driver."""
+    import tarfile
+
+    src = folder / "src" / "pycuda-0.0"
+    src.mkdir(parents=True)
+    (src / "configure.py").write_text("import sys\nprint('configure', *sys.argv[1:])\n")
+    (src / "backend.py").write_text(_BACKEND)
+    (src / "pyproject.toml").write_text('[build-system]\nrequires = []\nbuild-backend = "backend"\n'
+                                        'backend-path = ["."]\n')
+    with tarfile.open(folder / "whl" / "pycuda-0.0.tar.gz", "w:gz") as tar:
+        tar.add(src, arcname="pycuda-0.0")
+
+
+def test_prepare_builds_pycuda_in_the_background_for_the_run_to_wait_on(tmp_path: Path) -> None:
+    """``--prepare`` copies carried pieces, starts the pycuda build detached and returns; a second call reports it;
+    the build leaves its wheel and exit status where the full run waits for them."""
+    import sys
+    import time
+
+    (tmp_path / "whl").mkdir()
+    _stand_in_pycuda_sdist(tmp_path)
+    env = {"PATH": "/usr/bin:/bin", "OUT": str(tmp_path / "out"), "WHL": str(tmp_path / "whl"),
+           "GPU_PREP": str(tmp_path / "prep"), "GPU_SITE": str(tmp_path / "site"),
+           "ORT_PIECES": str(tmp_path / "pieces"), "PYTHON": sys.executable, "CUDA_ROOT": str(tmp_path / "cuda")}
+    (tmp_path / "cuda" / "include").mkdir(parents=True)
+    (tmp_path / "cuda" / "include" / "cuda.h").write_text("")  # a toolkit without cuRAND headers
+
+    def prepare() -> str:
+        done = subprocess.run(["bash", "benchmarks/gpu_check.sh", "--prepare"], cwd=ROOT, env=env,
+                              capture_output=True, text=True, timeout=120)
+        assert done.returncode == 0, done.stdout + done.stderr
+        return done.stdout
+
+    assert "pycuda: building in the background" in prepare()
+    second = prepare()
+    assert "still building" in second or "ended with status 0" in second, second
+    status = tmp_path / "prep" / "pycuda.status"
+    deadline = time.monotonic() + 120
+    while not status.exists() and time.monotonic() < deadline:
+        time.sleep(0.5)
+    log = (tmp_path / "prep" / "pycuda-build.log").read_text()
+    assert status.read_text().strip() == "0", log
+    assert f"configure --cuda-root={tmp_path / 'cuda'} --no-cuda-enable-curand" in log, log
+    assert [w.name for w in (tmp_path / "prep" / "wheels").glob("pycuda-*.whl")] == ["pycuda-0.0-py3-none-any.whl"]
+    assert "ended with status 0" in prepare()
+    usage = subprocess.run(["bash", "benchmarks/gpu_check.sh", "--bogus"], cwd=ROOT, env=env, capture_output=True,
+                           text=True)
+    assert usage.returncode == 2 and "usage" in usage.stdout
+
+
 def test_median_rate() -> None:
     assert pure.median_rate([3.0, 1.0, 2.0]) == 2.0 and pure.median_rate([4.0, 1.0, 2.0, 3.0]) == 2.5
     assert pure.median_rate([]) == 0.0
