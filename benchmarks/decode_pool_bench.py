@@ -20,6 +20,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import Callable
 
 import cv2
 import numpy as np
@@ -43,16 +44,26 @@ def make_files(folder: Path, count: int) -> list[Path]:
     return paths
 
 
-def rate(pool: DecodePool, paths: list[Path], spec: ModelSpec, reduced: bool, seconds: float, batch: int = 32) -> float:
-    out = np.empty((batch, *spec.input_shape[1:]), np.float32)
-    pool.prepare_into(paths[:batch], spec, out, reduced_decode=reduced)  # warm-up
+def timed(step: Callable[[list[int]], int], count: int, seconds: float, batch: int = 32) -> float:
+    """Images/s of ``step(indices) -> images done`` over rotating chunks of ``batch`` of ``count`` files,
+    after one warm-up chunk, for at least ``seconds``."""
+    step(list(range(min(batch, count))))
     done, i, t0 = 0, 0, time.perf_counter()
     while time.perf_counter() - t0 < seconds:
-        chunk = [paths[(i + k) % len(paths)] for k in range(batch)]
-        rows, errors = pool.prepare_into(chunk, spec, out, reduced_decode=reduced)
-        assert not errors
-        done, i = done + len(rows), i + batch
+        done, i = done + step([(i + k) % count for k in range(batch)]), i + batch
     return done / (time.perf_counter() - t0)
+
+
+def rate(pool: DecodePool, paths: list[Path], spec: ModelSpec, reduced: bool, seconds: float, batch: int = 32) -> float:
+    """Decode + preprocess into one batch buffer (``prepare_into``)."""
+    out = np.empty((batch, *spec.input_shape[1:]), np.float32)
+
+    def step(take: list[int]) -> int:
+        rows, errors = pool.prepare_into([paths[k] for k in take], spec, out, reduced_decode=reduced)
+        assert not errors
+        return len(rows)
+
+    return timed(step, len(paths), seconds, batch)
 
 
 def _cannot_start(**kwargs: object) -> None:
@@ -60,23 +71,21 @@ def _cannot_start(**kwargs: object) -> None:
 
 
 def fallback_rate(pool: DecodePool, paths: list[Path], seconds: float, batch: int = 32) -> float:
-    """Images/s of the GPU path's decoder when nvImageCodec cannot start: every image goes to the CPU."""
+    """The GPU path's decoder when nvImageCodec cannot start: every image goes to the CPU decoder."""
     from types import SimpleNamespace
 
     from vggedge.runtime.gpu.decode import GpuDecoder
 
-    module = SimpleNamespace(DecodeParams=lambda **kwargs: None, Decoder=_cannot_start)
-    decoder = GpuDecoder(module=module, fallback=True, pool=pool)
-    datas = [p.read_bytes() for p in paths]
-    names = [str(p) for p in paths]
-    decoder.decode(datas[:batch], names[:batch])  # warm-up (and the one warning)
-    done, i, t0 = 0, 0, time.perf_counter()
-    while time.perf_counter() - t0 < seconds:
-        take = [(i + k) % len(paths) for k in range(batch)]
+    decoder = GpuDecoder(module=SimpleNamespace(DecodeParams=lambda **kwargs: None, Decoder=_cannot_start),
+                         fallback=True, pool=pool)
+    datas, names = [p.read_bytes() for p in paths], [str(p) for p in paths]
+
+    def step(take: list[int]) -> int:
         out = decoder.decode([datas[k] for k in take], [names[k] for k in take])
         assert all(d.host is not None for d in out)
-        done, i = done + len(out), i + batch
-    return done / (time.perf_counter() - t0)
+        return len(out)
+
+    return timed(step, len(paths), seconds, batch)
 
 
 def main() -> int:

@@ -105,7 +105,6 @@ if [ "$MODE" = --prepare ]; then
   elif [ -f "$PREP/pycuda.status" ]; then
     echo "pycuda: the background build ended with status $(cat "$PREP/pycuda.status") (log $PREP/pycuda-build.log)"
   elif ls "$WHL"/pycuda-*.tar.gz >/dev/null 2>&1; then
-    rm -f "$PREP/pycuda.status"
     setsid nohup bash "$0" --build-pycuda > "$PREP/pycuda-build.log" 2>&1 < /dev/null &
     echo $! > "$PREP/pycuda.pid"
     echo "pycuda: building in the background (pid $!, log $PREP/pycuda-build.log)"

@@ -267,6 +267,10 @@ class GpuDecoder:
         gpu: list[int] = []
         on_cpu: list[tuple[int, Future]] = []
         pool = self.pool or shared_pool()
+
+        def to_cpu(i: int, reason: str) -> None:
+            on_cpu.append((i, pool.submit(self._on_cpu, items[i], names[i], reason)))
+
         for i, data in enumerate(items):
             reason = gpu_reason(data, progressive=self.progressive) if data else "empty file"
             if reason is None and not self._start():
@@ -274,12 +278,12 @@ class GpuDecoder:
             if reason is None:
                 gpu.append(i)
             else:
-                on_cpu.append((i, pool.submit(self._on_cpu, items[i], names[i], reason)))
+                to_cpu(i, reason)
         if gpu:
             for i, image in zip(gpu, self._gpu_batch([items[i] for i in gpu], stream)):
                 view = device_view(image) if image is not None else None
                 if view is None:
-                    on_cpu.append((i, pool.submit(self._on_cpu, items[i], names[i], "nvImageCodec could not decode it")))
+                    to_cpu(i, "nvImageCodec could not decode it")
                 else:
                     self.counts["gpu"] += 1
                     out[i] = Decoded(*view, keep=image)
