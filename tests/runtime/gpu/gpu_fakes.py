@@ -7,6 +7,7 @@ calls, buffer handling, ordering and result routing, not real concurrency.
 from __future__ import annotations
 
 import itertools
+import os
 import types
 import weakref
 from types import SimpleNamespace
@@ -256,6 +257,12 @@ def fake_onnxruntime(driver: FakeDriver, *, takes_stream: bool = True, knows_str
                                                  ORT_ENABLE_ALL=99)
     ort.ExecutionMode = SimpleNamespace(ORT_SEQUENTIAL=0, ORT_PARALLEL=1)
     ort.sessions = []
+    ort.preloaded_env = []  # the cuDNN log variables as they were when preload_dlls() loaded cuDNN
+
+    def preload_dlls() -> None:
+        ort.preloaded_env.append({key: os.environ.get(key) for key in ("CUDNN_LOGLEVEL_DBG", "CUDNN_FRONTEND_LOG_INFO")})
+
+    ort.preload_dlls = preload_dlls
 
     class SessionOptions:
         def add_session_config_entry(self, key: str, value: str) -> None:

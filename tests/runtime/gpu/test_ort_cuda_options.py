@@ -54,12 +54,17 @@ def test_quiet_by_default_and_loud_with_debug(monkeypatch: pytest.MonkeyPatch) -
     assert CudaOptions(log_severity=3).severity() == 3
 
 
-def test_runner_passes_the_options_and_logs_quietly(ort_env, fake_cuda: FakeDriver) -> None:
+def test_runner_passes_the_options_and_logs_quietly(ort_env, fake_cuda: FakeDriver,
+                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+    for key in ("CUDNN_LOGLEVEL_DBG", "CUDNN_FRONTEND_LOG_INFO"):
+        monkeypatch.delenv(key, raising=False)
     ort = ort_env()
     with OrtCudaRunner(b"onnx", RunnerOptions(max_batch=4), provider_options={"use_tf32": "0"}) as runner:
         session = ort.sessions[0]()
         assert session.cuda_options["prefer_nhwc"] == "1" and session.cuda_options["use_tf32"] == "0"
         assert session.sess_options.log_severity_level == QUIET
+        # cuDNN's loggers were off before preload_dlls() loaded cuDNN, not only by the time the session started
+        assert ort.preloaded_env == [{"CUDNN_LOGLEVEL_DBG": "0", "CUDNN_FRONTEND_LOG_INFO": "0"}]
         assert runner.batch_range() == (1, 4)
 
 

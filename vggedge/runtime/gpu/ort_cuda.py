@@ -117,12 +117,12 @@ class OrtCudaRunner(PipelineRunner):
 
     # activation -----------------------------------------------------------------
     def _open_backend(self) -> tuple[list[TensorSpec], list[TensorSpec], int]:
+        self.cuda.quiet_libraries()  # before preload_dlls() loads cuDNN, which may read its log variables then
         ort = _onnxruntime_gpu()
         if not isinstance(self.model, bytes) and not Path(self.model).is_file():
             raise ModelError(f"{self.model}: ONNX model file not found")
         self._compute = CudaStream()
         cuda_options = self.cuda.provider_options(self.device, self._compute.handle, ort.__version__)
-        self.cuda.quiet_libraries()
         if hasattr(ort, "set_default_logger_severity"):
             ort.set_default_logger_severity(self.cuda.severity())
         session_options = self.options.session_options()
