@@ -49,8 +49,9 @@ def start(args: Sequence[str], address_space: int | None = None, **kwargs) -> su
     """Start ``vggedge ARGS`` with SIGINT at its default (pytest may run with it ignored), optionally under a
     hard address-space limit (``RLIMIT_AS``, bytes)."""
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
-    return subprocess.Popen([*CLI, *map(str, args)], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                            preexec_fn=_limited(address_space), env=env, cwd=kwargs.pop("cwd", REPO), **kwargs)
+    pipes = {"stdout": subprocess.PIPE, "stderr": subprocess.PIPE, **kwargs}
+    return subprocess.Popen([*CLI, *map(str, args)], text=True, preexec_fn=_limited(address_space), env=env,
+                            cwd=pipes.pop("cwd", REPO), **pipes)
 
 
 def vggedge(*args, timeout: float = 300, address_space: int | None = None) -> Result:

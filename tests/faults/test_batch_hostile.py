@@ -14,6 +14,7 @@ import os
 import shutil
 import socket
 import struct
+import subprocess
 import tarfile
 import threading
 import time
@@ -254,8 +255,9 @@ def test_a_list_file_naming_itself_is_one_line_error(model_copy: Path, tmp_path:
     assert "Traceback" not in result.stderr and not out.exists()
 
 
+@pytest.mark.parametrize("kind", ["thread", "process"])
 def test_sigterm_stops_a_job_waiting_on_a_slow_url(model_copy: Path, photos: Path, tmp_path: Path,
-                                                   slow_server: str) -> None:
+                                                   slow_server: str, kind: str) -> None:
     import signal
 
     from faultkit import interrupt_after
@@ -264,12 +266,42 @@ def test_sigterm_stops_a_job_waiting_on_a_slow_url(model_copy: Path, photos: Pat
     three_photos(folder, photos)
     out = tmp_path / "out.jsonl"
     proc = start(["batch", folder, *[f"{slow_server}/drip{i}.jpg" for i in range(4)], "--out", out,
-                  "--model", model_copy, "--no-progress", "--read-timeout", "30", "--workers", "2"])
+                  "--model", model_copy, "--no-progress", "--read-timeout", "30", "--workers", "2",
+                  "--worker-kind", kind])
     t0 = time.monotonic()
     result = interrupt_after(proc, "CPU variant", 2.0, timeout=60, sig=signal.SIGTERM)
     assert time.monotonic() - t0 < 20, "SIGTERM waited for the slow reads"
     assert result.returncode == 130, result.stderr
     assert not out.with_name(out.name + ".lock").exists()
+
+
+def _cmdline(pid: int) -> bytes:
+    try:
+        return Path(f"/proc/{pid}/cmdline").read_bytes()
+    except OSError:
+        return b""
+
+
+def decode_workers(proc: subprocess.Popen, timeout: float = 60) -> set[int]:
+    """The job's decode worker processes: children with its own command line, still there a second later (a
+    library's fork+exec helper shares it only until it execs)."""
+    def forked() -> set[int]:
+        found = set()
+        for task in Path(f"/proc/{proc.pid}/task").iterdir():
+            try:
+                found |= {int(c) for c in (task / "children").read_text().split()}
+            except OSError:  # that thread ended meanwhile
+                continue
+        return {pid for pid in found if _cmdline(pid) == _cmdline(proc.pid)}
+
+    workers: set[int] = set()
+    deadline = time.monotonic() + timeout
+    while not workers and time.monotonic() < deadline and proc.poll() is None:
+        seen = forked()
+        time.sleep(1.0)  # the worker sits in the slow read meanwhile
+        workers = seen & forked()
+    assert workers, "no worker process started"
+    return workers
 
 
 def test_a_killed_worker_process_is_a_one_line_error(model_copy: Path, photos: Path, tmp_path: Path,
@@ -281,24 +313,45 @@ def test_a_killed_worker_process_is_a_one_line_error(model_copy: Path, photos: P
     out = tmp_path / "out.jsonl"
     proc = start(["batch", folder, f"{slow_server}/drip.jpg", "--out", out, "--model", model_copy,
                   "--no-progress", "--read-timeout", "30", "--workers", "1", "--worker-kind", "process"])
-    def cmdline(pid: int) -> bytes:
+    workers = decode_workers(proc)
+    killed = 0
+    for child in workers:
         try:
-            return Path(f"/proc/{pid}/cmdline").read_bytes()
-        except OSError:
-            return b""
-
-    children: list[int] = []  # forked decode workers: same command line as the CLI (not a library's helper)
-    deadline = time.monotonic() + 60
-    while not children and time.monotonic() < deadline and proc.poll() is None:
-        time.sleep(0.2)
-        for task in Path(f"/proc/{proc.pid}/task").iterdir():
-            children += [int(c) for c in (task / "children").read_text().split()
-                         if cmdline(int(c)) == cmdline(proc.pid)]
-    assert children, "no worker process started"
-    time.sleep(1.0)  # the worker is inside the slow read
-    for child in children:
-        os.kill(child, signal.SIGKILL)
+            os.kill(child, signal.SIGKILL)
+            killed += 1
+        except ProcessLookupError:
+            pass
+    assert killed, "every worker process ended before it could be killed"
     out_text, err = proc.communicate(timeout=60)
     assert proc.returncode == EXIT_ERROR, err
     assert "decode worker process died" in err and "--resume" in err and "Traceback" not in err
     assert not out.with_name(out.name + ".lock").exists()
+
+
+def test_worker_processes_end_when_the_job_is_killed(model_copy: Path, photos: Path, tmp_path: Path,
+                                                    slow_server: str) -> None:
+    """SIGKILL (the OOM killer, kill -9) gives the job no chance to stop its workers: they must see it is gone."""
+    import signal
+
+    folder = tmp_path / "in"
+    three_photos(folder, photos)
+    proc = start(["batch", folder, f"{slow_server}/drip.jpg", "--out", tmp_path / "out.jsonl", "--model",
+                  model_copy, "--no-progress", "--read-timeout", "30", "--workers", "2", "--worker-kind", "process"],
+                 stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    workers = decode_workers(proc)
+    proc.kill()
+    proc.wait(timeout=30)
+
+    def alive(pid: int) -> bool:  # a zombie waiting for a reaper that is not there has ended too
+        try:
+            return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
+        except OSError:
+            return False
+
+    deadline = time.monotonic() + 30
+    while any(alive(pid) for pid in workers) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    left = [pid for pid in workers if alive(pid)]
+    for pid in left:
+        os.kill(pid, signal.SIGKILL)
+    assert not left, "decode worker processes outlived their killed job"

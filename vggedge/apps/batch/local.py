@@ -12,8 +12,12 @@ from __future__ import annotations
 
 import dataclasses
 import functools
-from contextlib import contextmanager
+import multiprocessing
+import os
+import signal
+import threading
 import time
+from contextlib import contextmanager
 from concurrent.futures import Executor, ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass, field
@@ -62,8 +66,46 @@ def make_pool(kind: str, workers: int) -> Executor | DecodePool:
     """Decode workers: ``thread`` (default: the shared :class:`DecodePool` when ``workers`` is every core,
     else a pool of that size) or ``process``. Close it after use (closing the shared pool is a no-op here)."""
     if kind == "process":
-        return ProcessPoolExecutor(workers)
+        return WorkerProcesses(workers)
     return _Borrowed(shared_pool()) if workers == default_workers() else DecodePool(workers)
+
+
+class WorkerProcesses(ProcessPoolExecutor):
+    """Decode worker processes that stop with their job.
+
+    :meth:`stop` ends every worker's reads in flight at their next chunk (the job's
+    :data:`~vggedge.apps.batch.remote.STOP`, which a process does not share), so a
+    stop never waits for a slow URL; a worker whose job process is gone (killed, even
+    with SIGKILL) exits instead of waiting forever on its queue; workers ignore Ctrl-C,
+    which the terminal sends to them too: the job decides how to stop.
+    """
+
+    def __init__(self, workers: int) -> None:
+        context = multiprocessing.get_context()
+        # a flag in shared memory, without a lock: a worker killed while holding an Event's lock would
+        # leave stop() waiting for it forever
+        self.stopping = context.RawValue("b", 0)
+        super().__init__(workers, mp_context=context, initializer=_watch_job, initargs=(self.stopping,))
+
+    def stop(self) -> None:
+        """End reads in flight in every worker, drop decodes not started, and return without waiting."""
+        self.stopping.value = 1
+        self.shutdown(wait=False, cancel_futures=True)
+
+
+def _watch_job(stopping: Any, period_s: float = 0.2) -> None:
+    """A worker process's initializer: a thread that passes the job's stop on, and exits when the job is gone."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    parent = os.getppid()
+
+    def watch() -> None:
+        while os.getppid() == parent:  # reparented: the job (or, under forkserver, its server) has ended
+            if stopping.value and not STOP.is_set():
+                STOP.set()
+            time.sleep(period_s)
+        os._exit(1)
+
+    threading.Thread(target=watch, name="vggedge-job-watch", daemon=True).start()
 
 
 class _Borrowed:
@@ -203,8 +245,8 @@ def run_local(items: Iterable[Item], spec: ModelSpec, runner: Runner, rows: RowM
                            f"are kept in {writer.path}: run again with --resume") from None
     finally:
         STOP.set()  # reads in flight end at their next chunk, so a stop never waits for a slow URL
-        if isinstance(pool, ProcessPoolExecutor):
-            pool.shutdown(wait=False, cancel_futures=True)  # decodes still in flight are not needed
+        if isinstance(pool, WorkerProcesses):
+            pool.stop()  # decodes still in flight are not needed
         else:
             pool.__exit__(None, None, None)
 
