@@ -18,6 +18,7 @@ from typing import Iterator
 import pytest
 
 from faultkit import start, vggedge
+from test_batch_hostile import slow_server  # noqa: F401  (the slow HTTP server fixture)
 from vggedge.apps.batch.readers import read_rows
 from vggedge.apps.batch.writers import errors_path_for
 from vggedge.errors import EXIT_ERROR, EXIT_PARTIAL
@@ -93,26 +94,37 @@ def test_resume_with_another_model_or_features_is_refused(model_copy: Path, phot
     assert out.read_bytes() == before
 
 
-def test_two_jobs_on_one_output_the_second_refuses(model_copy: Path, photos: Path, tmp_path: Path) -> None:
+def test_two_jobs_on_one_output_the_second_refuses(model_copy: Path, photos: Path, tmp_path: Path,
+                                                   slow_server: str) -> None:
+    import signal
+    import time
+
     big = tmp_path / "many"
     big.mkdir()
     for i in range(40):
         for photo in sorted(photos.glob("*.jpg")):
             os.link(photo, big / f"{i:02d}_{photo.name}")
     out = tmp_path / "out.jsonl"
-    first = start(["batch", big, "--out", out, "--model", model_copy, "--no-progress", "--batch-size", "4"])
+    # a URL sending a byte every 0.3 s keeps the first job (and its lock) alive however fast the rest goes
+    first = start(["batch", big, f"{slow_server}/drip.jpg", "--out", out, "--model", model_copy, "--no-progress",
+                   "--batch-size", "4", "--read-timeout", "30"])
     try:
         lock = out.with_name(out.name + ".lock")
         for _ in range(600):
             if lock.exists() and out.exists():
                 break
-            import time
             time.sleep(0.05)
         second = batch(big, "--out", out, "--model", model_copy, "--resume")
     finally:
-        first.communicate(timeout=300)
+        first.send_signal(signal.SIGTERM)
+        first.communicate(timeout=120)
     assert second.returncode == EXIT_ERROR and "being written by another job" in second.stderr, second.stderr
-    assert first.returncode == 0
+    assert first.returncode == 130
+    assert not lock.exists()
+    rows = read_rows(out)
+    assert len(rows) == len({r["path"] for r in rows}) <= 480  # one writer: no row twice
+    third = batch(big, "--out", out, "--model", model_copy, "--resume")
+    assert third.returncode == 0, third.stderr
     rows = read_rows(out)
     assert len(rows) == len({r["path"] for r in rows}) == 480
     assert not lock.exists()
