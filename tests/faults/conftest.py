@@ -1,12 +1,16 @@
-"""Shared fixtures of the faults suite: a small model exported through the CLI, fresh folders of it and of photos.
+"""Shared fixtures of the faults suite: a small model exported through the CLI, fresh folders of it and of photos,
+and a slow HTTP server.
 
 Every fault test drives ``vggedge`` as a user would (a child process, real files)
 and asserts three things: the message, the exit status, and the files left behind.
 """
 from __future__ import annotations
 
+import http.server
 import os
 import shutil
+import threading
+import time
 from pathlib import Path
 from typing import Iterator
 
@@ -77,3 +81,43 @@ def photos(tmp_path: Path) -> Path:
     for path in sorted(CALIB.glob("*.jpg")):
         shutil.copy(path, folder / path.name)
     return folder
+
+
+class _Slow(http.server.BaseHTTPRequestHandler):
+    """/drip: one byte every 0.3 s forever; /big: a chunked body without end; /huge: Content-Length 2 GiB."""
+
+    def log_message(self, *args) -> None:
+        pass
+
+    def do_GET(self) -> None:
+        try:
+            if self.path.startswith("/huge"):
+                self.send_response(200)
+                self.send_header("Content-Length", str(2**31))
+                self.end_headers()
+                self.wfile.write(b"\xff\xd8" + bytes(1 << 16))
+            elif self.path.startswith("/big"):
+                self.send_response(200)
+                self.end_headers()
+                while True:
+                    self.wfile.write(bytes(1 << 16))
+            else:
+                self.send_response(200)
+                self.end_headers()
+                for _ in range(200):
+                    self.wfile.write(b"\xff")
+                    self.wfile.flush()
+                    time.sleep(0.3)
+        except (BrokenPipeError, ConnectionResetError):
+            pass
+
+
+@pytest.fixture
+def slow_server():
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _Slow)
+    server.daemon_threads = True
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield f"http://user:pw@127.0.0.1:{server.server_address[1]}"
+    server.shutdown()
+    server.server_close()

@@ -104,3 +104,38 @@ def strays(folder: Path, allowed: Sequence[str] = ()) -> list[str]:
     return found
 
 
+def _cmdline(pid: int) -> bytes:
+    try:
+        return Path(f"/proc/{pid}/cmdline").read_bytes()
+    except OSError:
+        return b""
+
+
+def decode_workers(proc: subprocess.Popen, timeout: float = 60) -> set[int]:
+    """The job's decode worker processes: children with its own command line, still there a second later (a
+    library's fork+exec helper shares it only until it execs)."""
+    def forked() -> set[int]:
+        found = set()
+        for task in Path(f"/proc/{proc.pid}/task").iterdir():
+            try:
+                found |= {int(c) for c in (task / "children").read_text().split()}
+            except OSError:  # that thread ended meanwhile
+                continue
+        return {pid for pid in found if _cmdline(pid) == _cmdline(proc.pid)}
+
+    workers: set[int] = set()
+    deadline = time.monotonic() + timeout
+    while not workers and time.monotonic() < deadline and proc.poll() is None:
+        seen = forked()
+        time.sleep(1.0)  # the worker sits in the slow read meanwhile
+        workers = seen & forked()
+    assert workers, "no worker process started"
+    return workers
+
+
+def exited(pid: int) -> bool:
+    """True once process ``pid`` has ended (a zombie waiting for a reaper that is not there has ended too)."""
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] == "Z"
+    except OSError:
+        return True

@@ -7,7 +7,6 @@ hang cases under a timeout they must finish well inside.
 """
 from __future__ import annotations
 
-import http.server
 import io
 import json
 import os
@@ -16,7 +15,6 @@ import socket
 import struct
 import subprocess
 import tarfile
-import threading
 import time
 import zlib
 from pathlib import Path
@@ -24,7 +22,7 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
-from faultkit import start, vggedge
+from faultkit import decode_workers, exited, start, vggedge
 from vggedge.errors import EXIT_ERROR, EXIT_PARTIAL
 
 GIB = 2**30
@@ -159,46 +157,6 @@ def test_a_tar_member_over_max_bytes_is_refused_from_its_header(model_copy: Path
     assert [r["path"].rsplit("::", 1)[1] for r in rows(out)] == ["a_good.jpg"]
 
 
-class _Slow(http.server.BaseHTTPRequestHandler):
-    """/drip: one byte every 0.3 s forever; /big: a chunked body without end; /huge: Content-Length 2 GiB."""
-
-    def log_message(self, *args) -> None:
-        pass
-
-    def do_GET(self) -> None:
-        try:
-            if self.path.startswith("/huge"):
-                self.send_response(200)
-                self.send_header("Content-Length", str(2 * GIB))
-                self.end_headers()
-                self.wfile.write(b"\xff\xd8" + bytes(1 << 16))
-            elif self.path.startswith("/big"):
-                self.send_response(200)
-                self.end_headers()
-                while True:
-                    self.wfile.write(bytes(1 << 16))
-            else:
-                self.send_response(200)
-                self.end_headers()
-                for _ in range(200):
-                    self.wfile.write(b"\xff")
-                    self.wfile.flush()
-                    time.sleep(0.3)
-        except (BrokenPipeError, ConnectionResetError):
-            pass
-
-
-@pytest.fixture
-def slow_server():
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _Slow)
-    server.daemon_threads = True
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    yield f"http://user:pw@127.0.0.1:{server.server_address[1]}"
-    server.shutdown()
-    server.server_close()
-
-
 def test_slow_and_endless_urls_end_in_error_rows(model_copy: Path, photos: Path, tmp_path: Path,
                                                  slow_server: str) -> None:
     folder = tmp_path / "in"
@@ -275,35 +233,6 @@ def test_sigterm_stops_a_job_waiting_on_a_slow_url(model_copy: Path, photos: Pat
     assert not out.with_name(out.name + ".lock").exists()
 
 
-def _cmdline(pid: int) -> bytes:
-    try:
-        return Path(f"/proc/{pid}/cmdline").read_bytes()
-    except OSError:
-        return b""
-
-
-def decode_workers(proc: subprocess.Popen, timeout: float = 60) -> set[int]:
-    """The job's decode worker processes: children with its own command line, still there a second later (a
-    library's fork+exec helper shares it only until it execs)."""
-    def forked() -> set[int]:
-        found = set()
-        for task in Path(f"/proc/{proc.pid}/task").iterdir():
-            try:
-                found |= {int(c) for c in (task / "children").read_text().split()}
-            except OSError:  # that thread ended meanwhile
-                continue
-        return {pid for pid in found if _cmdline(pid) == _cmdline(proc.pid)}
-
-    workers: set[int] = set()
-    deadline = time.monotonic() + timeout
-    while not workers and time.monotonic() < deadline and proc.poll() is None:
-        seen = forked()
-        time.sleep(1.0)  # the worker sits in the slow read meanwhile
-        workers = seen & forked()
-    assert workers, "no worker process started"
-    return workers
-
-
 def test_a_killed_worker_process_is_a_one_line_error(model_copy: Path, photos: Path, tmp_path: Path,
                                                      slow_server: str) -> None:
     import signal
@@ -342,16 +271,10 @@ def test_worker_processes_end_when_the_job_is_killed(model_copy: Path, photos: P
     proc.kill()
     proc.wait(timeout=30)
 
-    def alive(pid: int) -> bool:  # a zombie waiting for a reaper that is not there has ended too
-        try:
-            return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
-        except OSError:
-            return False
-
     deadline = time.monotonic() + 30
-    while any(alive(pid) for pid in workers) and time.monotonic() < deadline:
+    while not all(exited(pid) for pid in workers) and time.monotonic() < deadline:
         time.sleep(0.2)
-    left = [pid for pid in workers if alive(pid)]
+    left = [pid for pid in workers if not exited(pid)]
     for pid in left:
         os.kill(pid, signal.SIGKILL)
     assert not left, "decode worker processes outlived their killed job"

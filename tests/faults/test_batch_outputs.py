@@ -18,7 +18,6 @@ from typing import Iterator
 import pytest
 
 from faultkit import start, vggedge
-from test_batch_hostile import slow_server  # noqa: F401  (the slow HTTP server fixture)
 from vggedge.apps.batch.readers import read_rows
 from vggedge.apps.batch.writers import errors_path_for
 from vggedge.errors import EXIT_ERROR, EXIT_PARTIAL
